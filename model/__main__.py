@@ -1,0 +1,5 @@
+import sys
+
+from .summary import main
+
+sys.exit(main())

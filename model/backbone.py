@@ -1,0 +1,138 @@
+"""The frozen CLIP image tower, tapped at several layers, and the one-off text-tower pass.
+
+Weights sources (``clip_weights``):
+- ``None``: random init (tests, offline summaries, or a small backbone whose weights a checkpoint embeds);
+- an open_clip pretrained tag such as ``openai`` (downloaded to the open_clip / Hugging Face cache);
+- a local weights file (``.safetensors``, ``.pt``, ``.bin``) holding a full open_clip CLIP state dict;
+- ``local-dir:/path`` with ``open_clip_config.json`` + ``open_clip_model.safetensors``.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import open_clip
+import torch
+from torch import nn
+
+from .config import CLIP_CONFIG_DIR
+
+# Project-local open_clip architectures (the tiny test tower) are registered like open_clip's own configs.
+open_clip.add_model_config(CLIP_CONFIG_DIR)
+
+TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class BackboneError(ValueError):
+    """A CLIP architecture or weights source that cannot be loaded."""
+
+
+def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def tower_fingerprint(module: nn.Module) -> str:
+    """sha256 over a tower's weights (names and fp32 values): the same weights give the same digest whatever
+    file, tag or folder they came from."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def backbone_identity(arch: str, weights: str | None) -> dict:
+    """What a checkpoint records about its backbone, so a loader can refuse a different one."""
+    identity = {"arch": arch, "weights": weights, "weights_file_sha256": None}
+    if weights and not weights.startswith("local-dir:") and os.path.isfile(weights):
+        identity["weights_file_sha256"] = file_sha256(weights)
+    elif weights and weights.startswith("local-dir:"):
+        folder = Path(weights.removeprefix("local-dir:"))
+        files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+        if files:
+            identity["weights_file_sha256"] = file_sha256(files[0])
+    return identity
+
+
+def build_clip(arch: str, weights: str | None, force_quick_gelu: bool = False) -> nn.Module:
+    """Create the whole open_clip CLIP model (both towers) from an architecture and a weights source."""
+    kwargs = {"pretrained_text": False, "force_quick_gelu": force_quick_gelu}
+    try:
+        if weights is None:
+            return open_clip.create_model(arch, pretrained=None, **kwargs)
+        if weights.startswith("local-dir:"):
+            return open_clip.create_model(weights, **kwargs)
+        if ("/" in weights or os.sep in weights) and not os.path.isfile(weights):
+            raise BackboneError(f"CLIP weights file {weights!r} does not exist")
+        return open_clip.create_model(arch, pretrained=weights, **kwargs)
+    except BackboneError:
+        raise
+    except RuntimeError as exc:
+        if "Unknown model" in str(exc) or "not found" in str(exc).lower():
+            raise BackboneError(f"cannot build CLIP {arch!r} with weights {weights!r}: {exc}") from None
+        raise BackboneError(f"cannot load CLIP {arch!r} weights {weights!r}: {exc}") from None
+    except (OSError, ValueError) as exc:
+        raise BackboneError(f"cannot load CLIP {arch!r} weights {weights!r}: {exc}") from None
+
+
+@torch.no_grad()
+def encode_phrases(clip_model: nn.Module, arch: str, phrases: list[str]) -> torch.Tensor:
+    """The projected, unnormalised EOT embedding of each phrase: ``[A, embed_dim]`` in fp32."""
+    tokenizer = open_clip.get_tokenizer(arch)
+    was_training = clip_model.training
+    clip_model.eval()
+    tokens = tokenizer(phrases).to(next(clip_model.parameters()).device)
+    embeddings = clip_model.encode_text(tokens, normalize=False).float()
+    clip_model.train(was_training)
+    return embeddings
+
+
+class FrozenCLIPTaps(nn.Module):
+    """CLIP's image tower, frozen, returning patch tokens at chosen layers.
+
+    Tap 0 is the token sequence right after ``ln_pre``; tap k is the output of block k (1-based). CLS tokens are
+    dropped. Blocks after the last tap are deleted, so they cost neither memory nor time. open_clip's
+    ``forward_intermediates`` does not expose the post-``ln_pre`` tokens, hence this short walk over the tower.
+    """
+
+    def __init__(self, visual: nn.Module, taps: tuple[int, ...], dtype: str = "fp32"):
+        super().__init__()
+        num_blocks = len(visual.transformer.resblocks)
+        if taps[-1] > num_blocks:
+            raise BackboneError(f"tap {taps[-1]} asked for, but the CLIP tower has only {num_blocks} blocks")
+        if getattr(visual, "attn_pool", None) is not None:
+            raise BackboneError("CLIP towers with attention pooling are not supported")
+        if not visual.transformer.batch_first:
+            raise BackboneError("expected an open_clip tower with batch-first blocks (open_clip >= 2.x)")
+        del visual.transformer.resblocks[taps[-1]:]
+        # Taken before any dtype cast, so a checkpoint can check that a loader got the same weights.
+        self.fingerprint = tower_fingerprint(visual)
+        self.visual = visual
+        self.taps = tuple(taps)
+        self.width = visual.transformer.width
+        self.grid = tuple(visual.grid_size)
+        self.image_size = tuple(visual.image_size)
+        self.dtype = TORCH_DTYPES[dtype]
+        self.visual.to(self.dtype)
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> "FrozenCLIPTaps":
+        # Frozen: dropout and patch dropout stay off whatever the parent module's mode.
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """``images [N, 3, S, S]`` -> one ``[N, grid*grid, width]`` fp32 tensor per tap."""
+        x = self.visual._embeds(images.to(self.dtype))
+        taps = [x] if self.taps[0] == 0 else []
+        for index, block in enumerate(self.visual.transformer.resblocks, start=1):
+            x = block(x)
+            if index in self.taps:
+                taps.append(x)
+        return [tap[:, 1:].float() for tap in taps]

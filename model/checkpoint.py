@@ -1,0 +1,178 @@
+"""The checkpoint: the only contract between training and serving.
+
+One ``.safetensors`` file. Tensors: the trainable weights, BatchNorm statistics, the precomputed attribute text
+embeddings (``text_embeddings``) and, optionally, the frozen backbone (``backbone.*``). The safetensors header
+carries one JSON document under the key ``vtfpar``: format version, full model config, attribute schema with
+phrases, backbone identity, preprocessing, per-attribute thresholds and free-form provenance. Loading never
+unpickles anything.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from .backbone import BackboneError, backbone_identity, file_sha256, tower_fingerprint
+from .config import ConfigError, VTFPARConfig
+from .network import VTFPAR, build_backbone
+from .schema import SchemaError, schema_from_dict
+
+FORMAT_VERSION = 1
+METADATA_KEY = "vtfpar"
+BACKBONE_PREFIX = "backbone."
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded; the message names what does not match."""
+
+
+@dataclass
+class LoadedCheckpoint:
+    model: VTFPAR
+    metadata: dict
+    digest: str
+    path: str
+
+
+def save_checkpoint(model: VTFPAR, path: str | os.PathLike, provenance: dict | None = None,
+                    embed_backbone: bool | None = None) -> str:
+    """Write ``model`` to ``path`` atomically; returns the file's sha256.
+
+    The backbone is embedded when ``embed_backbone`` is true, and by default when its weights have no public
+    or local source (``clip_weights`` is None), since nothing else could rebuild them.
+    """
+    config = model.config
+    if embed_backbone is None:
+        embed_backbone = config.clip_weights is None
+    tensors = {}
+    for name, tensor in model.state_dict().items():
+        if name.startswith(BACKBONE_PREFIX) and not embed_backbone:
+            continue
+        tensors[name] = tensor.detach().cpu().contiguous()
+    metadata = {
+        "format_version": FORMAT_VERSION,
+        "config": config.to_dict(),
+        "schema": model.schema.to_dict(),
+        "thresholds": [float(t) for t in model.thresholds],
+        "text_embeddings": {"tensor": "text_embeddings", "shape": list(model.text_embeddings.shape),
+                            "phrases": model.schema.phrases, "encoder": f"{config.clip_arch} text tower"},
+        "backbone": {**backbone_identity(config.clip_arch, config.clip_weights),
+                     "tower_sha256": model.backbone.fingerprint, "embedded": bool(embed_backbone),
+                     "dtype": config.backbone_dtype, "taps": list(config.taps)},
+        "preprocessing": {"image_size": config.image_size, "mean": list(config.mean), "std": list(config.std),
+                          "pad": "centred black square", "resize": "bilinear, antialiased",
+                          "frames": config.frames, "sampling": "segment_middle"},
+        "provenance": provenance or {},
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(metadata)})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return file_sha256(path)
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The checkpoint's JSON metadata, checked for format version; reads only the header."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a readable safetensors checkpoint (truncated or corrupt?): {exc}") from None
+    if METADATA_KEY not in header:
+        raise CheckpointError(f"{path} is a safetensors file without VTFPAR metadata (key {METADATA_KEY!r})")
+    try:
+        metadata = json.loads(header[METADATA_KEY])
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: its metadata is not valid JSON: {exc}") from None
+    version = metadata.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {version!r} is not supported "
+                              f"(this build reads version {FORMAT_VERSION})")
+    return metadata
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return {name: handle.get_tensor(name) for name in handle.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: cannot read its tensors (truncated or corrupt?): {exc}") from None
+
+
+def _check_tensors(path: Path, expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> None:
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong = [f"{name}: checkpoint {list(found[name].shape)}, model {list(expected[name].shape)}"
+             for name in sorted(set(expected) & set(found)) if found[name].shape != expected[name].shape]
+    problems = []
+    if missing:
+        problems.append(f"missing tensors {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    if unexpected:
+        problems.append(f"unexpected tensors {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+    if wrong:
+        problems.append("wrong shapes: " + "; ".join(wrong[:5]))
+    if problems:
+        raise CheckpointError(f"{path} does not match the model its metadata describes: " + ", ".join(problems))
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
+                    backbone_weights: str | None = None) -> LoadedCheckpoint:
+    """Rebuild the model a checkpoint describes and load its weights.
+
+    ``backbone_weights`` overrides where the frozen CLIP weights come from (e.g. a local file on a host without
+    the hub); whatever the source, the tower must hash to the digest recorded at training time.
+    """
+    path = Path(path)
+    metadata = read_metadata(path)
+    try:
+        config = VTFPARConfig.from_dict(metadata["config"])
+        schema = schema_from_dict(metadata["schema"], source=f"{path} schema")
+        recorded = metadata["backbone"]
+        thresholds = [float(t) for t in metadata["thresholds"]]
+    except (KeyError, TypeError, ConfigError, SchemaError) as exc:
+        raise CheckpointError(f"{path}: incomplete or invalid metadata: {exc}") from None
+    if len(thresholds) != len(schema) or not all(0.0 < t < 1.0 for t in thresholds):
+        raise CheckpointError(f"{path}: needs one threshold in (0, 1) per attribute ({len(schema)}), "
+                              f"got {len(thresholds)}")
+    tensors = _read_tensors(path)
+    if "text_embeddings" not in tensors:
+        raise CheckpointError(f"{path}: missing tensor 'text_embeddings'")
+
+    embedded = bool(recorded.get("embedded"))
+    weights = None if embedded else (backbone_weights or config.clip_weights)
+    try:
+        _, backbone = build_backbone(config, weights)
+    except BackboneError as exc:
+        raise CheckpointError(f"{path}: cannot build its backbone: {exc}") from None
+    if not embedded and backbone.fingerprint != recorded.get("tower_sha256"):
+        raise CheckpointError(
+            f"{path}: backbone mismatch: the checkpoint was trained on {recorded.get('arch')} weights "
+            f"{recorded.get('weights')!r} (tower sha256 {str(recorded.get('tower_sha256'))[:12]}...), but the weights "
+            f"loaded from {weights!r} hash to {backbone.fingerprint[:12]}...")
+    try:
+        model = VTFPAR(config, schema, backbone, tensors["text_embeddings"])
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    expected = {k: v for k, v in model.state_dict().items() if embedded or not k.startswith(BACKBONE_PREFIX)}
+    _check_tensors(path, expected, tensors)
+    model.load_state_dict(tensors, strict=False)
+    if embedded:
+        backbone.fingerprint = tower_fingerprint(backbone.visual)
+    model.thresholds = thresholds
+    model.eval().to(device)
+    return LoadedCheckpoint(model=model, metadata=metadata, digest=file_sha256(path), path=str(path))

@@ -1,0 +1,115 @@
+"""VTFPAR++: frozen CLIP taps -> spatial + temporal side nets -> text/visual fusion -> one logit per attribute.
+
+Shapes follow method.md 1.1 (B clips of T frames, L patches, width W, A attributes):
+frames [B,T,3,S,S] -> taps [B*T,L,C] -> spatial [B,1+L,W] (mean over frames) + temporal [B,1+L,W] (mean over
+tapped layers) -> concat(text [B,A,W], visual) -> fusion block(s) + LayerNorm -> head i on text token i -> BN.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .backbone import FrozenCLIPTaps, build_clip, encode_phrases
+from .config import ConfigError, VTFPARConfig
+from .preprocess import Preprocess
+from .schema import AttributeSchema
+from .side_networks import SpatialSideNet, TemporalSideNet, side_block
+
+
+class AttributeHeads(nn.Module):
+    """A separate ``Linear(W, 1)`` per attribute, reading that attribute's text token.
+
+    Stored as one ``[A, W]`` weight so all heads run as a single batched product; the parameters are exactly
+    those of A independent Linear layers.
+    """
+
+    def __init__(self, num_attributes: int, width: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_attributes, width))
+        self.bias = nn.Parameter(torch.zeros(num_attributes))
+        bound = width ** -0.5  # nn.Linear's default init, per head
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, text_tokens: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("baw,aw->ba", text_tokens, self.weight) + self.bias
+
+
+class VTFPAR(nn.Module):
+    def __init__(self, config: VTFPARConfig, schema: AttributeSchema, backbone: FrozenCLIPTaps,
+                 text_embeddings: torch.Tensor):
+        super().__init__()
+        if tuple(backbone.image_size) != (config.image_size, config.image_size):
+            raise ConfigError(f"{config.name}: image_size {config.image_size} differs from the CLIP tower's "
+                              f"input size {backbone.image_size}")
+        side_grid = config.image_size // config.side_patch_size
+        if backbone.grid != (side_grid, side_grid):
+            raise ConfigError(f"{config.name}: the side nets' {side_grid}x{side_grid} patch grid must equal the "
+                              f"CLIP grid {backbone.grid}; set side_patch_size to the CLIP patch size")
+        if text_embeddings.shape[0] != len(schema):
+            raise ConfigError(f"{text_embeddings.shape[0]} text embeddings for {len(schema)} attributes")
+        self.config = config
+        self.schema = schema
+        self.preprocess = Preprocess.from_config(config)
+        self.thresholds = [config.threshold] * len(schema)
+        width, num_patches = config.side_width, side_grid * side_grid
+        self.backbone = backbone
+        self.spatial = SpatialSideNet(image_size=config.image_size, patch_size=config.side_patch_size,
+                                      width=width, heads=config.side_heads, mlp_ratio=config.side_mlp_ratio,
+                                      depth=config.spatial_depth, clip_width=backbone.width,
+                                      num_taps=len(config.taps))
+        self.temporal = TemporalSideNet(width=width, heads=config.side_heads, mlp_ratio=config.side_mlp_ratio,
+                                        depth=config.frames, clip_width=backbone.width,
+                                        num_patches=num_patches, num_taps=len(config.taps))
+        # The frozen text tower ran once, at creation; its output is all the network needs of it.
+        self.register_buffer("text_embeddings", text_embeddings.detach().float().clone())
+        self.text_projection = nn.Linear(text_embeddings.shape[1], width)
+        self.fusion = nn.Sequential(*(side_block(width, config.side_heads, config.side_mlp_ratio,
+                                                 drop_path=config.fusion_drop_path)
+                                      for _ in range(config.fusion_depth)))
+        self.fusion_norm = nn.LayerNorm(width, eps=1e-6)
+        self.heads = AttributeHeads(len(schema), width)
+        self.logit_norm = nn.BatchNorm1d(len(schema))
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def forward_features(self, frames: torch.Tensor) -> torch.Tensor:
+        """``frames [B, T, 3, S, S]`` -> visual tokens ``[B, 1 + L, W]`` (spatial + temporal side outputs)."""
+        if frames.ndim != 5 or frames.shape[2] != 3:
+            raise ValueError(f"expected frames [B, T, 3, H, W], got {tuple(frames.shape)}")
+        batch, num_frames = frames.shape[:2]
+        if num_frames > self.config.frames:
+            raise ValueError(f"{num_frames} frames per clip, but this model's temporal side net has one block per "
+                             f"frame and takes at most {self.config.frames}")
+        images = frames.flatten(0, 1)
+        taps = self.backbone(images)
+        spatial = self.spatial(images, taps)
+        spatial = spatial.view(batch, num_frames, *spatial.shape[1:]).mean(dim=1)
+        temporal = self.temporal([tap.view(batch, num_frames, *tap.shape[1:]) for tap in taps])
+        return spatial + temporal
+
+    def forward_head(self, visual_tokens: torch.Tensor) -> torch.Tensor:
+        """Fuse the attribute text tokens with the visual tokens and read one logit per attribute."""
+        text = self.text_projection(self.text_embeddings).expand(visual_tokens.shape[0], -1, -1)
+        fused = self.fusion_norm(self.fusion(torch.cat([text, visual_tokens], dim=1)))
+        return self.logit_norm(self.heads(fused[:, : len(self.schema)]))
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """``frames [B, T, 3, S, S]`` (preprocessed) -> logits ``[B, A]`` (no sigmoid)."""
+        return self.forward_head(self.forward_features(frames))
+
+
+def build_backbone(config: VTFPARConfig, weights: str | None) -> tuple[nn.Module, FrozenCLIPTaps]:
+    """The whole CLIP model (for its text tower) and the frozen, pruned image-tower taps."""
+    clip = build_clip(config.clip_arch, weights, config.clip_force_quick_gelu)
+    return clip, FrozenCLIPTaps(clip.visual, config.taps, config.backbone_dtype)
+
+
+def create_model(config: VTFPARConfig, schema: AttributeSchema, device: str | torch.device = "cpu") -> VTFPAR:
+    """A fresh VTFPAR++ (random side nets) on a frozen CLIP tower; the text tower runs once, here."""
+    clip, backbone = build_backbone(config, config.clip_weights)
+    tokenizer_name = config.clip_weights if (config.clip_weights or "").startswith("local-dir:") else config.clip_arch
+    text_embeddings = encode_phrases(clip, tokenizer_name, schema.phrases)
+    model = VTFPAR(config, schema, backbone, text_embeddings)
+    return model.to(device)
