@@ -78,3 +78,12 @@ def test_paper_model_size_and_compute():
     assert summary["gflops_by_module"]["spatial"] == pytest.approx(15.6, abs=0.2)
     assert summary["gflops_by_module"]["temporal"] == pytest.approx(11.5, abs=0.2)
     assert summary["taps"] == [0, 3, 6, 9, 11] and summary["frames"] == 6 and summary["num_attributes"] == 43
+
+
+def test_backbone_dtype_is_configurable(tiny_model, clips):
+    torch.manual_seed(0)
+    half = create_model(get_config("tiny", backbone_dtype="bf16"), load_schema("mars")).eval()
+    assert next(half.backbone.parameters()).dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in half.trainable_parameters())
+    with torch.no_grad():
+        torch.testing.assert_close(half(clips), tiny_model(clips), rtol=0.1, atol=0.1)
