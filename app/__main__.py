@@ -1,0 +1,25 @@
+"""``python -m app`` (or ``vtfpar-serve``): serve with uvicorn, configured from ``VTFPAR_*`` variables.
+
+On SIGTERM/SIGINT the service reports not ready at once; uvicorn stops accepting connections and waits up to
+``VTFPAR_DRAIN_TIMEOUT_S`` for accepted requests, then the lifespan drains the batch queue and exits.
+"""
+from __future__ import annotations
+
+import sys
+
+from .main import build_server, create_app
+from .settings import Settings
+
+STARTUP_FAILURE = 3     # uvicorn's own exit code when the lifespan startup fails
+
+
+def main() -> None:
+    settings = Settings()
+    server = build_server(create_app(settings), settings)
+    server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""HTTP layer: routes, response schemas, the error-to-status map, upload reading, request middleware."""

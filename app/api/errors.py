@@ -1,0 +1,80 @@
+"""The one place where error codes become HTTP statuses, and every error becomes ``{"error": {...}}``.
+
+FastAPI's own errors (request validation, unknown route, wrong method) are mapped into the same shape.
+"""
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import ErrorCode, ServiceError
+from ..metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+STATUS: dict[ErrorCode, int] = {
+    ErrorCode.BAD_REQUEST: 400,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.PAYLOAD_TOO_LARGE: 413,
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
+    ErrorCode.UNDECODABLE_MEDIA: 422,
+    ErrorCode.NO_VIDEO_STREAM: 422,
+    ErrorCode.TOO_FEW_FRAMES: 422,
+    ErrorCode.CLIP_TOO_LONG: 422,
+    ErrorCode.TOO_MANY_PIXELS: 422,
+    ErrorCode.FRAME_SIZE_MISMATCH: 422,
+    ErrorCode.DECODE_TIMEOUT: 422,
+    ErrorCode.QUEUE_FULL: 429,
+    ErrorCode.OVERLOADED: 429,
+    ErrorCode.NOT_READY: 503,
+    ErrorCode.QUEUE_TIMEOUT: 503,
+    ErrorCode.CLIENT_DISCONNECTED: 499,   # nginx's "client closed request"; nobody is there to read it
+    ErrorCode.INTERNAL_ERROR: 500,
+}
+# Statuses that tell the client to come back later.
+RETRY_LATER = {429, 503}
+_HTTP_CODES = {400: ErrorCode.BAD_REQUEST, 404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED,
+               413: ErrorCode.PAYLOAD_TOO_LARGE, 415: ErrorCode.UNSUPPORTED_MEDIA_TYPE}
+
+
+def error_response(error: ServiceError, retry_after_s: int, headers: dict[str, str] | None = None) -> JSONResponse:
+    status = STATUS[error.code]
+    headers = dict(headers or {})
+    if status in RETRY_LATER:
+        headers["Retry-After"] = str(retry_after_s)
+    return JSONResponse({"error": {"code": error.code.value, "message": error.message}}, status_code=status,
+                        headers=headers)
+
+
+def install_error_handlers(app: FastAPI, retry_after_s: int, metrics: Metrics) -> None:
+    def respond(error: ServiceError, headers: dict[str, str] | None = None) -> JSONResponse:
+        metrics.rejections.labels(reason=error.code.value).inc()
+        return error_response(error, retry_after_s, headers)
+
+    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        return respond(exc)
+
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        fallback = ErrorCode.BAD_REQUEST if exc.status_code < 500 else ErrorCode.INTERNAL_ERROR
+        code = _HTTP_CODES.get(exc.status_code, fallback)
+        response = respond(ServiceError(code, str(exc.detail)), headers=exc.headers)
+        response.status_code = exc.status_code
+        return response
+
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        return respond(ServiceError(ErrorCode.BAD_REQUEST, f"invalid request: {problems}"))
+
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return respond(ServiceError(ErrorCode.INTERNAL_ERROR, "internal error"))
+
+    app.add_exception_handler(ServiceError, service_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, unexpected_error)

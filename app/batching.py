@@ -1,0 +1,185 @@
+"""Dynamic batching: many concurrent requests, one model worker, one forward pass per batch.
+
+Callers ``submit`` one clip each and await their own row. A single worker task takes the oldest clips, waits
+up to ``max_wait_s`` after the first for the batch to fill to ``max_batch``, runs the model on a dedicated
+thread (the event loop keeps serving) and hands every caller its row. The queue is bounded (``QUEUE_FULL``),
+a clip not taken within ``queue_timeout_s`` is dropped (``QUEUE_TIMEOUT``; like Triton, the timeout covers
+waiting, not running), and a caller that goes away (its task is cancelled) takes its clip out of the queue.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from .errors import ErrorCode, ServiceError
+
+log = logging.getLogger(__name__)
+
+# Runs a forward pass on a stacked batch [B, T, 3, S, S] and returns probabilities [B, A].
+InferFn = Callable[[torch.Tensor], np.ndarray]
+
+
+@dataclass
+class BatchResult:
+    probabilities: np.ndarray   # [A], this caller's row
+    queue_s: float              # submit -> taken into a batch
+    inference_s: float          # the whole batch's forward pass
+    batch_size: int
+
+
+@dataclass
+class _Item:
+    clip: torch.Tensor
+    future: asyncio.Future
+    enqueued: float = field(default_factory=time.perf_counter)
+    taken: bool = False
+
+
+class BatchObserver:
+    """Hooks for metrics; the default observes nothing."""
+
+    def on_queue_depth(self, depth: int) -> None: ...
+    def on_queue_wait(self, seconds: float) -> None: ...
+    def on_batch(self, size: int, seconds: float) -> None: ...
+
+
+class Batcher:
+    def __init__(self, infer: InferFn, max_batch: int, max_wait_s: float, max_queue: int, queue_timeout_s: float,
+                 observer: BatchObserver | None = None) -> None:
+        self.infer = infer
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.max_queue = max_queue
+        self.queue_timeout_s = queue_timeout_s
+        self.observer = observer or BatchObserver()
+        self._queue: collections.deque[_Item] = collections.deque()
+        self._arrived = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._closed = False
+        self._busy = False          # a batch is on the model thread
+        self._worker: asyncio.Task | None = None
+        # One model thread: batches run one after another, never concurrently.
+        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+
+    @property
+    def depth(self) -> int:
+        return len(self._queue)
+
+    def start(self) -> None:
+        self._worker = asyncio.get_running_loop().create_task(self._run(), name="batcher")
+
+    async def run_on_model_thread(self, fn, *args):
+        """Runs ``fn`` where the batches run (warm-up uses this, so it never overlaps a batch)."""
+        return await asyncio.get_running_loop().run_in_executor(self._model_thread, fn, *args)
+
+    async def submit(self, clip: torch.Tensor) -> BatchResult:
+        if self._closed:
+            raise ServiceError(ErrorCode.NOT_READY, "the service is shutting down")
+        if len(self._queue) >= self.max_queue:
+            raise ServiceError(ErrorCode.QUEUE_FULL, f"the queue holds {self.max_queue} clips already")
+        item = _Item(clip, asyncio.get_running_loop().create_future())
+        self._queue.append(item)
+        self._idle.clear()
+        self.observer.on_queue_depth(len(self._queue))
+        self._arrived.set()
+        try:
+            return await asyncio.wait_for(asyncio.shield(item.future), self.queue_timeout_s)
+        except TimeoutError:
+            if item.taken:              # already running: the queue timeout no longer applies
+                return await item.future
+            self._remove(item)
+            raise ServiceError(ErrorCode.QUEUE_TIMEOUT,
+                               f"the clip waited {self.queue_timeout_s:g} s without reaching the model") from None
+        except asyncio.CancelledError:
+            if not item.taken:
+                self._remove(item)
+            raise
+
+    def _remove(self, item: _Item) -> None:
+        try:
+            self._queue.remove(item)
+        except ValueError:
+            pass
+        item.future.cancel()
+        self.observer.on_queue_depth(len(self._queue))
+        if not self._queue and not self._busy:
+            self._idle.set()
+
+    async def _run(self) -> None:
+        while True:
+            while not self._queue:
+                self._arrived.clear()
+                await self._arrived.wait()
+            # Wait for the batch to fill, counted from when its oldest clip arrived.
+            fill_by = self._queue[0].enqueued + self.max_wait_s
+            while len(self._queue) < self.max_batch and (remaining := fill_by - time.perf_counter()) > 0:
+                self._arrived.clear()
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), remaining)
+                except TimeoutError:
+                    break
+            batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+            if not batch:               # every waiting caller left while the batch filled
+                continue
+            self._busy = True
+            try:
+                await self._run_batch(batch)
+            finally:
+                self._busy = False
+                if not self._queue:
+                    self._idle.set()
+
+    async def _run_batch(self, batch: list[_Item]) -> None:
+        self.observer.on_queue_depth(len(self._queue))
+        taken_at = time.perf_counter()
+        for item in batch:
+            item.taken = True
+            self.observer.on_queue_wait(taken_at - item.enqueued)
+        try:
+            stacked = torch.stack([item.clip for item in batch])
+            loop = asyncio.get_running_loop()
+            probabilities = await loop.run_in_executor(self._model_thread, self.infer, stacked)
+        except asyncio.CancelledError:
+            _fail(batch, ServiceError(ErrorCode.NOT_READY, "the service shut down before this batch finished"))
+            raise
+        except Exception as exc:   # a failed batch fails its callers, never the worker
+            log.exception("batch of %d clips failed", len(batch))
+            _fail(batch, ServiceError(ErrorCode.INTERNAL_ERROR, f"inference failed: {type(exc).__name__}"))
+            return
+        seconds = time.perf_counter() - taken_at
+        self.observer.on_batch(len(batch), seconds)
+        for row, item in enumerate(batch):
+            if not item.future.done():
+                item.future.set_result(BatchResult(probabilities[row], taken_at - item.enqueued, seconds, len(batch)))
+
+    async def close(self, drain_timeout_s: float) -> None:
+        """Refuse new clips, let queued and running ones finish (up to the timeout), then stop the worker."""
+        self._closed = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), drain_timeout_s)
+        except TimeoutError:
+            log.warning("drain timed out with %d clips queued", len(self._queue))
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except asyncio.CancelledError:
+                pass
+        _fail(list(self._queue), ServiceError(ErrorCode.NOT_READY, "the service shut down"))
+        self._queue.clear()
+        self._model_thread.shutdown(wait=True)
+
+
+def _fail(items: list[_Item], error: ServiceError) -> None:
+    for item in items:
+        if not item.future.done():
+            item.future.set_exception(error)

@@ -1,0 +1,79 @@
+"""The app factory: settings in, a FastAPI app out, with the model loaded and warmed up by its lifespan.
+
+``create_app(settings, runner=...)`` lets tests serve a runner they built (or wrapped) themselves.
+Run with ``python -m app`` / ``vtfpar-serve``, or ``uvicorn --factory app.main:create_app``.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import uvicorn
+from fastapi import FastAPI
+
+from model import CheckpointError
+
+from .api.errors import install_error_handlers
+from .api.middleware import RequestContextMiddleware
+from .api.routes import router
+from .inference import ModelRunner, StartupError
+from .log import log_config
+from .metrics import Metrics
+from .service import Service
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Video pedestrian attribute recognition (VTFPAR++). POST a pedestrian clip, or a tracklet of crops, to
+`/predict` and get a probability and a thresholded decision for every attribute of the model's schema.
+Requests are batched dynamically; `/metrics` shows batch sizes, queue and decode times.
+"""
+
+
+def create_app(settings: Settings | None = None, runner: ModelRunner | None = None) -> FastAPI:
+    settings = settings or Settings()
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # Loading fails fast (the process exits with the reason); warm-up runs after startup, and
+        # /health/ready turns 200 when it is done.
+        try:
+            model_runner = runner or await asyncio.to_thread(ModelRunner.load, settings)
+        except (StartupError, CheckpointError) as exc:
+            log.error("cannot load the model: %s", exc)
+            raise
+        service = Service(settings, model_runner, metrics)
+        app.state.service = service
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = FastAPI(title="VTFPAR++ attribute service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.metrics = metrics
+    install_error_handlers(app, settings.retry_after_s, metrics)
+    app.include_router(router)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    return app
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, but the service reports not ready the moment a shutdown signal arrives."""
+
+    def handle_exit(self, sig, frame) -> None:
+        service = getattr(self.config.app.state, "service", None)
+        if service is not None:
+            service.begin_drain()
+        super().handle_exit(sig, frame)
+
+
+def build_server(app: FastAPI, settings: Settings, **overrides) -> DrainingServer:
+    options = dict(host=settings.host, port=settings.port, access_log=False, lifespan="on",
+                   log_config=log_config(settings.log_level, settings.log_json),
+                   timeout_graceful_shutdown=settings.drain_timeout_s)
+    return DrainingServer(uvicorn.Config(app, **{**options, **overrides}))

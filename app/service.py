@@ -1,0 +1,96 @@
+"""The running service: model runner, decoder, batcher, metrics and the readiness state, wired together.
+
+Routes reach it through a FastAPI dependency, so tests can build one around a fake runner.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from .batching import Batcher
+from .decoding import DecodeLimits, Decoder, PreparedClip
+from .errors import ErrorCode, ServiceError
+from .inference import ModelRunner, warmup_batch_sizes
+from .metrics import Metrics
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    def __init__(self, settings: Settings, runner: ModelRunner, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.runner = runner
+        self.metrics = metrics or Metrics()
+        self.limits = DecodeLimits.from_settings(settings)
+        self.decoder = Decoder(self.limits, settings.decode_workers, runner.frames_per_clip, runner.preprocess)
+        self.batcher = Batcher(runner.predict, max_batch=settings.max_batch_clips,
+                               max_wait_s=settings.max_batch_wait_ms / 1000, max_queue=settings.max_queue,
+                               queue_timeout_s=settings.queue_timeout_s, observer=self.metrics)
+        self.warmed_up = False
+        self.draining = False
+        self._in_flight = 0
+        self._warmup_task: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        identity = runner.identity
+        self.metrics.set_model(identity.name, identity.version, identity.schema, runner.device, runner.dtype)
+        self.metrics.ready.set_function(lambda: 1 if self.ready else 0)
+
+    @property
+    def ready(self) -> bool:
+        return self.warmed_up and not self.draining
+
+    async def start(self) -> None:
+        """Start the batch worker, then warm up in the background; ready once that is done."""
+        self._loop = asyncio.get_running_loop()
+        self.batcher.start()
+        self._warmup_task = self._loop.create_task(self._warm_up(), name="warm-up")
+
+    async def _warm_up(self) -> None:
+        sizes = warmup_batch_sizes(self.settings.max_batch_clips) if self.settings.warmup else []
+        if sizes:
+            try:
+                await self.batcher.run_on_model_thread(self.runner.warm_up, sizes)
+            except Exception:
+                log.exception("warm-up failed: the service stays not ready")
+                return
+            log.info("warmed up batch sizes %s", sizes)
+        self.warmed_up = True
+        log.info("ready")
+
+    def begin_drain(self) -> None:
+        """Not ready from now on. Runs inside the SIGTERM handler, so it only sets a flag (no locks) and
+        leaves the logging to the event loop."""
+        if not self.draining:
+            self.draining = True
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(log.info, "draining: not ready, finishing accepted requests")
+
+    async def stop(self) -> None:
+        self.begin_drain()
+        if self._warmup_task is not None:
+            self._warmup_task.cancel()
+        await self.batcher.close(self.settings.drain_timeout_s)
+        self.decoder.close()
+
+    @contextlib.contextmanager
+    def admit(self):
+        """Admission for one /predict request: ready, and under the concurrency cap."""
+        if not self.ready:
+            raise ServiceError(ErrorCode.NOT_READY, "the service is draining" if self.draining
+                               else "the model is still loading or warming up")
+        if self._in_flight >= self.settings.max_concurrent_requests:
+            raise ServiceError(ErrorCode.OVERLOADED,
+                               f"{self.settings.max_concurrent_requests} requests are being handled already")
+        self._in_flight += 1
+        self.metrics.in_flight.set(self._in_flight)
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+            self.metrics.in_flight.set(self._in_flight)
+
+    def record_decode(self, clip: PreparedClip) -> None:
+        self.metrics.decode_duration.labels(codec=clip.media.codec).observe(clip.decode_s)
+        self.metrics.frames_decoded.observe(clip.media.frames_decoded)

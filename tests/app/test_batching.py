@@ -1,0 +1,150 @@
+"""The dynamic batcher, driven with a fake model: batches form, every caller gets its own row, and the queue's
+bounds (size, timeout, cancellation, drain) hold."""
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from app.batching import Batcher
+from app.errors import ErrorCode, ServiceError
+
+# anyio's pytest plugin (anyio ships with Starlette) runs the async tests.
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+class FakeModel:
+    """Row i of the answer is [clip id, batch size]; ``gate`` can hold a batch on the model thread."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    def __call__(self, clips: torch.Tensor) -> np.ndarray:
+        self.entered.set()
+        assert self.gate.wait(10)
+        ids = [int(c.flatten()[0]) for c in clips]
+        self.batches.append(ids)
+        return np.array([[i, len(ids)] for i in ids], dtype=np.float32)
+
+
+def clip(clip_id: int) -> torch.Tensor:
+    return torch.full((2, 3, 4, 4), float(clip_id))
+
+
+def make(model, **kw) -> Batcher:
+    options = dict(max_batch=4, max_wait_s=0.05, max_queue=64, queue_timeout_s=5.0)
+    return Batcher(model, **{**options, **kw})
+
+
+async def _wait_for(condition, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+async def test_concurrent_clips_share_batches_and_each_gets_its_own_row():
+    model = FakeModel()
+    batcher = make(model)
+    batcher.start()
+    results = await asyncio.gather(*(batcher.submit(clip(i)) for i in range(10)))
+    assert [int(r.probabilities[0]) for r in results] == list(range(10))
+    assert sorted(i for batch in model.batches for i in batch) == list(range(10))
+    assert max(len(b) for b in model.batches) == 4 and len(model.batches) == 3
+    assert all(r.batch_size == r.probabilities[1] for r in results)
+    await batcher.close(1)
+
+
+async def test_a_lone_clip_waits_at_most_max_wait():
+    model = FakeModel()
+    batcher = make(model, max_wait_s=0.02)
+    batcher.start()
+    result = await asyncio.wait_for(batcher.submit(clip(7)), 1)
+    assert result.batch_size == 1 and result.queue_s < 0.5
+    await batcher.close(1)
+
+
+async def test_a_full_queue_refuses_and_a_stale_clip_times_out():
+    model = FakeModel()
+    model.gate.clear()
+    batcher = make(model, max_batch=1, max_queue=1, queue_timeout_s=0.2)
+    batcher.start()
+    running = asyncio.create_task(batcher.submit(clip(1)))
+    await asyncio.to_thread(model.entered.wait, 5)
+    queued = asyncio.create_task(batcher.submit(clip(2)))
+    await _wait_for(lambda: batcher.depth == 1)
+    with pytest.raises(ServiceError) as full:
+        await batcher.submit(clip(3))
+    assert full.value.code == ErrorCode.QUEUE_FULL
+    with pytest.raises(ServiceError) as stale:
+        await queued
+    assert stale.value.code == ErrorCode.QUEUE_TIMEOUT and batcher.depth == 0
+    model.gate.set()
+    # The running clip is past the queue: its timeout no longer applies.
+    assert int((await running).probabilities[0]) == 1
+    assert model.batches == [[1]]
+    await batcher.close(1)
+
+
+async def test_a_cancelled_caller_leaves_the_queue():
+    model = FakeModel()
+    model.gate.clear()
+    batcher = make(model, max_batch=1)
+    batcher.start()
+    running = asyncio.create_task(batcher.submit(clip(1)))
+    await asyncio.to_thread(model.entered.wait, 5)
+    gone = asyncio.create_task(batcher.submit(clip(2)))
+    await _wait_for(lambda: batcher.depth == 1)
+    gone.cancel()
+    await _wait_for(lambda: batcher.depth == 0)
+    model.gate.set()
+    await running
+    assert int((await batcher.submit(clip(3))).probabilities[0]) == 3
+    assert model.batches == [[1], [3]], "the cancelled clip reached the model"
+    await batcher.close(1)
+
+
+async def test_a_failing_batch_fails_its_callers_not_the_worker():
+    calls = []
+
+    def flaky(clips):
+        calls.append(len(clips))
+        if len(calls) == 1:
+            raise RuntimeError("CUDA error: out of memory")
+        return np.zeros((len(clips), 2), dtype=np.float32)
+
+    batcher = make(flaky)
+    batcher.start()
+    with pytest.raises(ServiceError) as failed:
+        await batcher.submit(clip(1))
+    assert failed.value.code == ErrorCode.INTERNAL_ERROR
+    assert (await batcher.submit(clip(2))).batch_size == 1
+    await batcher.close(1)
+
+
+async def test_close_finishes_accepted_clips_then_refuses_new_ones():
+    model = FakeModel()
+    model.gate.clear()
+    batcher = make(model, max_batch=2, max_wait_s=0)
+    batcher.start()
+    accepted = [asyncio.create_task(batcher.submit(clip(i))) for i in range(5)]
+    await asyncio.to_thread(model.entered.wait, 5)
+    closing = asyncio.create_task(batcher.close(5))
+    await asyncio.sleep(0.05)
+    with pytest.raises(ServiceError) as refused:
+        await batcher.submit(clip(9))
+    assert refused.value.code == ErrorCode.NOT_READY
+    model.gate.set()
+    results = await asyncio.gather(*accepted)
+    await closing
+    assert [int(r.probabilities[0]) for r in results] == list(range(5))

@@ -1,0 +1,185 @@
+"""Decoding uploads: the frames picked equal a plain full decode at the sampled indices, limits refuse media
+before decoding it, and nothing but an allow-listed container ever reaches FFmpeg."""
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import replace
+
+import av
+import numpy as np
+import pytest
+
+import app.decoding.video as video_module
+from app.decoding import DecodeLimits, decode_images, decode_video
+from app.errors import ErrorCode, ServiceError
+from model import sample_frame_indices
+
+from .media import VIDEO_FORMATS, decode_all, encode, frames, image_bytes
+
+LIMITS = DecodeLimits(max_pixels=320 * 240, max_duration_s=60, max_frames_decoded=2000, max_upload_frames=64,
+                      min_frames=1, timeout_s=10, threads=2)
+T = 6
+
+
+def _refused(code: ErrorCode, call, *args) -> ServiceError:
+    with pytest.raises(ServiceError) as caught:
+        call(*args)
+    assert caught.value.code == code, caught.value.message
+    return caught.value
+
+
+@pytest.mark.parametrize("kind", sorted(VIDEO_FORMATS))
+def test_picked_frames_equal_a_full_decode_at_the_sampled_indices(kind):
+    data = encode(kind, frames(23, seed=3))
+    reference = decode_all(data)
+    media = decode_video(io.BytesIO(data), T, LIMITS)
+    assert media.total_frames == len(reference) == 23
+    assert media.indices == sample_frame_indices(23, T, "segment_middle")
+    for index, frame in zip(media.indices, media.frames):
+        np.testing.assert_array_equal(frame, reference[index])
+
+
+@pytest.mark.parametrize("kind", ["mp4", "webm", "avi"])
+def test_long_clips_are_sampled_by_seeking_not_decoded_end_to_end(kind):
+    data = encode(kind, frames(300, width=32, height=32), gop=20)
+    reference = decode_all(data)
+    media = decode_video(io.BytesIO(data), T, LIMITS)
+    assert media.frames_decoded < 300 // 2
+    for index, frame in zip(media.indices, media.frames):
+        np.testing.assert_array_equal(frame, reference[index])
+
+
+def test_variable_frame_rate_clips_are_indexed_by_timestamp():
+    pts_ms = [0, 40, 100, 110, 300, 310, 320, 600, 650, 900, 1500, 1510, 1520, 2400, 2410, 2420]
+    data = encode("mp4", frames(len(pts_ms)), pts=pts_ms, gop=4)
+    reference = decode_all(data)
+    media = decode_video(io.BytesIO(data), T, LIMITS)
+    assert media.total_frames == len(pts_ms)
+    for index, frame in zip(media.indices, media.frames):
+        np.testing.assert_array_equal(frame, reference[index])
+
+
+def _no_decoding(monkeypatch):
+    """Make any frame decoding fail the test: limits must refuse media before that."""
+    def forbidden(*args, **kwargs):
+        raise AssertionError("frames were decoded before the limits were checked")
+    monkeypatch.setattr(video_module, "_decode_steps", forbidden)
+    monkeypatch.setattr(video_module, "_decode_counting", forbidden)
+
+
+def test_limits_refuse_before_decoding(monkeypatch):
+    _no_decoding(monkeypatch)
+    big = encode("mp4", frames(4, width=480, height=320))
+    _refused(ErrorCode.TOO_MANY_PIXELS, decode_video, io.BytesIO(big), T, LIMITS)
+    long = encode("mp4", frames(70, width=32, height=32), fps=1)
+    _refused(ErrorCode.CLIP_TOO_LONG, decode_video, io.BytesIO(long), T, LIMITS)
+    # A GIF has one keyframe, so sampling its last frames means decoding all of them.
+    gif = encode("gif", frames(120, width=32, height=32))
+    error = _refused(ErrorCode.CLIP_TOO_LONG, decode_video, io.BytesIO(gif), T,
+                     replace(LIMITS, max_frames_decoded=50))
+    assert "decoded frames" in error.message
+
+
+def test_a_clip_shorter_than_min_frames_is_refused():
+    data = encode("mp4", frames(3))
+    _refused(ErrorCode.TOO_FEW_FRAMES, decode_video, io.BytesIO(data), T,
+             replace(LIMITS, min_frames=5))
+
+
+def test_the_decode_deadline_stops_work():
+    data = encode("avi", frames(50))
+    _refused(ErrorCode.DECODE_TIMEOUT, decode_video, io.BytesIO(data), T,
+             replace(LIMITS, timeout_s=1e-9))
+
+
+def test_codecs_outside_the_allow_list_are_refused():
+    data = encode(("avi", "png", "rgb24"), frames(5))
+    error = _refused(ErrorCode.UNSUPPORTED_MEDIA_TYPE, decode_video, io.BytesIO(data), T, LIMITS)
+    assert "png" in error.message
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.9])
+def test_truncated_mp4_is_undecodable(tmp_path, cut):
+    data = encode("mp4", frames(40), path=tmp_path / "clip.mp4", options={"movflags": "faststart"})
+    assert data[4:8] == b"ftyp" and b"moov" in data[:200], "expected the index before the media data"
+    _refused(ErrorCode.UNDECODABLE_MEDIA, decode_video, io.BytesIO(data[: int(len(data) * cut)]), T, LIMITS)
+
+
+def test_playlists_are_refused_without_ffmpeg_reading_the_file_they_name(tmp_path, monkeypatch):
+    secret = tmp_path / "secret.mp4"
+    secret.write_bytes(encode("mp4", frames(10)))
+    monkeypatch.chdir(tmp_path)
+    concat = b"ffconcat version 1.0\nfile secret.mp4\n"
+    # The hazard is real: left to probe, FFmpeg follows the script and decodes the server's local file.
+    with av.open(io.BytesIO(concat)) as container:
+        assert len(list(container.decode(video=0))) == 10
+    opened, real_open = [], av.open
+    monkeypatch.setattr(video_module.av, "open", lambda *a, **k: opened.append(a) or real_open(*a, **k))
+    before = os.stat(secret).st_atime_ns
+    hls = b"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nsecret.mp4\n#EXT-X-ENDLIST\n"
+    for playlist in (concat, hls):
+        error = _refused(ErrorCode.UNSUPPORTED_MEDIA_TYPE, decode_video, io.BytesIO(playlist), T, LIMITS)
+        assert "playlist" in error.message
+    assert opened == [], "a playlist reached FFmpeg"
+    assert os.stat(secret).st_atime_ns == before
+
+
+@pytest.mark.parametrize("data, code", [
+    (b"", ErrorCode.BAD_REQUEST),
+    (b"just some text, named clip.mp4 by its sender\n" * 4, ErrorCode.UNSUPPORTED_MEDIA_TYPE),
+    (np.random.default_rng(0).bytes(4096), ErrorCode.UNSUPPORTED_MEDIA_TYPE),
+    (b"\x00\x00\x00\x18ftypmp42" + np.random.default_rng(1).bytes(4096), ErrorCode.UNDECODABLE_MEDIA),
+])
+def test_garbage_is_refused_with_its_own_code(data, code):
+    _refused(code, decode_video, io.BytesIO(data), T, LIMITS)
+
+
+def test_frames_uploads_decode_only_the_sampled_images_with_pillow():
+    images = frames(10, width=48, height=96)
+    files = [io.BytesIO(image_bytes(image, "PNG")) for image in images]
+    media = decode_images(files, T, LIMITS)
+    assert media.indices == sample_frame_indices(10, T, "segment_middle")
+    assert media.frames_decoded == len(set(media.indices))
+    for index, frame in zip(media.indices, media.frames):
+        np.testing.assert_array_equal(frame, images[index])      # PNG is lossless
+
+
+def test_frames_uploads_are_checked_file_by_file():
+    ok = image_bytes(frames(1)[0])
+    other_size = image_bytes(frames(1, width=32)[0])
+    _refused(ErrorCode.FRAME_SIZE_MISMATCH, decode_images, [io.BytesIO(ok), io.BytesIO(other_size)], T, LIMITS)
+    error = _refused(ErrorCode.UNSUPPORTED_MEDIA_TYPE, decode_images, [io.BytesIO(ok), io.BytesIO(b"not an image")],
+                     T, LIMITS)
+    assert "frames[1]" in error.message
+    huge = image_bytes(frames(1, width=640, height=480)[0])
+    _refused(ErrorCode.TOO_MANY_PIXELS, decode_images, [io.BytesIO(huge)], T, LIMITS)
+    _refused(ErrorCode.UNDECODABLE_MEDIA, decode_images, [io.BytesIO(ok[: len(ok) // 2])], T, LIMITS)
+    _refused(ErrorCode.PAYLOAD_TOO_LARGE, decode_images, [io.BytesIO(ok)] * 65, T, LIMITS)
+
+
+@pytest.mark.parametrize("kind", sorted(VIDEO_FORMATS) + ["jpeg", "png"])
+def test_corrupted_uploads_decode_or_fail_with_a_service_error(kind):
+    """Seeded bit flips, cuts and overwritten spans: every outcome is a clip or a ServiceError, nothing else."""
+    rng = np.random.default_rng(7)
+    if kind in ("jpeg", "png"):
+        original = image_bytes(frames(1)[0], kind.upper())
+        decode = lambda data: decode_images([io.BytesIO(data)], T, LIMITS)  # noqa: E731
+    else:
+        original = encode(kind, frames(20, width=32, height=32), gop=5 if kind != "gif" else None)
+        decode = lambda data: decode_video(io.BytesIO(data), T, LIMITS)  # noqa: E731
+    for trial in range(40):
+        data = bytearray(original)
+        if trial % 3 == 0:
+            for position in rng.integers(16, len(data), size=10):
+                data[position] = rng.integers(0, 256)
+        elif trial % 3 == 1:
+            data = data[: rng.integers(16, len(data))]
+        else:
+            start = rng.integers(16, len(data))
+            data[start:start + 200] = rng.bytes(200)
+        try:
+            media = decode(bytes(data))
+        except ServiceError:
+            continue
+        assert len(media.frames) == T

@@ -1,0 +1,46 @@
+"""Every knob is a VTFPAR_* environment variable, validated when the service starts."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydantic
+import pytest
+
+from app.settings import Settings
+
+
+def test_every_setting_reads_its_environment_variable(monkeypatch):
+    values = {
+        "CHECKPOINT": "/models/vtfpar/b16.safetensors", "BACKBONE_WEIGHTS": "/models/clip", "DEVICE": "cpu",
+        "DTYPE": "fp32", "WARMUP": "false", "TORCH_THREADS": "1", "MAX_BATCH_CLIPS": "16",
+        "MAX_BATCH_WAIT_MS": "2.5",
+        "MAX_QUEUE": "7", "QUEUE_TIMEOUT_S": "3", "MAX_CONCURRENT_REQUESTS": "9", "RETRY_AFTER_S": "4",
+        "MAX_UPLOAD_BYTES": "1000", "MAX_UPLOAD_FRAMES": "12", "MAX_PIXELS": "640", "MAX_DURATION_S": "5",
+        "MAX_FRAMES_DECODED": "99", "MIN_FRAMES": "2", "DECODE_TIMEOUT_S": "1.5", "DECODE_WORKERS": "3",
+        "DECODE_THREADS": "1", "HOST": "127.0.0.1", "PORT": "9000", "DRAIN_TIMEOUT_S": "11",
+        "LOG_LEVEL": "debug", "LOG_JSON": "false",
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(f"VTFPAR_{name}", value)
+    settings = Settings()
+    assert set(Settings.model_fields) == {name.lower() for name in values}, "a setting without an env var test"
+    assert settings.checkpoint == Path("/models/vtfpar/b16.safetensors")
+    assert settings.max_batch_clips == 16 and settings.max_batch_wait_ms == 2.5 and settings.warmup is False
+    assert settings.max_upload_bytes == 1000 and settings.decode_workers == 3 and settings.port == 9000
+    assert settings.log_json is False and settings.log_level == "debug"
+
+
+def test_defaults_serve_on_port_8000_of_every_interface(monkeypatch):
+    for name in list(Settings.model_fields):
+        monkeypatch.delenv(f"VTFPAR_{name.upper()}", raising=False)
+    settings = Settings()
+    assert (settings.host, settings.port) == ("0.0.0.0", 8000)
+    assert settings.checkpoint is None and settings.uses_demo_checkpoint
+
+
+@pytest.mark.parametrize("name, value", [("MAX_BATCH_CLIPS", "0"), ("DEVICE", "tpu"), ("DTYPE", "int8"),
+                                         ("MAX_QUEUE", "many"), ("QUEUE_TIMEOUT_S", "-1")])
+def test_invalid_values_are_refused_at_startup(monkeypatch, name, value):
+    monkeypatch.setenv(f"VTFPAR_{name}", value)
+    with pytest.raises(pydantic.ValidationError, match=name.lower()):
+        Settings()
