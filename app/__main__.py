@@ -7,14 +7,23 @@ from __future__ import annotations
 
 import sys
 
+from pydantic import ValidationError
+
 from .main import build_server, create_app
 from .settings import Settings
 
 STARTUP_FAILURE = 3     # uvicorn's own exit code when the lifespan startup fails
+BAD_SETTINGS = 2
 
 
 def main() -> None:
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = "VTFPAR_" + "_".join(str(part) for part in error["loc"]).upper() if error["loc"] else "settings"
+            print(f"error: {where}: {error['msg']}", file=sys.stderr)
+        sys.exit(BAD_SETTINGS)
     server = build_server(create_app(settings), settings)
     server.run()
     if not server.started:

@@ -44,3 +44,14 @@ def test_invalid_values_are_refused_at_startup(monkeypatch, name, value):
     monkeypatch.setenv(f"VTFPAR_{name}", value)
     with pytest.raises(pydantic.ValidationError, match=name.lower()):
         Settings()
+
+
+def test_python_m_app_names_the_bad_variable_and_exits_non_zero():
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "VTFPAR_MAX_BATCH_CLIPS": "0", "VTFPAR_DEVICE": "gpu"}
+    result = subprocess.run([sys.executable, "-m", "app"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "VTFPAR_MAX_BATCH_CLIPS" in result.stderr and "VTFPAR_DEVICE" in result.stderr
