@@ -76,6 +76,7 @@ def save_checkpoint(model: VTFPAR, path: str | os.PathLike, provenance: dict | N
     os.close(handle)
     try:
         save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(metadata)})
+        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files; a server running as another user must read it
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

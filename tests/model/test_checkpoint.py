@@ -42,6 +42,10 @@ def test_round_trip_gives_bit_identical_logits(saved, tiny_model, clips):
     assert loaded.metadata["text_embeddings"]["phrases"] == tiny_model.schema.phrases
 
 
+def test_checkpoint_is_readable_by_other_users(saved):
+    assert saved[0].stat().st_mode & 0o044 == 0o044
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "nope.safetensors")
