@@ -8,7 +8,9 @@ Weights sources (``clip_weights``):
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import os
 from pathlib import Path
 
@@ -59,12 +61,30 @@ def backbone_identity(arch: str, weights: str | None) -> dict:
     return identity
 
 
+class _DropRandomInitWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No pretrained weights loaded")
+
+
+@contextlib.contextmanager
+def _intended_random_init():
+    """open_clip warns on the root logger when a model starts random; with ``weights=None`` that is the intent
+    (tests, summaries, or a tower whose weights a checkpoint embeds and loads next), so the warning would mislead."""
+    log_filter = _DropRandomInitWarning()
+    logging.getLogger().addFilter(log_filter)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(log_filter)
+
+
 def build_clip(arch: str, weights: str | None, force_quick_gelu: bool = False) -> nn.Module:
     """Create the whole open_clip CLIP model (both towers) from an architecture and a weights source."""
     kwargs = {"pretrained_text": False, "force_quick_gelu": force_quick_gelu}
     try:
         if weights is None:
-            return open_clip.create_model(arch, pretrained=None, **kwargs)
+            with _intended_random_init():
+                return open_clip.create_model(arch, pretrained=None, **kwargs)
         if weights.startswith("local-dir:"):
             return open_clip.create_model(weights, **kwargs)
         if ("/" in weights or os.sep in weights) and not os.path.isfile(weights):
