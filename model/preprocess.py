@@ -44,7 +44,10 @@ class Preprocess:
 
     def resize(self, frame: np.ndarray) -> torch.Tensor:
         """Pad to square and resize one frame to ``[3, S, S]`` floats in [0, 1] (before normalisation)."""
-        square = torch.from_numpy(np.ascontiguousarray(pad_to_square(frame)))
+        square = np.ascontiguousarray(pad_to_square(frame))
+        if not square.flags.writeable:  # e.g. np.asarray(PIL image); torch refuses to share read-only memory
+            square = square.copy()
+        square = torch.from_numpy(square)
         image = square.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
         if image.shape[-1] != self.image_size:
             # Bilinear with antialiasing approximates the reference's PIL resize on both up- and downscaling.

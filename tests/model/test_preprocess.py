@@ -48,3 +48,14 @@ def test_sampling_rejects_nonsense():
         sample_frame_indices(0, 6)
     with pytest.raises(ValueError):
         sample_frame_indices(10, 6, "uniform")
+
+
+def test_read_only_frames_are_accepted_without_warnings():
+    import warnings
+
+    frame = np.full((8, 8, 3), 100, dtype=np.uint8)
+    frame.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = Preprocess(image_size=8, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))([frame])
+    assert torch.allclose(out, torch.full((1, 3, 8, 8), 100 / 255))
