@@ -3,6 +3,7 @@
 On SIGTERM/SIGINT the service reports not ready at once; uvicorn stops accepting connections and waits up to
 ``VTFPAR_DRAIN_TIMEOUT_S`` for accepted requests, then the lifespan drains the batch queue and exits.
 """
+
 from __future__ import annotations
 
 import sys
@@ -12,7 +13,7 @@ from pydantic import ValidationError
 from .main import build_server, create_app
 from .settings import Settings
 
-STARTUP_FAILURE = 3     # uvicorn's own exit code when the lifespan startup fails
+STARTUP_FAILURE = 3  # uvicorn's own exit code when the lifespan startup fails
 BAD_SETTINGS = 2
 
 

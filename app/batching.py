@@ -6,15 +6,16 @@ thread (the event loop keeps serving) and hands every caller its row. The queue 
 a clip not taken within ``queue_timeout_s`` is dropped (``QUEUE_TIMEOUT``; like Triton, the timeout covers
 waiting, not running), and a caller that goes away (its task is cancelled) takes its clip out of the queue.
 """
+
 from __future__ import annotations
 
 import asyncio
 import collections
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -29,9 +30,9 @@ InferFn = Callable[[torch.Tensor], np.ndarray]
 
 @dataclass
 class BatchResult:
-    probabilities: np.ndarray   # [A], this caller's row
-    queue_s: float              # submit -> taken into a batch
-    inference_s: float          # the whole batch's forward pass
+    probabilities: np.ndarray  # [A], this caller's row
+    queue_s: float  # submit -> taken into a batch
+    inference_s: float  # the whole batch's forward pass
     batch_size: int
 
 
@@ -52,8 +53,15 @@ class BatchObserver:
 
 
 class Batcher:
-    def __init__(self, infer: InferFn, max_batch: int, max_wait_s: float, max_queue: int, queue_timeout_s: float,
-                 observer: BatchObserver | None = None) -> None:
+    def __init__(
+        self,
+        infer: InferFn,
+        max_batch: int,
+        max_wait_s: float,
+        max_queue: int,
+        queue_timeout_s: float,
+        observer: BatchObserver | None = None,
+    ) -> None:
         self.infer = infer
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
@@ -65,7 +73,7 @@ class Batcher:
         self._idle = asyncio.Event()
         self._idle.set()
         self._closed = False
-        self._busy = False          # a batch is on the model thread
+        self._busy = False  # a batch is on the model thread
         self._worker: asyncio.Task | None = None
         # One model thread: batches run one after another, never concurrently.
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
@@ -94,11 +102,12 @@ class Batcher:
         try:
             return await asyncio.wait_for(asyncio.shield(item.future), self.queue_timeout_s)
         except TimeoutError:
-            if item.taken:              # already running: the queue timeout no longer applies
+            if item.taken:  # already running: the queue timeout no longer applies
                 return await item.future
             self._remove(item)
-            raise ServiceError(ErrorCode.QUEUE_TIMEOUT,
-                               f"the clip waited {self.queue_timeout_s:g} s without reaching the model") from None
+            raise ServiceError(
+                ErrorCode.QUEUE_TIMEOUT, f"the clip waited {self.queue_timeout_s:g} s without reaching the model"
+            ) from None
         except asyncio.CancelledError:
             if not item.taken:
                 self._remove(item)
@@ -128,7 +137,7 @@ class Batcher:
                 except TimeoutError:
                     break
             batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
-            if not batch:               # every waiting caller left while the batch filled
+            if not batch:  # every waiting caller left while the batch filled
                 continue
             self._busy = True
             try:
@@ -151,7 +160,7 @@ class Batcher:
         except asyncio.CancelledError:
             _fail(batch, ServiceError(ErrorCode.NOT_READY, "the service shut down before this batch finished"))
             raise
-        except Exception as exc:   # a failed batch fails its callers, never the worker
+        except Exception as exc:  # a failed batch fails its callers, never the worker
             log.exception("batch of %d clips failed", len(batch))
             _fail(batch, ServiceError(ErrorCode.INTERNAL_ERROR, f"inference failed: {type(exc).__name__}"))
             return

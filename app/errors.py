@@ -3,29 +3,30 @@
 Every failure a client can see is a :class:`ServiceError` carrying an :class:`ErrorCode`; the HTTP status for
 each code is decided in exactly one place (``app/api/errors.py``), so decoding and batching never think in HTTP.
 """
+
 from __future__ import annotations
 
 from enum import StrEnum
 
 
 class ErrorCode(StrEnum):
-    BAD_REQUEST = "bad_request"                        # malformed request: missing/extra fields, empty upload
+    BAD_REQUEST = "bad_request"  # malformed request: missing/extra fields, empty upload
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
-    PAYLOAD_TOO_LARGE = "payload_too_large"            # upload bytes or number of frame files above the limit
+    PAYLOAD_TOO_LARGE = "payload_too_large"  # upload bytes or number of frame files above the limit
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"  # content type, container, codec or image format refused
-    UNDECODABLE_MEDIA = "undecodable_media"            # corrupt or truncated media
+    UNDECODABLE_MEDIA = "undecodable_media"  # corrupt or truncated media
     NO_VIDEO_STREAM = "no_video_stream"
     TOO_FEW_FRAMES = "too_few_frames"
-    CLIP_TOO_LONG = "clip_too_long"                    # duration, or frames that would have to be decoded
+    CLIP_TOO_LONG = "clip_too_long"  # duration, or frames that would have to be decoded
     TOO_MANY_PIXELS = "too_many_pixels"
-    FRAME_SIZE_MISMATCH = "frame_size_mismatch"        # a frames upload whose images differ in size
+    FRAME_SIZE_MISMATCH = "frame_size_mismatch"  # a frames upload whose images differ in size
     DECODE_TIMEOUT = "decode_timeout"
     QUEUE_FULL = "queue_full"
-    OVERLOADED = "overloaded"                          # too many requests in flight
-    NOT_READY = "not_ready"                            # loading, warming up or draining
+    OVERLOADED = "overloaded"  # too many requests in flight
+    NOT_READY = "not_ready"  # loading, warming up or draining
     QUEUE_TIMEOUT = "queue_timeout"
-    CLIENT_DISCONNECTED = "client_disconnected"        # the client left before its answer; only metrics see it
+    CLIENT_DISCONNECTED = "client_disconnected"  # the client left before its answer; only metrics see it
     INTERNAL_ERROR = "internal_error"
 
 

@@ -1,4 +1,5 @@
 """The model behind the batcher: loading the checkpoint, device and dtype, the forward pass, warm-up."""
+
 from __future__ import annotations
 
 import contextlib
@@ -24,10 +25,10 @@ class StartupError(RuntimeError):
 
 @dataclass(frozen=True)
 class ModelIdentity:
-    name: str               # the config (preset) name
-    digest: str             # sha256 of the checkpoint file
-    schema: str             # attribute schema name
-    demo: bool              # the built-in demo checkpoint is being served
+    name: str  # the config (preset) name
+    digest: str  # sha256 of the checkpoint file
+    schema: str  # attribute schema name
+    demo: bool  # the built-in demo checkpoint is being served
     checkpoint: str
 
     @property
@@ -74,8 +75,10 @@ class ModelRunner:
         path = settings.checkpoint_path
         if settings.uses_demo_checkpoint:
             if not DEMO_CHECKPOINT.is_file():
-                raise StartupError(f"VTFPAR_CHECKPOINT is not set and the built-in demo checkpoint {DEMO_CHECKPOINT} "
-                                   "is not installed; set VTFPAR_CHECKPOINT to a .safetensors checkpoint")
+                raise StartupError(
+                    f"VTFPAR_CHECKPOINT is not set and the built-in demo checkpoint {DEMO_CHECKPOINT} "
+                    "is not installed; set VTFPAR_CHECKPOINT to a .safetensors checkpoint"
+                )
             log.warning("serving the built-in demo model %s: set VTFPAR_CHECKPOINT to serve your own", path)
         elif not Path(path).is_file():
             raise StartupError(f"VTFPAR_CHECKPOINT={path} does not exist")
@@ -85,10 +88,21 @@ class ModelRunner:
             torch.set_num_threads(settings.torch_threads)
         loaded = load_checkpoint(path, device=device, backbone_weights=settings.backbone_weights)
         model = loaded.model
-        identity = ModelIdentity(name=model.config.name, digest=loaded.digest, schema=model.schema.name,
-                                 demo=settings.uses_demo_checkpoint, checkpoint=str(path))
-        log.info("loaded %s (version %s, schema %s) on %s/%s", identity.name, identity.version, identity.schema,
-                 device, dtype)
+        identity = ModelIdentity(
+            name=model.config.name,
+            digest=loaded.digest,
+            schema=model.schema.name,
+            demo=settings.uses_demo_checkpoint,
+            checkpoint=str(path),
+        )
+        log.info(
+            "loaded %s (version %s, schema %s) on %s/%s",
+            identity.name,
+            identity.version,
+            identity.schema,
+            device,
+            dtype,
+        )
         return cls(model, identity, device, dtype)
 
     @property

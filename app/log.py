@@ -1,4 +1,5 @@
 """Structured logs: one JSON object per line, carrying the id of the request being served."""
+
 from __future__ import annotations
 
 import contextvars
@@ -9,8 +10,12 @@ import time
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 # Attributes every LogRecord has; anything else was passed with extra={...} and is logged as a field.
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName",
-                                                                     "color_message"}  # uvicorn's ANSI copy
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}  # uvicorn's ANSI copy
 
 
 class JsonFormatter(logging.Formatter):

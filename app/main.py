@@ -3,6 +3,7 @@
 ``create_app(settings, runner=...)`` lets tests serve a runner they built (or wrapped) themselves.
 Run with ``python -m app`` / ``vtfpar-serve``, or ``uvicorn --factory app.main:create_app``.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -73,7 +74,12 @@ class DrainingServer(uvicorn.Server):
 
 
 def build_server(app: FastAPI, settings: Settings, **overrides) -> DrainingServer:
-    options = dict(host=settings.host, port=settings.port, access_log=False, lifespan="on",
-                   log_config=log_config(settings.log_level, settings.log_json),
-                   timeout_graceful_shutdown=settings.drain_timeout_s)
+    options = dict(
+        host=settings.host,
+        port=settings.port,
+        access_log=False,
+        lifespan="on",
+        log_config=log_config(settings.log_level, settings.log_json),
+        timeout_graceful_shutdown=settings.drain_timeout_s,
+    )
     return DrainingServer(uvicorn.Config(app, **{**options, **overrides}))

@@ -4,11 +4,21 @@ Labels are closed sets (endpoint templates, status codes, error codes, allow-lis
 series stays bounded whatever clients send. Average batch size is ``vtfpar_batch_size_clips_sum /
 vtfpar_batch_size_clips_count``.
 """
+
 from __future__ import annotations
 
 import torch
-from prometheus_client import (CollectorRegistry, Counter, Gauge, GCCollector, Histogram, PlatformCollector,
-                               ProcessCollector, disable_created_metrics, generate_latest)
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from .batching import BatchObserver
@@ -17,11 +27,11 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 # The *_created series (one per counter/histogram child) double the exposition and no dashboard reads them.
 disable_created_metrics()
 # A video request (upload, decode, queue, forward) spans 10 ms to tens of seconds.
-REQUEST_BUCKETS = (.005, .01, .025, .05, .1, .25, .5, 1, 2, 4, 8, 15, 30, 60)
+REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60)
 # One forward pass or one queue wait: milliseconds to a few seconds.
-STEP_BUCKETS = (.0005, .001, .0025, .005, .01, .02, .04, .08, .16, .32, .64, 1.28, 2.56, 5.12, 10.24)
-POWERS_OF_TWO = tuple(float(2 ** i) for i in range(11))          # 1 .. 1024
-UPLOAD_BUCKETS = tuple(float(4 ** i * 1024) for i in range(1, 11))  # 4 KiB .. 1 GiB
+STEP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24)
+POWERS_OF_TWO = tuple(float(2**i) for i in range(11))  # 1 .. 1024
+UPLOAD_BUCKETS = tuple(float(4**i * 1024) for i in range(1, 11))  # 4 KiB .. 1 GiB
 
 
 class Metrics(BatchObserver):
@@ -30,40 +40,69 @@ class Metrics(BatchObserver):
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)
-        self.requests = Counter("vtfpar_requests", "HTTP requests answered, by endpoint and status code",
-                                ["endpoint", "status"], registry=registry)
-        self.request_duration = Histogram("vtfpar_request_duration_seconds", "Time to answer a request",
-                                          ["endpoint"], buckets=REQUEST_BUCKETS, registry=registry)
-        self.in_flight = Gauge("vtfpar_requests_in_flight", "/predict requests being handled",
-                               registry=registry)
-        self.rejections = Counter("vtfpar_rejections", "Requests refused, by error code", ["reason"],
-                                  registry=registry)
-        self.upload_bytes = Histogram("vtfpar_upload_bytes", "Request body size of /predict uploads",
-                                      buckets=UPLOAD_BUCKETS, registry=registry)
-        self.decode_duration = Histogram("vtfpar_decode_duration_seconds",
-                                         "Demux, decode, sampling and preprocessing of one upload", ["codec"],
-                                         buckets=REQUEST_BUCKETS, registry=registry)
-        self.frames_decoded = Histogram("vtfpar_frames_decoded", "Frames decoded for one upload",
-                                        buckets=POWERS_OF_TWO, registry=registry)
-        self.queue_wait = Histogram("vtfpar_queue_wait_seconds", "Time a clip waited before its batch ran",
-                                    buckets=STEP_BUCKETS, registry=registry)
+        self.requests = Counter(
+            "vtfpar_requests",
+            "HTTP requests answered, by endpoint and status code",
+            ["endpoint", "status"],
+            registry=registry,
+        )
+        self.request_duration = Histogram(
+            "vtfpar_request_duration_seconds",
+            "Time to answer a request",
+            ["endpoint"],
+            buckets=REQUEST_BUCKETS,
+            registry=registry,
+        )
+        self.in_flight = Gauge("vtfpar_requests_in_flight", "/predict requests being handled", registry=registry)
+        self.rejections = Counter("vtfpar_rejections", "Requests refused, by error code", ["reason"], registry=registry)
+        self.upload_bytes = Histogram(
+            "vtfpar_upload_bytes", "Request body size of /predict uploads", buckets=UPLOAD_BUCKETS, registry=registry
+        )
+        self.decode_duration = Histogram(
+            "vtfpar_decode_duration_seconds",
+            "Demux, decode, sampling and preprocessing of one upload",
+            ["codec"],
+            buckets=REQUEST_BUCKETS,
+            registry=registry,
+        )
+        self.frames_decoded = Histogram(
+            "vtfpar_frames_decoded", "Frames decoded for one upload", buckets=POWERS_OF_TWO, registry=registry
+        )
+        self.queue_wait = Histogram(
+            "vtfpar_queue_wait_seconds",
+            "Time a clip waited before its batch ran",
+            buckets=STEP_BUCKETS,
+            registry=registry,
+        )
         self.queue_depth = Gauge("vtfpar_queue_depth", "Clips waiting for the model", registry=registry)
-        self.batch_size = Histogram("vtfpar_batch_size_clips", "Clips per forward pass", buckets=POWERS_OF_TWO,
-                                    registry=registry)
-        self.batch_duration = Histogram("vtfpar_batch_inference_duration_seconds",
-                                        "Forward pass time of one batch", buckets=STEP_BUCKETS, registry=registry)
-        self.ready = Gauge("vtfpar_ready", "1 when the model is loaded and warmed up and not draining",
-                           registry=registry)
-        self.model_info = Gauge("vtfpar_model_info", "The model being served (value is always 1)",
-                                ["name", "version", "schema", "device", "dtype"], registry=registry)
+        self.batch_size = Histogram(
+            "vtfpar_batch_size_clips", "Clips per forward pass", buckets=POWERS_OF_TWO, registry=registry
+        )
+        self.batch_duration = Histogram(
+            "vtfpar_batch_inference_duration_seconds",
+            "Forward pass time of one batch",
+            buckets=STEP_BUCKETS,
+            registry=registry,
+        )
+        self.ready = Gauge(
+            "vtfpar_ready", "1 when the model is loaded and warmed up and not draining", registry=registry
+        )
+        self.model_info = Gauge(
+            "vtfpar_model_info",
+            "The model being served (value is always 1)",
+            ["name", "version", "schema", "device", "dtype"],
+            registry=registry,
+        )
 
     def set_model(self, name: str, version: str, schema: str, device: torch.device, dtype: str) -> None:
         self.model_info.labels(name=name, version=version, schema=schema, device=device.type, dtype=dtype).set(1)
         if device.type == "cuda":
-            allocated = Gauge("vtfpar_gpu_memory_allocated_bytes", "GPU memory held by tensors",
-                              registry=self.registry)
-            reserved = Gauge("vtfpar_gpu_memory_reserved_bytes", "GPU memory reserved by the caching allocator",
-                             registry=self.registry)
+            allocated = Gauge("vtfpar_gpu_memory_allocated_bytes", "GPU memory held by tensors", registry=self.registry)
+            reserved = Gauge(
+                "vtfpar_gpu_memory_reserved_bytes",
+                "GPU memory reserved by the caching allocator",
+                registry=self.registry,
+            )
             allocated.set_function(lambda: torch.cuda.memory_allocated(device))
             reserved.set_function(lambda: torch.cuda.memory_reserved(device))
 

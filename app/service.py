@@ -2,6 +2,7 @@
 
 Routes reach it through a FastAPI dependency, so tests can build one around a fake runner.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -25,9 +26,14 @@ class Service:
         self.metrics = metrics or Metrics()
         self.limits = DecodeLimits.from_settings(settings)
         self.decoder = Decoder(self.limits, settings.decode_workers, runner.frames_per_clip, runner.preprocess)
-        self.batcher = Batcher(runner.predict, max_batch=settings.max_batch_clips,
-                               max_wait_s=settings.max_batch_wait_ms / 1000, max_queue=settings.max_queue,
-                               queue_timeout_s=settings.queue_timeout_s, observer=self.metrics)
+        self.batcher = Batcher(
+            runner.predict,
+            max_batch=settings.max_batch_clips,
+            max_wait_s=settings.max_batch_wait_ms / 1000,
+            max_queue=settings.max_queue,
+            queue_timeout_s=settings.queue_timeout_s,
+            observer=self.metrics,
+        )
         self.warmed_up = False
         self.draining = False
         self._in_flight = 0
@@ -78,11 +84,14 @@ class Service:
     def admit(self):
         """Admission for one /predict request: ready, and under the concurrency cap."""
         if not self.ready:
-            raise ServiceError(ErrorCode.NOT_READY, "the service is draining" if self.draining
-                               else "the model is still loading or warming up")
+            raise ServiceError(
+                ErrorCode.NOT_READY,
+                "the service is draining" if self.draining else "the model is still loading or warming up",
+            )
         if self._in_flight >= self.settings.max_concurrent_requests:
-            raise ServiceError(ErrorCode.OVERLOADED,
-                               f"{self.settings.max_concurrent_requests} requests are being handled already")
+            raise ServiceError(
+                ErrorCode.OVERLOADED, f"{self.settings.max_concurrent_requests} requests are being handled already"
+            )
         self._in_flight += 1
         self.metrics.in_flight.set(self._in_flight)
         try:

@@ -3,6 +3,7 @@
 ``VTFPAR_MAX_BATCH_CLIPS=16`` sets ``max_batch_clips``; field names map to variables by upper-casing them.
 ``/info`` echoes the effective values.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,25 +21,32 @@ class Settings(BaseSettings):
 
     # Model
     checkpoint: Path | None = Field(
-        None, description="Checkpoint (.safetensors) to serve; unset = the built-in demo model.")
+        None, description="Checkpoint (.safetensors) to serve; unset = the built-in demo model."
+    )
     backbone_weights: str | None = Field(
-        None, description="CLIP weights for checkpoints saved without their backbone (a local file or folder).")
+        None, description="CLIP weights for checkpoints saved without their backbone (a local file or folder)."
+    )
     device: Literal["auto", "cuda", "cpu"] = Field("auto", description="auto = cuda when available, else cpu.")
     dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="Autocast dtype on CUDA (auto = bf16 where supported, else fp16); CPU runs fp32.")
+        "auto", description="Autocast dtype on CUDA (auto = bf16 where supported, else fp16); CPU runs fp32."
+    )
     warmup: bool = Field(True, description="Run the batch sizes once before reporting ready.")
     torch_threads: int | None = Field(
-        None, ge=1, description="CPU threads for torch (torch.set_num_threads); unset = torch's default (all cores).")
+        None, ge=1, description="CPU threads for torch (torch.set_num_threads); unset = torch's default (all cores)."
+    )
 
     # Dynamic batching and backpressure
     max_batch_clips: int = Field(8, ge=1, description="Most clips one forward pass takes.")
     max_batch_wait_ms: float = Field(
-        5.0, ge=0, description="How long the worker waits to fill a batch after its first clip.")
+        5.0, ge=0, description="How long the worker waits to fill a batch after its first clip."
+    )
     max_queue: int = Field(64, ge=1, description="Clips waiting for the model; beyond it requests get 429 queue_full.")
     queue_timeout_s: float = Field(
-        10.0, gt=0, description="A clip queued longer than this is dropped with 503 queue_timeout.")
+        10.0, gt=0, description="A clip queued longer than this is dropped with 503 queue_timeout."
+    )
     max_concurrent_requests: int = Field(
-        128, ge=1, description="/predict requests handled at once (upload, decode, queue); beyond it 429 overloaded.")
+        128, ge=1, description="/predict requests handled at once (upload, decode, queue); beyond it 429 overloaded."
+    )
     retry_after_s: int = Field(1, ge=0, description="Retry-After sent with 429 and 503.")
 
     # Upload and media limits (all checked before any frame is decoded)
@@ -51,8 +59,11 @@ class Settings(BaseSettings):
     decode_timeout_s: float = Field(10.0, gt=0, description="Wall-clock deadline for demuxing and decoding one upload.")
 
     # Decoding resources
-    decode_workers: int = Field(default_factory=lambda: min(4, os.cpu_count() or 1), ge=1,
-                                description="Uploads decoded at once (a bounded thread pool).")
+    decode_workers: int = Field(
+        default_factory=lambda: min(4, os.cpu_count() or 1),
+        ge=1,
+        description="Uploads decoded at once (a bounded thread pool).",
+    )
     decode_threads: int = Field(2, ge=1, description="FFmpeg threads per decode.")
 
     # Process

@@ -8,6 +8,7 @@ weights, and nothing is downloaded.
     python benchmarks/model_throughput.py --preset tiny                                   # CPU, ~10 s
     python benchmarks/model_throughput.py --preset vtfpar-b16 --device cuda --max-batch 32
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,16 +27,18 @@ from app.inference import ModelIdentity, ModelRunner, resolve_device, resolve_dt
 from model import create_model, get_config, load_checkpoint, load_schema  # noqa: E402
 
 
-def build_runner(preset: str, device: str = "auto", dtype: str = "auto", checkpoint: str | None = None,
-                 schema: str = "mars") -> ModelRunner:
+def build_runner(
+    preset: str, device: str = "auto", dtype: str = "auto", checkpoint: str | None = None, schema: str = "mars"
+) -> ModelRunner:
     torch_device = resolve_device(device)
     if checkpoint:
         model = load_checkpoint(checkpoint, device=torch_device).model
     else:
         torch.manual_seed(0)
         model = create_model(get_config(preset, clip_weights=None), load_schema(schema), device=torch_device)
-    identity = ModelIdentity(name=model.config.name, digest="random", schema=model.schema.name, demo=False,
-                             checkpoint=checkpoint or "")
+    identity = ModelIdentity(
+        name=model.config.name, digest="random", schema=model.schema.name, demo=False, checkpoint=checkpoint or ""
+    )
     return ModelRunner(model, identity, torch_device, resolve_dtype(dtype, torch_device))
 
 
@@ -66,9 +69,11 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     runner = build_runner(args.preset, args.device, args.dtype, args.checkpoint)
-    print(f"bare model forward: preset {runner.model.config.name}, {runner.frames_per_clip} frames of "
-          f"{runner.model.config.image_size}px per clip, device {runner.device}, dtype {runner.dtype}, "
-          f"torch threads {torch.get_num_threads()}")
+    print(
+        f"bare model forward: preset {runner.model.config.name}, {runner.frames_per_clip} frames of "
+        f"{runner.model.config.image_size}px per clip, device {runner.device}, dtype {runner.dtype}, "
+        f"torch threads {torch.get_num_threads()}"
+    )
     print(f"{'batch':>5} {'clips/s':>10} {'ms/batch':>10} {'vs batch 1':>10}")
     single = None
     for batch in warmup_batch_sizes(args.max_batch):

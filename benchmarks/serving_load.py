@@ -8,6 +8,7 @@ from one run on one machine. With --url it loads an already running server once 
     python benchmarks/serving_load.py --preset tiny                                                    # CPU, ~40 s
     python benchmarks/serving_load.py --preset vtfpar-b16 --device cuda --max-batch 16 --concurrency 64 --seconds 30
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,9 +34,9 @@ import av  # noqa: E402
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from model_throughput import build_runner, measure  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from model_throughput import build_runner, measure  # noqa: E402
 from model import save_checkpoint  # noqa: E402
 
 
@@ -52,7 +53,7 @@ def synthetic_clips(count: int, frames: int, width: int, height: int, fps: int =
             for i in range(frames):
                 image = background.copy()
                 top = (i * 3 + seed) % (height // 2)
-                image[top:top + height // 2, width // 4: 3 * width // 4] = (seed * 37 % 256, 120, i * 9 % 256)
+                image[top : top + height // 2, width // 4 : 3 * width // 4] = (seed * 37 % 256, 120, i * 9 % 256)
                 for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                     out.mux(packet)
             for packet in stream.encode():
@@ -80,12 +81,13 @@ async def generate_load(url: str, clips: list[bytes], concurrency: int, seconds:
     """Each of ``concurrency`` clients posts clips back to back for ``seconds`` (after one warm-up round)."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
+
         async def post(i: int) -> httpx.Response:
             return await client.post("/predict", files={"video": ("clip.mp4", clips[i % len(clips)])})
 
         await asyncio.gather(*(post(i) for i in range(concurrency)))
         batches_before = await _batch_totals(client)
-        result, counter = LoadResult(seconds=seconds), iter(range(10 ** 9))
+        result, counter = LoadResult(seconds=seconds), iter(range(10**9))
         deadline = time.perf_counter() + seconds
 
         async def worker() -> None:
@@ -104,7 +106,7 @@ async def generate_load(url: str, clips: list[bytes], concurrency: int, seconds:
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         result.seconds = time.perf_counter() - start
-        batches, clips_run = (a - b for a, b in zip(await _batch_totals(client), batches_before))
+        batches, clips_run = (a - b for a, b in zip(await _batch_totals(client), batches_before, strict=True))
         result.mean_batch = clips_run / batches if batches else float("nan")
         return result
 
@@ -125,10 +127,17 @@ class ServerProcess:
             port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
         self.log = tempfile.TemporaryFile(mode="w+")
-        full_env = {**os.environ, "VTFPAR_HOST": "127.0.0.1", "VTFPAR_PORT": str(port), "VTFPAR_LOG_LEVEL": "warning",
-                    "PYTHONPATH": str(ROOT), **env}
-        self.process = subprocess.Popen([sys.executable, "-m", "app"], env=full_env, cwd=ROOT,
-                                        stdout=self.log, stderr=subprocess.STDOUT)
+        full_env = {
+            **os.environ,
+            "VTFPAR_HOST": "127.0.0.1",
+            "VTFPAR_PORT": str(port),
+            "VTFPAR_LOG_LEVEL": "warning",
+            "PYTHONPATH": str(ROOT),
+            **env,
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "app"], env=full_env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT
+        )
 
     def wait_ready(self, timeout: float = 600) -> None:
         deadline = time.monotonic() + timeout
@@ -163,8 +172,10 @@ def serve_and_load(env: dict[str, str], clips: list[bytes], args) -> LoadResult:
 
 def report(name: str, result: LoadResult) -> None:
     errors = ", ".join(f"{status}: {n}" for status, n in sorted(result.errors.items(), key=str)) or "0"
-    print(f"{name:<14} {result.clips_per_s:>9.1f} {result.percentile_ms(50):>8.1f} {result.percentile_ms(95):>8.1f} "
-          f"{result.percentile_ms(99):>8.1f} {result.mean_batch:>10.2f}  {errors}")
+    print(
+        f"{name:<14} {result.clips_per_s:>9.1f} {result.percentile_ms(50):>8.1f} {result.percentile_ms(95):>8.1f} "
+        f"{result.percentile_ms(99):>8.1f} {result.mean_batch:>10.2f}  {errors}"
+    )
 
 
 def main() -> None:
@@ -178,8 +189,12 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=8, help="VTFPAR_MAX_BATCH_CLIPS with batching on")
     parser.add_argument("--batch-wait-ms", type=float, default=5.0)
     parser.add_argument("--decode-workers", type=int, default=None)
-    parser.add_argument("--torch-threads", type=int, default=None,
-                        help="VTFPAR_TORCH_THREADS for the server, and the same for the bare-model measurement")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="VTFPAR_TORCH_THREADS for the server, and the same for the bare-model measurement",
+    )
     parser.add_argument("--seconds", type=float, default=8.0, help="measured load per configuration")
     parser.add_argument("--clips", type=int, default=32, help="distinct synthetic clips")
     parser.add_argument("--frames", type=int, default=32, help="frames per synthetic clip")
@@ -188,9 +203,11 @@ def main() -> None:
 
     width, height = (int(v) for v in args.size.split("x"))
     clips = synthetic_clips(args.clips, args.frames, width, height)
-    print(f"{args.clips} synthetic H.264 clips, {args.frames} frames of {width}x{height}, "
-          f"mean {np.mean([len(c) for c in clips]) / 1024:.0f} KiB; concurrency {args.concurrency}, "
-          f"{args.seconds:g} s per run")
+    print(
+        f"{args.clips} synthetic H.264 clips, {args.frames} frames of {width}x{height}, "
+        f"mean {np.mean([len(c) for c in clips]) / 1024:.0f} KiB; concurrency {args.concurrency}, "
+        f"{args.seconds:g} s per run"
+    )
     header = f"{'run':<14} {'clips/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'mean batch':>10}  errors"
 
     if args.url:
@@ -206,10 +223,14 @@ def main() -> None:
         checkpoint = args.checkpoint or str(Path(tmp) / f"{args.preset}-random.safetensors")
         if not args.checkpoint:
             save_checkpoint(runner.model, checkpoint)
-        env = {"VTFPAR_CHECKPOINT": checkpoint, "VTFPAR_DEVICE": args.device, "VTFPAR_DTYPE": args.dtype,
-               "VTFPAR_MAX_BATCH_WAIT_MS": str(args.batch_wait_ms),
-               "VTFPAR_MAX_QUEUE": str(max(64, 2 * args.concurrency)),
-               "VTFPAR_MAX_CONCURRENT_REQUESTS": str(max(128, 2 * args.concurrency))}
+        env = {
+            "VTFPAR_CHECKPOINT": checkpoint,
+            "VTFPAR_DEVICE": args.device,
+            "VTFPAR_DTYPE": args.dtype,
+            "VTFPAR_MAX_BATCH_WAIT_MS": str(args.batch_wait_ms),
+            "VTFPAR_MAX_QUEUE": str(max(64, 2 * args.concurrency)),
+            "VTFPAR_MAX_CONCURRENT_REQUESTS": str(max(128, 2 * args.concurrency)),
+        }
         if args.decode_workers:
             env["VTFPAR_DECODE_WORKERS"] = str(args.decode_workers)
         if args.torch_threads:
@@ -220,17 +241,20 @@ def main() -> None:
     bare_batched = measure(runner, args.max_batch, seconds=2.0)
     bare_single = measure(runner, 1, seconds=2.0)
 
-    print(f"preset {runner.model.config.name}, device {runner.device}, dtype {runner.dtype}, "
-          f"torch threads {torch.get_num_threads()}")
+    print(
+        f"preset {runner.model.config.name}, device {runner.device}, dtype {runner.dtype}, "
+        f"torch threads {torch.get_num_threads()}"
+    )
     print(header)
     report(f"batching on ({args.max_batch})", batched)
     report("batching off", unbatched)
     print(f"bare model: {bare_batched:.1f} clips/s at batch {args.max_batch}, {bare_single:.1f} clips/s at batch 1")
-    print(f"served / bare, batching on : {batched.clips_per_s / bare_batched:.3f}  "
-          f"(vs bare batch {args.max_batch})")
+    print(f"served / bare, batching on : {batched.clips_per_s / bare_batched:.3f}  (vs bare batch {args.max_batch})")
     print(f"served / bare, batching off: {unbatched.clips_per_s / bare_single:.3f}  (vs bare batch 1)")
-    print(f"batching gain (on / off)   : {batched.clips_per_s / unbatched.clips_per_s:.2f}x clips/s, "
-          f"p95 {batched.percentile_ms(95) / unbatched.percentile_ms(95):.2f}x")
+    print(
+        f"batching gain (on / off)   : {batched.clips_per_s / unbatched.clips_per_s:.2f}x clips/s, "
+        f"p95 {batched.percentile_ms(95) / unbatched.percentile_ms(95):.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Weights sources (``clip_weights``):
 - a local weights file (``.safetensors``, ``.pt``, ``.bin``) holding a full open_clip CLIP state dict;
 - ``local-dir:/path`` with ``open_clip_config.json`` + ``open_clip_model.safetensors``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -129,7 +130,7 @@ class FrozenCLIPTaps(nn.Module):
             raise BackboneError("CLIP towers with attention pooling are not supported")
         if not visual.transformer.batch_first:
             raise BackboneError("expected an open_clip tower with batch-first blocks (open_clip >= 2.x)")
-        del visual.transformer.resblocks[taps[-1]:]
+        del visual.transformer.resblocks[taps[-1] :]
         # Taken before any dtype cast, so a checkpoint can check that a loader got the same weights.
         self.fingerprint = tower_fingerprint(visual)
         self.visual = visual
@@ -142,7 +143,7 @@ class FrozenCLIPTaps(nn.Module):
         self.requires_grad_(False)
         self.eval()
 
-    def train(self, mode: bool = True) -> "FrozenCLIPTaps":
+    def train(self, mode: bool = True) -> FrozenCLIPTaps:
         # Frozen: dropout and patch dropout stay off whatever the parent module's mode.
         return super().train(False)
 

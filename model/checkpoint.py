@@ -6,6 +6,7 @@ carries one JSON document under the key ``vtfpar``: format version, full model c
 phrases, backbone identity, preprocessing, per-attribute thresholds and free-form provenance. Loading never
 unpickles anything.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,9 @@ class LoadedCheckpoint:
     path: str
 
 
-def save_checkpoint(model: VTFPAR, path: str | os.PathLike, provenance: dict | None = None,
-                    embed_backbone: bool | None = None) -> str:
+def save_checkpoint(
+    model: VTFPAR, path: str | os.PathLike, provenance: dict | None = None, embed_backbone: bool | None = None
+) -> str:
     """Write ``model`` to ``path`` atomically; returns the file's sha256.
 
     The backbone is embedded when ``embed_backbone`` is true, and by default when its weights have no public
@@ -60,14 +62,28 @@ def save_checkpoint(model: VTFPAR, path: str | os.PathLike, provenance: dict | N
         "config": config.to_dict(),
         "schema": model.schema.to_dict(),
         "thresholds": [float(t) for t in model.thresholds],
-        "text_embeddings": {"tensor": "text_embeddings", "shape": list(model.text_embeddings.shape),
-                            "phrases": model.schema.phrases, "encoder": f"{config.clip_arch} text tower"},
-        "backbone": {**backbone_identity(config.clip_arch, config.clip_weights),
-                     "tower_sha256": model.backbone.fingerprint, "embedded": bool(embed_backbone),
-                     "dtype": config.backbone_dtype, "taps": list(config.taps)},
-        "preprocessing": {"image_size": config.image_size, "mean": list(config.mean), "std": list(config.std),
-                          "pad": "centred black square", "resize": "bilinear, antialiased",
-                          "frames": config.frames, "sampling": "segment_middle"},
+        "text_embeddings": {
+            "tensor": "text_embeddings",
+            "shape": list(model.text_embeddings.shape),
+            "phrases": model.schema.phrases,
+            "encoder": f"{config.clip_arch} text tower",
+        },
+        "backbone": {
+            **backbone_identity(config.clip_arch, config.clip_weights),
+            "tower_sha256": model.backbone.fingerprint,
+            "embedded": bool(embed_backbone),
+            "dtype": config.backbone_dtype,
+            "taps": list(config.taps),
+        },
+        "preprocessing": {
+            "image_size": config.image_size,
+            "mean": list(config.mean),
+            "std": list(config.std),
+            "pad": "centred black square",
+            "resize": "bilinear, antialiased",
+            "frames": config.frames,
+            "sampling": "segment_middle",
+        },
         "provenance": provenance or {},
     }
     path = Path(path)
@@ -93,7 +109,9 @@ def read_metadata(path: str | os.PathLike) -> dict:
         with safe_open(str(path), framework="pt") as handle:
             header = handle.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not a readable safetensors checkpoint (truncated or corrupt?): {exc}") from None
+        raise CheckpointError(
+            f"{path} is not a readable safetensors checkpoint (truncated or corrupt?): {exc}"
+        ) from None
     if METADATA_KEY not in header:
         raise CheckpointError(f"{path} is a safetensors file without VTFPAR metadata (key {METADATA_KEY!r})")
     try:
@@ -102,8 +120,10 @@ def read_metadata(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"{path}: its metadata is not valid JSON: {exc}") from None
     version = metadata.get("format_version")
     if version != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format version {version!r} is not supported "
-                              f"(this build reads version {FORMAT_VERSION})")
+        raise CheckpointError(
+            f"{path}: checkpoint format version {version!r} is not supported "
+            f"(this build reads version {FORMAT_VERSION})"
+        )
     return metadata
 
 
@@ -118,8 +138,11 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
 def _check_tensors(path: Path, expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> None:
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
-    wrong = [f"{name}: checkpoint {list(found[name].shape)}, model {list(expected[name].shape)}"
-             for name in sorted(set(expected) & set(found)) if found[name].shape != expected[name].shape]
+    wrong = [
+        f"{name}: checkpoint {list(found[name].shape)}, model {list(expected[name].shape)}"
+        for name in sorted(set(expected) & set(found))
+        if found[name].shape != expected[name].shape
+    ]
     problems = []
     if missing:
         problems.append(f"missing tensors {missing[:5]}{' ...' if len(missing) > 5 else ''}")
@@ -131,8 +154,9 @@ def _check_tensors(path: Path, expected: dict[str, torch.Tensor], found: dict[st
         raise CheckpointError(f"{path} does not match the model its metadata describes: " + ", ".join(problems))
 
 
-def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
-                    backbone_weights: str | None = None) -> LoadedCheckpoint:
+def load_checkpoint(
+    path: str | os.PathLike, device: str | torch.device = "cpu", backbone_weights: str | None = None
+) -> LoadedCheckpoint:
     """Rebuild the model a checkpoint describes and load its weights.
 
     ``backbone_weights`` overrides where the frozen CLIP weights come from (e.g. a local file on a host without
@@ -148,8 +172,9 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     except (KeyError, TypeError, ConfigError, SchemaError) as exc:
         raise CheckpointError(f"{path}: incomplete or invalid metadata: {exc}") from None
     if len(thresholds) != len(schema) or not all(0.0 < t < 1.0 for t in thresholds):
-        raise CheckpointError(f"{path}: needs one threshold in (0, 1) per attribute ({len(schema)}), "
-                              f"got {len(thresholds)}")
+        raise CheckpointError(
+            f"{path}: needs one threshold in (0, 1) per attribute ({len(schema)}), got {len(thresholds)}"
+        )
     tensors = _read_tensors(path)
     if "text_embeddings" not in tensors:
         raise CheckpointError(f"{path}: missing tensor 'text_embeddings'")
@@ -164,7 +189,8 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
         raise CheckpointError(
             f"{path}: backbone mismatch: the checkpoint was trained on {recorded.get('arch')} weights "
             f"{recorded.get('weights')!r} (tower sha256 {str(recorded.get('tower_sha256'))[:12]}...), but the weights "
-            f"loaded from {weights!r} hash to {backbone.fingerprint[:12]}...")
+            f"loaded from {weights!r} hash to {backbone.fingerprint[:12]}..."
+        )
     try:
         model = VTFPAR(config, schema, backbone, tensors["text_embeddings"])
     except ConfigError as exc:

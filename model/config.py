@@ -3,6 +3,7 @@
 A preset is a JSON file in ``model/presets/`` holding every field of :class:`VTFPARConfig`; variants are
 data, and any field can be overridden by name (``get_config("vtfpar-b16", frames=8)``).
 """
+
 from __future__ import annotations
 
 import json
@@ -53,8 +54,10 @@ class VTFPARConfig:
         if not self.taps or list(self.taps) != sorted(set(self.taps)) or self.taps[0] < 0:
             problems.append(f"taps {list(self.taps)} must be distinct, ascending and >= 0")
         if self.spatial_depth < len(self.taps):
-            problems.append(f"spatial_depth {self.spatial_depth} is smaller than the number of taps "
-                            f"{len(self.taps)}: the spatial side net injects one tap before each of its first blocks")
+            problems.append(
+                f"spatial_depth {self.spatial_depth} is smaller than the number of taps "
+                f"{len(self.taps)}: the spatial side net injects one tap before each of its first blocks"
+            )
         if self.frames < 1:
             problems.append(f"frames must be >= 1, got {self.frames}")
         if self.side_width % self.side_heads:
@@ -75,7 +78,7 @@ class VTFPARConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "VTFPARConfig":
+    def from_dict(cls, data: dict) -> VTFPARConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -89,7 +92,7 @@ class VTFPARConfig:
         except TypeError as exc:
             raise ConfigError(f"incomplete config: {exc}") from None
 
-    def replace(self, **overrides) -> "VTFPARConfig":
+    def replace(self, **overrides) -> VTFPARConfig:
         return VTFPARConfig.from_dict({**self.to_dict(), **overrides})
 
 

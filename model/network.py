@@ -4,6 +4,7 @@ Shapes follow method.md 1.1 (B clips of T frames, L patches, width W, A attribut
 frames [B,T,3,S,S] -> taps [B*T,L,C] -> spatial [B,1+L,W] (mean over frames) + temporal [B,1+L,W] (mean over
 tapped layers) -> concat(text [B,A,W], visual) -> fusion block(s) + LayerNorm -> head i on text token i -> BN.
 """
+
 from __future__ import annotations
 
 import torch
@@ -27,7 +28,7 @@ class AttributeHeads(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(num_attributes, width))
         self.bias = nn.Parameter(torch.zeros(num_attributes))
-        bound = width ** -0.5  # nn.Linear's default init, per head
+        bound = width**-0.5  # nn.Linear's default init, per head
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 
@@ -36,16 +37,21 @@ class AttributeHeads(nn.Module):
 
 
 class VTFPAR(nn.Module):
-    def __init__(self, config: VTFPARConfig, schema: AttributeSchema, backbone: FrozenCLIPTaps,
-                 text_embeddings: torch.Tensor):
+    def __init__(
+        self, config: VTFPARConfig, schema: AttributeSchema, backbone: FrozenCLIPTaps, text_embeddings: torch.Tensor
+    ):
         super().__init__()
         if tuple(backbone.image_size) != (config.image_size, config.image_size):
-            raise ConfigError(f"{config.name}: image_size {config.image_size} differs from the CLIP tower's "
-                              f"input size {backbone.image_size}")
+            raise ConfigError(
+                f"{config.name}: image_size {config.image_size} differs from the CLIP tower's "
+                f"input size {backbone.image_size}"
+            )
         side_grid = config.image_size // config.side_patch_size
         if backbone.grid != (side_grid, side_grid):
-            raise ConfigError(f"{config.name}: the side nets' {side_grid}x{side_grid} patch grid must equal the "
-                              f"CLIP grid {backbone.grid}; set side_patch_size to the CLIP patch size")
+            raise ConfigError(
+                f"{config.name}: the side nets' {side_grid}x{side_grid} patch grid must equal the "
+                f"CLIP grid {backbone.grid}; set side_patch_size to the CLIP patch size"
+            )
         if text_embeddings.shape[0] != len(schema):
             raise ConfigError(f"{text_embeddings.shape[0]} text embeddings for {len(schema)} attributes")
         self.config = config
@@ -54,19 +60,34 @@ class VTFPAR(nn.Module):
         self.thresholds = [config.threshold] * len(schema)
         width, num_patches = config.side_width, side_grid * side_grid
         self.backbone = backbone
-        self.spatial = SpatialSideNet(image_size=config.image_size, patch_size=config.side_patch_size,
-                                      width=width, heads=config.side_heads, mlp_ratio=config.side_mlp_ratio,
-                                      depth=config.spatial_depth, clip_width=backbone.width,
-                                      num_taps=len(config.taps))
-        self.temporal = TemporalSideNet(width=width, heads=config.side_heads, mlp_ratio=config.side_mlp_ratio,
-                                        depth=config.frames, clip_width=backbone.width,
-                                        num_patches=num_patches, num_taps=len(config.taps))
+        self.spatial = SpatialSideNet(
+            image_size=config.image_size,
+            patch_size=config.side_patch_size,
+            width=width,
+            heads=config.side_heads,
+            mlp_ratio=config.side_mlp_ratio,
+            depth=config.spatial_depth,
+            clip_width=backbone.width,
+            num_taps=len(config.taps),
+        )
+        self.temporal = TemporalSideNet(
+            width=width,
+            heads=config.side_heads,
+            mlp_ratio=config.side_mlp_ratio,
+            depth=config.frames,
+            clip_width=backbone.width,
+            num_patches=num_patches,
+            num_taps=len(config.taps),
+        )
         # The frozen text tower ran once, at creation; its output is all the network needs of it.
         self.register_buffer("text_embeddings", text_embeddings.detach().float().clone())
         self.text_projection = nn.Linear(text_embeddings.shape[1], width)
-        self.fusion = nn.Sequential(*(side_block(width, config.side_heads, config.side_mlp_ratio,
-                                                 drop_path=config.fusion_drop_path)
-                                      for _ in range(config.fusion_depth)))
+        self.fusion = nn.Sequential(
+            *(
+                side_block(width, config.side_heads, config.side_mlp_ratio, drop_path=config.fusion_drop_path)
+                for _ in range(config.fusion_depth)
+            )
+        )
         self.fusion_norm = nn.LayerNorm(width, eps=1e-6)
         self.heads = AttributeHeads(len(schema), width)
         self.logit_norm = nn.BatchNorm1d(len(schema))
@@ -80,8 +101,10 @@ class VTFPAR(nn.Module):
             raise ValueError(f"expected frames [B, T, 3, H, W], got {tuple(frames.shape)}")
         batch, num_frames = frames.shape[:2]
         if num_frames > self.config.frames:
-            raise ValueError(f"{num_frames} frames per clip, but this model's temporal side net has one block per "
-                             f"frame and takes at most {self.config.frames}")
+            raise ValueError(
+                f"{num_frames} frames per clip, but this model's temporal side net has one block per "
+                f"frame and takes at most {self.config.frames}"
+            )
         images = frames.flatten(0, 1)
         taps = self.backbone(images)
         spatial = self.spatial(images, taps)

@@ -4,10 +4,11 @@ Frames are RGB ``uint8`` arrays ``[H, W, 3]``. Each is padded to a square with b
 reference trains on pre-padded "pad" datasets), resized to the tower's input size and normalised with the
 preset's mean/std. Frame-index sampling picks which T frames of a tracklet or clip the model sees.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ def pad_to_square(frame: np.ndarray) -> np.ndarray:
         return frame
     top, left = (side - height) // 2, (side - width) // 2
     canvas = np.zeros((side, side, 3), dtype=frame.dtype)
-    canvas[top:top + height, left:left + width] = frame
+    canvas[top : top + height, left : left + width] = frame
     return canvas
 
 
@@ -39,7 +40,7 @@ class Preprocess:
     std: tuple[float, float, float]
 
     @classmethod
-    def from_config(cls, config) -> "Preprocess":
+    def from_config(cls, config) -> Preprocess:
         return cls(image_size=config.image_size, mean=tuple(config.mean), std=tuple(config.std))
 
     def resize(self, frame: np.ndarray) -> torch.Tensor:
@@ -51,8 +52,9 @@ class Preprocess:
         image = square.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
         if image.shape[-1] != self.image_size:
             # Bilinear with antialiasing approximates the reference's PIL resize on both up- and downscaling.
-            image = F.interpolate(image, size=(self.image_size, self.image_size), mode="bilinear",
-                                  align_corners=False, antialias=True).clamp_(0.0, 1.0)
+            image = F.interpolate(
+                image, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False, antialias=True
+            ).clamp_(0.0, 1.0)
         return image[0]
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
@@ -66,8 +68,9 @@ class Preprocess:
         return self.normalize(torch.stack([self.resize(f) for f in frames]))
 
 
-def sample_frame_indices(num_available: int, num_frames: int, mode: str = "segment_middle",
-                         rng: np.random.Generator | None = None) -> list[int]:
+def sample_frame_indices(
+    num_available: int, num_frames: int, mode: str = "segment_middle", rng: np.random.Generator | None = None
+) -> list[int]:
     """Pick ``num_frames`` indices out of ``range(num_available)``.
 
     - ``segment_middle``: split the clip into ``num_frames`` equal segments and take each middle; ordered,

@@ -4,6 +4,7 @@ Schemas are data (JSON files in ``model/schemas/``); a user can pass the path of
 A group is either ``binary`` (one column, positive class = the phrase) or ``one_of`` (N one-hot columns,
 exactly one true per tracklet).
 """
+
 from __future__ import annotations
 
 import json
@@ -106,7 +107,9 @@ def schema_from_dict(data: dict, source: str = "<dict>") -> AttributeSchema:
             try:
                 attr = Attribute(name=str(member["name"]), phrase=str(member["phrase"]), group=group_name)
             except (KeyError, TypeError):
-                raise SchemaError(f"{source}: every attribute of group {group_name!r} needs 'name' and 'phrase'") from None
+                raise SchemaError(
+                    f"{source}: every attribute of group {group_name!r} needs 'name' and 'phrase'"
+                ) from None
             if attr.name in seen:
                 raise SchemaError(f"{source}: attribute name {attr.name!r} appears twice")
             if not attr.phrase.strip():
@@ -116,8 +119,9 @@ def schema_from_dict(data: dict, source: str = "<dict>") -> AttributeSchema:
         groups.append(Group(name=group_name, kind=kind, columns=tuple(range(start, len(attributes)))))
     if not attributes:
         raise SchemaError(f"{source}: the schema has no attributes")
-    return AttributeSchema(name=name, attributes=tuple(attributes), groups=tuple(groups),
-                           description=str(data.get("description", "")))
+    return AttributeSchema(
+        name=name, attributes=tuple(attributes), groups=tuple(groups), description=str(data.get("description", ""))
+    )
 
 
 def list_schemas() -> list[str]:
@@ -130,8 +134,9 @@ def load_schema(name_or_path: str | Path) -> AttributeSchema:
     if not path.is_file():
         path = Path(name_or_path)
         if not path.is_file():
-            raise SchemaError(f"unknown attribute schema {str(name_or_path)!r}: not one of {list_schemas()} "
-                              "and no such file")
+            raise SchemaError(
+                f"unknown attribute schema {str(name_or_path)!r}: not one of {list_schemas()} and no such file"
+            )
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:

@@ -3,6 +3,7 @@
 Both are built from timm ViT blocks (the reference uses a 240-wide timm ViT); only the parts the reference
 actually runs are built here.
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -15,8 +16,14 @@ from torch import nn
 
 def side_block(width: int, heads: int, mlp_ratio: float, drop_path: float = 0.0) -> Block:
     """A timm ViT block with the ViT defaults the reference side nets use (qkv bias, LayerNorm eps 1e-6)."""
-    block = Block(dim=width, num_heads=heads, mlp_ratio=mlp_ratio, qkv_bias=True, drop_path=drop_path,
-                  norm_layer=partial(nn.LayerNorm, eps=1e-6))
+    block = Block(
+        dim=width,
+        num_heads=heads,
+        mlp_ratio=mlp_ratio,
+        qkv_bias=True,
+        drop_path=drop_path,
+        norm_layer=partial(nn.LayerNorm, eps=1e-6),
+    )
     for module in block.modules():
         init_weights_vit_timm(module)
     return block
@@ -71,8 +78,18 @@ class SpatialSideNet(nn.Module):
     the last block's tokens ``[N, 1 + L, width]``.
     """
 
-    def __init__(self, *, image_size: int, patch_size: int, width: int, heads: int, mlp_ratio: float,
-                 depth: int, clip_width: int, num_taps: int):
+    def __init__(
+        self,
+        *,
+        image_size: int,
+        patch_size: int,
+        width: int,
+        heads: int,
+        mlp_ratio: float,
+        depth: int,
+        clip_width: int,
+        num_taps: int,
+    ):
         super().__init__()
         self.patch_embed = PatchEmbed(img_size=image_size, patch_size=patch_size, in_chans=3, embed_dim=width)
         init_weights_vit_timm(self.patch_embed.proj)
@@ -103,8 +120,9 @@ class TemporalSideNet(nn.Module):
     averaged at the end. It never sees pixels.
     """
 
-    def __init__(self, *, width: int, heads: int, mlp_ratio: float, depth: int, clip_width: int,
-                 num_patches: int, num_taps: int):
+    def __init__(
+        self, *, width: int, heads: int, mlp_ratio: float, depth: int, clip_width: int, num_patches: int, num_taps: int
+    ):
         super().__init__()
         self.first_frame_projection = nn.Linear(clip_width, width)
         self.tokens = _SideTokens(width, num_patches)
@@ -119,8 +137,10 @@ class TemporalSideNet(nn.Module):
         """``taps``: one ``[B, T, L, C]`` tensor per stream -> ``[B, 1 + L, width]``."""
         batch, frames = taps[0].shape[:2]
         if frames > self.max_frames:
-            raise ValueError(f"the temporal side net has {self.max_frames} blocks, one per frame, "
-                             f"so it takes at most {self.max_frames} frames; got {frames}")
+            raise ValueError(
+                f"the temporal side net has {self.max_frames} blocks, one per frame, "
+                f"so it takes at most {self.max_frames} frames; got {frames}"
+            )
         streams = len(taps)
         # All streams share the blocks, so they run as one batch of streams * B sequences.
         first = torch.cat([tap[:, 0] for tap in taps])
@@ -128,6 +148,6 @@ class TemporalSideNet(nn.Module):
         x = self.blocks[0](x)
         for frame in range(1, frames):
             x = self.blocks[frame](x)
-            update = torch.cat([proj(tap[:, frame]) for proj, tap in zip(self.tap_projections, taps)])
+            update = torch.cat([proj(tap[:, frame]) for proj, tap in zip(self.tap_projections, taps, strict=True)])
             x = _add_to_patches(x, update)
         return x.view(streams, batch, *x.shape[1:]).mean(dim=0)

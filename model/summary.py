@@ -1,4 +1,5 @@
 """``python -m model summary``: parameter and FLOP counts of a preset, offline (random backbone)."""
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,7 @@ def count_flops(model: VTFPAR, frames: torch.Tensor) -> dict[str, float]:
         for module in attention:
             module.training = False
     per_module = counter.get_flop_counts()
-    breakdown = {name.split(".", 1)[1]: sum(ops.values()) for name, ops in per_module.items()
-                 if name.count(".") == 1}
+    breakdown = {name.split(".", 1)[1]: sum(ops.values()) for name, ops in per_module.items() if name.count(".") == 1}
     return {"total": counter.get_total_flops(), **breakdown}
 
 

@@ -1,4 +1,5 @@
 """Test-wide guards: nothing in the suite may reach a model hub or any non-local address."""
+
 import ipaddress
 import os
 import socket

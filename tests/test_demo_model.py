@@ -1,6 +1,7 @@
 """The built-in demo model, served with no configuration, answers fresh synthetic clips far better than the
 training priors. Crosses packages on purpose: synthetic clips and metrics come from training/, the server is
 ``python -m app`` exactly as the README starts it."""
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -27,8 +28,16 @@ FRESH_SEED = 20261126  # the demo trained on seed 7
 
 @pytest.fixture(scope="module")
 def fresh_clips(tmp_path_factory):
-    root = generate(tmp_path_factory.mktemp("fresh") / "data", tracklets=160, seed=FRESH_SEED,
-                    frames_per_tracklet=(8, 8), size=(64, 32), priors="uniform", test_fraction=0.5, videos="mp4")
+    root = generate(
+        tmp_path_factory.mktemp("fresh") / "data",
+        tracklets=160,
+        seed=FRESH_SEED,
+        frames_per_tracklet=(8, 8),
+        size=(64, 32),
+        priors="uniform",
+        test_fraction=0.5,
+        videos="mp4",
+    )
     with open(root / "videos" / "manifest.csv") as handle:
         rows = list(csv.DictReader(handle))
     schema = load_schema("mars")
@@ -43,8 +52,9 @@ def demo_server():
         port = sock.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("VTFPAR_")}
     env.update(VTFPAR_HOST="127.0.0.1", VTFPAR_PORT=str(port), VTFPAR_DEVICE="cpu", VTFPAR_TORCH_THREADS="1")
-    process = subprocess.Popen([sys.executable, "-m", "app"], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     try:
@@ -77,8 +87,9 @@ def test_demo_model_beats_the_priors_on_fresh_clips_over_http(demo_server, fresh
 
     def predict(path: Path) -> dict:
         with open(path, "rb") as handle:
-            response = httpx.post(f"{demo_server}/predict", files={"video": (path.name, handle, "video/mp4")},
-                                  timeout=60)
+            response = httpx.post(
+                f"{demo_server}/predict", files={"video": (path.name, handle, "video/mp4")}, timeout=60
+            )
         assert response.status_code == 200, response.text
         return response.json()
 
@@ -92,9 +103,11 @@ def test_demo_model_beats_the_priors_on_fresh_clips_over_http(demo_server, fresh
     model = compute_metrics(probabilities, labels, schema)
     # The strongest constant predictor of this kind: every clip gets the fresh set's own label frequencies.
     priors = compute_metrics(np.broadcast_to(labels.mean(0), labels.shape), labels, schema)
-    print(f"demo on {len(paths)} fresh clips: mA {model['mA']:.3f} (priors {priors['mA']:.3f}), "
-          f"protocol F1 {model['protocol']['f1']:.3f} ({priors['protocol']['f1']:.3f}), "
-          f"accuracy {model['protocol']['accuracy']:.3f} ({priors['protocol']['accuracy']:.3f})")
+    print(
+        f"demo on {len(paths)} fresh clips: mA {model['mA']:.3f} (priors {priors['mA']:.3f}), "
+        f"protocol F1 {model['protocol']['f1']:.3f} ({priors['protocol']['f1']:.3f}), "
+        f"accuracy {model['protocol']['accuracy']:.3f} ({priors['protocol']['accuracy']:.3f})"
+    )
     assert model["mA"] >= priors["mA"] + 0.08
     assert model["protocol"]["f1"] >= priors["protocol"]["f1"] + 0.06
     for group in ("top color", "bottom color", "age"):

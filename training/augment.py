@@ -5,6 +5,7 @@ before ``Preprocess.normalize``, so training and serving share every other step.
 at 224; the pad here scales with the input size. As in the reference, every frame gets its own crop and flip;
 ``per_clip`` uses one for the whole clip instead.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,8 +24,9 @@ class Augment:
     per_clip: bool = False
 
     @classmethod
-    def for_image_size(cls, image_size: int, pad: int | None = None, flip_prob: float = 0.5,
-                       per_clip: bool = False) -> "Augment":
+    def for_image_size(
+        cls, image_size: int, pad: int | None = None, flip_prob: float = 0.5, per_clip: bool = False
+    ) -> Augment:
         if pad is None:
             pad = max(1, round(REFERENCE_PAD * image_size / REFERENCE_SIZE))
         if pad < 0 or not 0.0 <= flip_prob <= 1.0:
@@ -42,6 +44,6 @@ class Augment:
         out = torch.empty_like(frames)
         for t in range(count):
             d = 0 if self.per_clip else t
-            crop = padded[t, :, tops[d]:tops[d] + height, lefts[d]:lefts[d] + width]
+            crop = padded[t, :, tops[d] : tops[d] + height, lefts[d] : lefts[d] + width]
             out[t] = crop.flip(-1) if flips[d] else crop
         return out

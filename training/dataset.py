@@ -4,6 +4,7 @@ Every random choice for one clip (which frames, which crop, which flip) comes fr
 (seed, round, index), where round is the epoch (training) or the pass (stochastic evaluation). A clip is
 therefore the same whichever worker, process or resumed run loads it, which is what makes ``--resume`` exact.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,8 +32,15 @@ def frame_indices(num_available: int, num_frames: int, mode: str, rng: np.random
 class ClipDataset(Dataset):
     """Item ``(round, index)`` -> ``(frames [T, 3, S, S] normalised, labels float [A], index)``."""
 
-    def __init__(self, tracklets: list[Tracklet], preprocess: Preprocess, num_frames: int, sampling: str,
-                 augment: Augment | None = None, seed: int = 0):
+    def __init__(
+        self,
+        tracklets: list[Tracklet],
+        preprocess: Preprocess,
+        num_frames: int,
+        sampling: str,
+        augment: Augment | None = None,
+        seed: int = 0,
+    ):
         if sampling not in SAMPLING_MODES:
             raise ValueError(f"unknown sampling {sampling!r}; expected one of {SAMPLING_MODES}")
         self.tracklets = tracklets
@@ -76,10 +84,10 @@ class EpochBatches:
         result = []
         for step in range(start_step, self.steps_per_epoch):
             start = step * global_size + self.rank * self.batch_size
-            result.append([(epoch, int(i)) for i in order[start:start + self.batch_size]])
+            result.append([(epoch, int(i)) for i in order[start : start + self.batch_size]])
         return result
 
 
 def shard_batches(indices: list[int], batch_size: int, round_: int = 0) -> list[list[tuple[int, int]]]:
     """Evaluation batches over ``indices`` in order (no dropping)."""
-    return [[(round_, i) for i in indices[s:s + batch_size]] for s in range(0, len(indices), batch_size)]
+    return [[(round_, i) for i in indices[s : s + batch_size]] for s in range(0, len(indices), batch_size)]

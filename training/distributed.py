@@ -2,6 +2,7 @@
 
 Outside torchrun (no ``WORLD_SIZE``) everything degrades to a single process.
 """
+
 from __future__ import annotations
 
 import os
@@ -86,7 +87,7 @@ def gather_rows(rows: torch.Tensor, ctx: Context) -> list[torch.Tensor]:
     padded[: len(rows)] = rows
     gathered = [torch.empty_like(padded) for _ in range(ctx.world_size)]
     dist.all_gather(gathered, padded)
-    return [g[: int(c.item())].cpu() for g, c in zip(gathered, counts)]
+    return [g[: int(c.item())].cpu() for g, c in zip(gathered, counts, strict=True)]
 
 
 def broadcast_buffers(module: torch.nn.Module, ctx: Context) -> None:

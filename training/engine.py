@@ -1,4 +1,5 @@
 """Running the model over a dataset: data loaders, mixed precision, and sharded prediction."""
+
 from __future__ import annotations
 
 import contextlib
@@ -25,13 +26,26 @@ def autocast(device: torch.device, precision: str):
 
 def make_loader(dataset: ClipDataset, batches: list, workers: int, device: torch.device) -> DataLoader:
     # A private generator: creating a loader must not consume the global RNG, or a resumed run would diverge.
-    return DataLoader(dataset, batch_sampler=batches, num_workers=workers, pin_memory=device.type == "cuda",
-                      generator=torch.Generator())
+    return DataLoader(
+        dataset,
+        batch_sampler=batches,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator(),
+    )
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, dataset: ClipDataset, ctx: Context, batch_size: int, workers: int,
-            precision: str = "auto", round_: int = 0, desc: str = "eval") -> tuple[np.ndarray, np.ndarray]:
+def predict(
+    model: torch.nn.Module,
+    dataset: ClipDataset,
+    ctx: Context,
+    batch_size: int,
+    workers: int,
+    precision: str = "auto",
+    round_: int = 0,
+    desc: str = "eval",
+) -> tuple[np.ndarray, np.ndarray]:
     """Logits and labels for every item of ``dataset``, in dataset order, on every process.
 
     Each process predicts the items ``rank::world_size``; the shards are gathered and put back in order.
@@ -48,5 +62,5 @@ def predict(model: torch.nn.Module, dataset: ClipDataset, ctx: Context, batch_si
     local = torch.cat(outputs)
     logits = torch.empty((len(dataset), labels.shape[1]))
     for rank, shard in enumerate(gather_rows(local, ctx)):
-        logits[rank::ctx.world_size] = shard
+        logits[rank :: ctx.world_size] = shard
     return logits.numpy(), labels

@@ -6,6 +6,7 @@ Prints a readable report (VTFPAR++ protocol, mA, instance metrics, per-group and
 ``random_subset``) and reports the mean and standard deviation over passes. ``--sampling single_frame`` feeds the
 middle frame T times: what the model gets out of one frame (an ablation of the temporal path).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,9 +38,20 @@ def average(results: list) -> tuple:
     return first, None
 
 
-def evaluate(checkpoint: str, data: str, data_format: str = "auto", split: str = "test", passes: int = 1,
-             sampling: str | None = None, batch_size: int = 32, workers: int = 0, device: str = "auto",
-             precision: str = "auto", seed: int = 0, backbone_weights: str | None = None) -> dict:
+def evaluate(
+    checkpoint: str,
+    data: str,
+    data_format: str = "auto",
+    split: str = "test",
+    passes: int = 1,
+    sampling: str | None = None,
+    batch_size: int = 32,
+    workers: int = 0,
+    device: str = "auto",
+    precision: str = "auto",
+    seed: int = 0,
+    backbone_weights: str | None = None,
+) -> dict:
     ctx = Context(rank=0, world_size=1, device=choose_device(device))
     loaded = load_checkpoint(checkpoint, device=ctx.device, backbone_weights=backbone_weights)
     model = loaded.model
@@ -48,8 +60,10 @@ def evaluate(checkpoint: str, data: str, data_format: str = "auto", split: str =
     # A manifest is read with the checkpoint's schema; the MARS and Duke layouts bring their own.
     dataset_source = load_dataset(data, data_format, model.schema if data_format == "manifest" else None)
     if dataset_source.schema.names != model.schema.names:
-        raise DatasetError(f"{dataset_source.description} is labelled with schema {dataset_source.schema.name!r}, "
-                           f"but the checkpoint predicts {model.schema.name!r} ({len(model.schema)} attributes)")
+        raise DatasetError(
+            f"{dataset_source.description} is labelled with schema {dataset_source.schema.name!r}, "
+            f"but the checkpoint predicts {model.schema.name!r} ({len(model.schema)} attributes)"
+        )
     tracklets = dataset_source.split(split)
     if not tracklets:
         raise DatasetError(f"{dataset_source.summary()}: the {split} split is empty")
@@ -57,26 +71,39 @@ def evaluate(checkpoint: str, data: str, data_format: str = "auto", split: str =
     clips = ClipDataset(tracklets, model.preprocess, model.config.frames, sampling, None, seed)
     runs = []
     for round_ in range(passes):
-        logits, labels = predict(model, clips, ctx, batch_size, workers, precision, round_=round_,
-                                 desc=f"pass {round_ + 1}/{passes}")
+        logits, labels = predict(
+            model, clips, ctx, batch_size, workers, precision, round_=round_, desc=f"pass {round_ + 1}/{passes}"
+        )
         runs.append(compute_metrics(1 / (1 + np.exp(-logits)), labels, model.schema, model.thresholds))
     mean, std = average(runs)
-    return {"checkpoint": str(checkpoint), "checkpoint_sha256": loaded.digest, "data": dataset_source.description,
-            "split": split, "sampling": sampling, "frames": model.config.frames, "passes": passes,
-            "metrics": mean, "std": std if passes > 1 else None,
-            "per_pass": [headline(r) for r in runs]}
+    return {
+        "checkpoint": str(checkpoint),
+        "checkpoint_sha256": loaded.digest,
+        "data": dataset_source.description,
+        "split": split,
+        "sampling": sampling,
+        "frames": model.config.frames,
+        "passes": passes,
+        "metrics": mean,
+        "std": std if passes > 1 else None,
+        "per_pass": [headline(r) for r in runs],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vtfpar-evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="vtfpar-evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint written by training")
     parser.add_argument("--data", required=True, help="dataset folder or manifest (as for training)")
     parser.add_argument("--data-format", choices=DATA_FORMATS, default="auto")
     parser.add_argument("--split", choices=("train", "test"), default="test")
     parser.add_argument("--passes", type=int, default=1, help="repeat stochastic frame sampling N times")
-    parser.add_argument("--sampling", choices=SAMPLING_MODES,
-                        help="frame sampling (default: segment_middle; random_subset when --passes > 1)")
+    parser.add_argument(
+        "--sampling",
+        choices=SAMPLING_MODES,
+        help="frame sampling (default: segment_middle; random_subset when --passes > 1)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of stochastic sampling")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers")
@@ -91,13 +118,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        result = evaluate(args.checkpoint, args.data, args.data_format, args.split, args.passes, args.sampling,
-                          args.batch_size, args.workers, args.device, args.precision, args.seed,
-                          args.backbone_weights)
+        result = evaluate(
+            args.checkpoint,
+            args.data,
+            args.data_format,
+            args.split,
+            args.passes,
+            args.sampling,
+            args.batch_size,
+            args.workers,
+            args.device,
+            args.precision,
+            args.seed,
+            args.backbone_weights,
+        )
     except (DatasetError, CheckpointError, DeviceError) as exc:
         parser.error(str(exc))
-    print(f"{result['checkpoint']} on {result['data']} ({result['split']} split, {result['sampling']} sampling, "
-          f"{result['frames']} frames, {result['passes']} pass(es))")
+    print(
+        f"{result['checkpoint']} on {result['data']} ({result['split']} split, {result['sampling']} sampling, "
+        f"{result['frames']} frames, {result['passes']} pass(es))"
+    )
     print(format_report(result["metrics"]))
     if result["std"]:
         spread = headline(result["std"])

@@ -1,4 +1,5 @@
 """Reading a tracklet's frames as RGB ``uint8`` arrays: image files with PIL, videos with PyAV."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -4,6 +4,7 @@ For column j with positive ratio r_j, a positive label weighs exp(1 - r_j) and a
 positives count more. The weighted BCE is summed over columns and divided by the batch size only. (The reference
 also zeroes the weight of labels > 1; every reader here accepts only 0/1, so that case cannot arise.)
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,6 +30,5 @@ class WeightedBCELoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         logits, targets = logits.float(), targets.float()
-        per_entry = F.binary_cross_entropy_with_logits(logits, targets, weight=self.weights(targets),
-                                                       reduction="sum")
+        per_entry = F.binary_cross_entropy_with_logits(logits, targets, weight=self.weights(targets), reduction="sum")
         return per_entry / logits.shape[0]

@@ -5,6 +5,7 @@ Renders synthetic pedestrian tracklets (uniform class priors, so every attribute
 held-out identities, and writes the checkpoint with those metrics (and the training-prior baseline) in its
 provenance. About 5 minutes on 2 CPU cores.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,14 +26,38 @@ from .synthetic import generate
 from .train import main as train_main
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "app" / "assets" / "demo.safetensors"
-DATA = {"tracklets": 2400, "seed": 7, "frames_per_tracklet": (8, 8), "size": (64, 32), "priors": "uniform",
-        "test_fraction": 0.25}
+DATA = {
+    "tracklets": 2400,
+    "seed": 7,
+    "frames_per_tracklet": (8, 8),
+    "size": (64, 32),
+    "priors": "uniform",
+    "test_fraction": 0.25,
+}
 
 
 def train_args(data: Path, out: Path, epochs: int) -> list[str]:
-    return ["--data", str(data), "--out", str(out), "--preset", "vtfpar-demo", "--epochs", str(epochs),
-            "--warmup-epochs", "1", "--batch-size", "8", "--lr", "1e-3", "--eval-every", str(epochs),
-            "--aug-per-clip", "--seed", "7"]
+    return [
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--preset",
+        "vtfpar-demo",
+        "--epochs",
+        str(epochs),
+        "--warmup-epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--lr",
+        "1e-3",
+        "--eval-every",
+        str(epochs),
+        "--aug-per-clip",
+        "--seed",
+        "7",
+    ]
 
 
 def make_demo(out: Path, epochs: int, workdir: Path) -> dict:
@@ -52,8 +77,12 @@ def make_demo(out: Path, epochs: int, workdir: Path) -> dict:
         **loaded.metadata["provenance"],
         "demo": True,
         "command": "python -m training.make_demo",
-        "data": {"generator": "training.synthetic", **DATA, "train_tracklets": len(dataset.train),
-                 "held_out_tracklets": len(dataset.test)},
+        "data": {
+            "generator": "training.synthetic",
+            **DATA,
+            "train_tracklets": len(dataset.train),
+            "held_out_tracklets": len(dataset.test),
+        },
         "held_out_metrics": headline(held_out["metrics"]),
         "held_out_group_mA": {name: round(g["mA"], 4) for name, g in held_out["metrics"]["groups"].items()},
         "training_prior_baseline": baseline,
@@ -64,8 +93,9 @@ def make_demo(out: Path, epochs: int, workdir: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.make_demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m training.make_demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"checkpoint path (default {DEFAULT_OUT})")
     parser.add_argument("--epochs", type=int, default=24)
     args = parser.parse_args(argv)

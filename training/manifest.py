@@ -11,6 +11,7 @@ CSV (header row) or JSONL (one object per line), one tracklet per row:
 Extra columns are ignored. Videos are opened here to check they have a video stream; frames are decoded when
 training reads them.
 """
+
 from __future__ import annotations
 
 import csv
@@ -73,8 +74,10 @@ def _labels(row: dict, schema: AttributeSchema, where: str, problems: Problems) 
         labels[column] = value == "1"
     for group in schema.groups:
         if group.kind == "one_of" and labels[list(group.columns)].sum() != 1:
-            problems.add(f"{where}: one-of group {group.name!r} needs exactly one 1 among "
-                         f"{[schema.names[c] for c in group.columns]}")
+            problems.add(
+                f"{where}: one-of group {group.name!r} needs exactly one 1 among "
+                f"{[schema.names[c] for c in group.columns]}"
+            )
             return None
     return labels
 

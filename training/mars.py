@@ -28,6 +28,7 @@ Polarity of the raw binary kinds. The definitions are Market-1501_Attribute's, w
 Multi-class kinds (``Tops.c``, ``Bottoms.c``, ``Age``, ``pose``, ``motion``) become one-hot columns; the raw
 class index k is the k-th column of the group, in the order listed in ``ONE_OF_KINDS``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -59,19 +60,49 @@ BINARY_KINDS = {
 }
 # raw kind -> the schema attribute of each raw class index
 ONE_OF_KINDS = {
-    "Tops.c": ("top_black", "top_purple", "top_green", "top_blue", "top_gray", "top_white", "top_yellow",
-               "top_red", "top_complex"),
-    "Bottoms.c": ("bottom_white", "bottom_purple", "bottom_black", "bottom_green", "bottom_gray", "bottom_pink",
-                  "bottom_yellow", "bottom_blue", "bottom_brown", "bottom_complex"),
+    "Tops.c": (
+        "top_black",
+        "top_purple",
+        "top_green",
+        "top_blue",
+        "top_gray",
+        "top_white",
+        "top_yellow",
+        "top_red",
+        "top_complex",
+    ),
+    "Bottoms.c": (
+        "bottom_white",
+        "bottom_purple",
+        "bottom_black",
+        "bottom_green",
+        "bottom_gray",
+        "bottom_pink",
+        "bottom_yellow",
+        "bottom_blue",
+        "bottom_brown",
+        "bottom_complex",
+    ),
     "Age": ("age_young", "age_teenager", "age_adult", "age_old"),
-    "pose": ("pose_frontal", "pose_lateral_frontal", "pose_lateral", "pose_lateral_back", "pose_back",
-             "pose_varies"),
+    "pose": ("pose_frontal", "pose_lateral_frontal", "pose_lateral", "pose_lateral_back", "pose_back", "pose_varies"),
     "motion": ("motion_walking", "motion_running", "motion_riding", "motion_staying", "motion_varies"),
 }
 LATER_RELEASE_KINDS = ("pose", "motion")
 # The published file's column order; the later release appends pose and motion.
-HEADER_V1 = KEY_COLUMNS + ("Tops.c", "Bottoms.c", "Age", "Tops.l", "Bottoms.l", "shoulder bag", "backpack", "hat",
-                           "handbag", "hair", "gender", "Bottoms.t")
+HEADER_V1 = KEY_COLUMNS + (
+    "Tops.c",
+    "Bottoms.c",
+    "Age",
+    "Tops.l",
+    "Bottoms.l",
+    "shoulder bag",
+    "backpack",
+    "hat",
+    "handbag",
+    "hair",
+    "gender",
+    "Bottoms.t",
+)
 HEADER = HEADER_V1 + LATER_RELEASE_KINDS
 
 FRAME_NAME = re.compile(r"^(\d{4})C(\d)T(\d{4})F(\d{3,})\.jpg$")
@@ -114,8 +145,15 @@ def _parse_row(row: dict[str, str], kinds: tuple[str, ...], where: str, problems
         else:
             valid = 0 <= value < (len(ONE_OF_KINDS[kind]) if kind in ONE_OF_KINDS else 2)
         if not valid:
-            allowed = (f"0..{len(ONE_OF_KINDS[kind]) - 1}" if kind in ONE_OF_KINDS
-                       else "1..9" if kind == "camera" else ">= 0" if kind in KEY_COLUMNS else "0 or 1")
+            allowed = (
+                f"0..{len(ONE_OF_KINDS[kind]) - 1}"
+                if kind in ONE_OF_KINDS
+                else "1..9"
+                if kind == "camera"
+                else ">= 0"
+                if kind in KEY_COLUMNS
+                else "0 or 1"
+            )
             problems.add(f"{where}: column {kind!r} is {value}, expected {allowed}")
             return None
         values[kind] = value
@@ -154,8 +192,9 @@ def read_label_file(csv_path: str | Path) -> tuple[AttributeSchema, dict[tuple[i
         reader.fieldnames = list(header)
         absent = [name for name in HEADER_V1 if name not in header]
         if absent:
-            raise DatasetError(f"{csv_path}:1: header lacks column(s) {absent}; expected {','.join(HEADER)} "
-                               "(pose and motion optional)")
+            raise DatasetError(
+                f"{csv_path}:1: header lacks column(s) {absent}; expected {','.join(HEADER)} (pose and motion optional)"
+            )
         later = [name for name in LATER_RELEASE_KINDS if name in header]
         if later and len(later) != len(LATER_RELEASE_KINDS):
             raise DatasetError(f"{csv_path}:1: header has {later} but not both of {list(LATER_RELEASE_KINDS)}")
@@ -201,11 +240,14 @@ def load_mars(root: str | Path) -> TrackletSet:
         if split == "both":
             problems.add(f"{csv_path}:{line}: tracklet {name} has frames in both bbox_train/ and bbox_test/")
         elif not frames:
-            problems.add(f"{csv_path}:{line}: tracklet {name} has no frames: expected {name}F*.jpg in "
-                         f"bbox_train/{key[0]:04d}/ or bbox_test/{key[0]:04d}/")
+            problems.add(
+                f"{csv_path}:{line}: tracklet {name} has no frames: expected {name}F*.jpg in "
+                f"bbox_train/{key[0]:04d}/ or bbox_test/{key[0]:04d}/"
+            )
         else:
             splits[split].append(Tracklet(name=name, labels=labels, frames=tuple(frames)))
     problems.raise_if_any()
     release = "later release, with pose and motion" if schema.name == "mars" else "first release"
-    return TrackletSet(schema=schema, train=splits["train"], test=splits["test"],
-                       description=f"MARS-Attribute ({release}) at {root}")
+    return TrackletSet(
+        schema=schema, train=splits["train"], test=splits["test"], description=f"MARS-Attribute ({release}) at {root}"
+    )

@@ -10,6 +10,7 @@
 
 Denominators get eps = 1e-20 as in the reference, so an empty denominator gives 0.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,8 +33,9 @@ def _scores(tp: np.ndarray, fp: np.ndarray, tn: np.ndarray, fn: np.ndarray) -> d
     }
 
 
-def compute_metrics(probs: np.ndarray, labels: np.ndarray, schema: AttributeSchema,
-                    thresholds: float | list[float] | np.ndarray = 0.45) -> dict:
+def compute_metrics(
+    probs: np.ndarray, labels: np.ndarray, schema: AttributeSchema, thresholds: float | list[float] | np.ndarray = 0.45
+) -> dict:
     """All metrics for sigmoid outputs ``probs [N, A]`` against 0/1 ``labels [N, A]``, as a JSON-ready dict."""
     probs, labels = np.asarray(probs, dtype=np.float64), np.asarray(labels)
     if probs.shape != labels.shape or probs.ndim != 2 or probs.shape[1] != len(schema):
@@ -47,17 +49,26 @@ def compute_metrics(probs: np.ndarray, labels: np.ndarray, schema: AttributeSche
 
     per_column = _scores(tp, fp, tn, fn)
     attributes = {
-        name: {"group": schema.attributes[j].group, "positives": int(tp[j] + fn[j]), "tp": int(tp[j]),
-               "fp": int(fp[j]), "tn": int(tn[j]), "fn": int(fn[j]),
-               **{key: float(values[j]) for key, values in per_column.items()}}
+        name: {
+            "group": schema.attributes[j].group,
+            "positives": int(tp[j] + fn[j]),
+            "tp": int(tp[j]),
+            "fp": int(fp[j]),
+            "tn": int(tn[j]),
+            "fn": int(fn[j]),
+            **{key: float(values[j]) for key, values in per_column.items()},
+        }
         for j, name in enumerate(schema.names)
     }
     groups = {}
     for group in schema.groups:
         columns = list(group.columns)
         scores = _scores(*(counts[columns].sum() for counts in (tp, fp, tn, fn)))
-        groups[group.name] = {"kind": group.kind, **{key: float(scores[key]) for key in SUMMARY_KEYS},
-                              "mA": float(per_column["mA"][columns].mean())}
+        groups[group.name] = {
+            "kind": group.kind,
+            **{key: float(scores[key]) for key in SUMMARY_KEYS},
+            "mA": float(per_column["mA"][columns].mean()),
+        }
 
     intersection = (predicted & actual).sum(axis=1)
     union = (predicted | actual).sum(axis=1)
@@ -68,9 +79,12 @@ def compute_metrics(probs: np.ndarray, labels: np.ndarray, schema: AttributeSche
         "num_samples": int(len(labels)),
         "protocol": {key: float(np.mean([g[key] for g in groups.values()])) for key in SUMMARY_KEYS},
         "mA": float(per_column["mA"].mean()),
-        "instance": {"accuracy": float(np.mean(intersection / (union + EPS))),
-                     "precision": float(instance_precision.mean()), "recall": float(instance_recall.mean()),
-                     "f1": float(instance_f1.mean())},
+        "instance": {
+            "accuracy": float(np.mean(intersection / (union + EPS))),
+            "precision": float(instance_precision.mean()),
+            "recall": float(instance_recall.mean()),
+            "f1": float(instance_f1.mean()),
+        },
         "groups": groups,
         "attributes": attributes,
     }
@@ -78,8 +92,11 @@ def compute_metrics(probs: np.ndarray, labels: np.ndarray, schema: AttributeSche
 
 def headline(metrics: dict) -> dict[str, float]:
     """The numbers worth a log line: protocol Acc/Prec/Rec/F1, mA and instance F1."""
-    return {**{f"protocol_{k}": v for k, v in metrics["protocol"].items()}, "mA": metrics["mA"],
-            "instance_f1": metrics["instance"]["f1"]}
+    return {
+        **{f"protocol_{k}": v for k, v in metrics["protocol"].items()},
+        "mA": metrics["mA"],
+        "instance_f1": metrics["instance"]["f1"],
+    }
 
 
 def format_report(metrics: dict) -> str:

@@ -13,6 +13,7 @@ MARS columns 1 and 8: this project's ``mars`` schema puts "bottom short" at colu
 (the raw MARS order); VTFPAR++'s own phrase list names them the other way round (method.md 3.2, 7.2). Heads are
 per column, so training learns whatever the package's columns hold; only the text phrase attached differs.
 """
+
 from __future__ import annotations
 
 import csv
@@ -115,5 +116,6 @@ def load_package(root: str | Path, dataset: str) -> TrackletSet:
                 continue
             splits[split].append(Tracklet(name=name, labels=labels[name][1], frames=frames))
     problems.raise_if_any()
-    return TrackletSet(schema=schema, train=splits["train"], test=splits["test"],
-                       description=f"VTFPAR++ {dataset} package at {root}")
+    return TrackletSet(
+        schema=schema, train=splits["train"], test=splits["test"], description=f"VTFPAR++ {dataset} package at {root}"
+    )

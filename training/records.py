@@ -3,6 +3,7 @@
 A tracklet is either a list of frame image files in temporal order or one video file (decoded on read). Labels
 are the schema's binary columns (one-hot for one-of-N groups) as ``uint8``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -42,8 +43,10 @@ class TrackletSet:
         return self.train if name == "train" else self.test
 
     def summary(self) -> str:
-        return (f"{self.description}: {len(self.train)} train / {len(self.test)} test tracklets, "
-                f"schema {self.schema.name!r} ({len(self.schema)} attributes)")
+        return (
+            f"{self.description}: {len(self.train)} train / {len(self.test)} test tracklets, "
+            f"schema {self.schema.name!r} ({len(self.schema)} attributes)"
+        )
 
 
 @dataclass

@@ -11,6 +11,7 @@ the body. Nuisances: background clutter, occluders, crop and scale jitter, brigh
 
 Geometry is in fractions of the person's height ``u``; colours are RGB in 0..255.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,12 +20,28 @@ from dataclasses import dataclass
 import numpy as np
 
 # Raw MARS class orders (see training/mars.py ONE_OF_KINDS).
-TOP_COLOURS = {"black": (25, 25, 28), "purple": (125, 45, 160), "green": (40, 150, 60), "blue": (35, 70, 200),
-               "gray": (128, 128, 128), "white": (238, 238, 238), "yellow": (240, 215, 35), "red": (210, 30, 30)}
+TOP_COLOURS = {
+    "black": (25, 25, 28),
+    "purple": (125, 45, 160),
+    "green": (40, 150, 60),
+    "blue": (35, 70, 200),
+    "gray": (128, 128, 128),
+    "white": (238, 238, 238),
+    "yellow": (240, 215, 35),
+    "red": (210, 30, 30),
+}
 TOP_ORDER = ("black", "purple", "green", "blue", "gray", "white", "yellow", "red", "complex")
-BOTTOM_COLOURS = {"white": (238, 238, 238), "purple": (125, 45, 160), "black": (25, 25, 28), "green": (40, 150, 60),
-                  "gray": (128, 128, 128), "pink": (245, 140, 185), "yellow": (240, 215, 35),
-                  "blue": (35, 70, 200), "brown": (125, 75, 30)}
+BOTTOM_COLOURS = {
+    "white": (238, 238, 238),
+    "purple": (125, 45, 160),
+    "black": (25, 25, 28),
+    "green": (40, 150, 60),
+    "gray": (128, 128, 128),
+    "pink": (245, 140, 185),
+    "yellow": (240, 215, 35),
+    "blue": (35, 70, 200),
+    "brown": (125, 75, 30),
+}
 BOTTOM_ORDER = ("white", "purple", "black", "green", "gray", "pink", "yellow", "blue", "brown", "complex")
 # Body height by age class (young, teenager, adult, old), as a fraction of the adult's.
 AGE_HEIGHT = (0.62, 0.8, 1.0, 0.97)
@@ -36,8 +53,9 @@ HAT_COLOURS = ((250, 250, 250), (230, 40, 40), (250, 200, 0), (30, 90, 230), (25
 SHOES = (30, 28, 26)
 BIKE = (25, 25, 25)
 
-# Per view (raw MARS pose 0-4: frontal, lateral-frontal, lateral, lateral-back, back): how much of the body's width faces the camera, how much of the face shows, and how visible a
-# stride is (it happens in the plane of motion, seen best from the side).
+# Per view (raw MARS pose 0-4: frontal, lateral-frontal, lateral, lateral-back, back): how much of the body's
+# width faces the camera, how much of the face shows, and how visible a stride is (it happens in the plane of
+# motion, seen best from the side).
 VIEW_WIDTH = (1.0, 0.8, 0.55, 0.8, 1.0)
 VIEW_FACE = (1.0, 0.62, 0.35, 0.12, 0.0)
 VIEW_STRIDE = (0.35, 0.7, 1.0, 0.7, 0.35)
@@ -118,8 +136,12 @@ def _garment(name: str, palette: dict, rng: np.random.Generator) -> Fill:
         return Fill(_jitter(palette[name], rng))
     first, second = rng.choice(len(palette), size=2, replace=False)
     colours = list(palette.values())
-    return Fill(_jitter(colours[first], rng), _jitter(colours[second], rng),
-                pattern=str(rng.choice(["hstripes", "vstripes", "checks"])), period=float(rng.uniform(0.06, 0.09)))
+    return Fill(
+        _jitter(colours[first], rng),
+        _jitter(colours[second], rng),
+        pattern=str(rng.choice(["hstripes", "vstripes", "checks"])),
+        period=float(rng.uniform(0.06, 0.09)),
+    )
 
 
 def make_look(raw: dict[str, int], rng: np.random.Generator) -> Look:
@@ -171,10 +193,18 @@ def plan_motion(pose: int, motion: int, num_frames: int, rng: np.random.Generato
     centres = start + np.minimum(drift, 1.0) if direction > 0 else 1 - start - np.minimum(drift, 1.0)
     # Staying frames do not advance the phase: the legs hold whatever stride they had.
     bike = motion == RIDING or (motion == STAYING and rng.random() < STAYING_WITH_BIKE)
-    return [BodyState(view=int(views[t]), facing=facing, centre=float(np.clip(centres[t], 0, 1)),
-                      phase=float(phase[t]), stride=MOTION_STRIDE[m],
-                      bob=0.035 * abs(math.sin(phase[t])) if m == 1 else 0.0, on_bike=bike)
-            for t, m in enumerate(per_frame)]
+    return [
+        BodyState(
+            view=int(views[t]),
+            facing=facing,
+            centre=float(np.clip(centres[t], 0, 1)),
+            phase=float(phase[t]),
+            stride=MOTION_STRIDE[m],
+            bob=0.035 * abs(math.sin(phase[t])) if m == 1 else 0.0,
+            on_bike=bike,
+        )
+        for t, m in enumerate(per_frame)
+    ]
 
 
 class Canvas:
@@ -201,13 +231,15 @@ class Canvas:
         def mask(yy, xx):
             t = (yy - y0) / max(y1 - y0, 1e-6)
             return np.abs(xx - cx) <= half_top + t * (half_bottom - half_top)
+
         self._paint(y0, y1, cx - max(half_top, half_bottom) - 1, cx + max(half_top, half_bottom) + 1, mask, fill, u)
 
     def ellipse(self, cy, cx, ry, rx, fill: Fill, u: float = 1.0, keep=None, inner: float = 0.0) -> None:
         def mask(yy, xx):
             r = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2
-            inside = (r <= 1) & (r >= inner ** 2)
+            inside = (r <= 1) & (r >= inner**2)
             return inside & keep(yy, xx) if keep is not None else inside
+
         self._paint(cy - ry - 1, cy + ry + 1, cx - rx - 1, cx + rx + 1, mask, fill, u)
 
     def segment(self, y0, x0, y1, x1, thickness, fill: Fill, u: float = 1.0) -> None:
@@ -217,6 +249,7 @@ class Canvas:
         def mask(yy, xx):
             t = np.clip(((yy - y0) * dy + (xx - x0) * dx) / length2, 0, 1)
             return (yy - y0 - t * dy) ** 2 + (xx - x0 - t * dx) ** 2 <= (thickness / 2) ** 2
+
         pad = thickness / 2 + 1
         self._paint(min(y0, y1) - pad, max(y0, y1) + pad, min(x0, x1) - pad, max(x0, x1) + pad, mask, fill, u)
 
@@ -239,8 +272,9 @@ def draw_person(canvas: Canvas, look: Look, state: BodyState, foot_y: float, cen
     if state.on_bike:
         wheel_rx = 0.13 * u * max(stride_seen, 0.3)
         for side in (-1, 1):
-            canvas.ellipse(foot_y - 0.13 * u, cx + side * 0.22 * u * stride_seen, 0.13 * u, wheel_rx, Fill(BIKE),
-                           inner=0.7)
+            canvas.ellipse(
+                foot_y - 0.13 * u, cx + side * 0.22 * u * stride_seen, 0.13 * u, wheel_rx, Fill(BIKE), inner=0.7
+            )
         canvas.segment(foot_y - 0.13 * u, cx - 0.22 * u * stride_seen, y(0.55), cx, 0.025 * u, Fill(BIKE))
         canvas.segment(foot_y - 0.13 * u, cx + 0.22 * u * stride_seen, y(0.55), cx, 0.025 * u, Fill(BIKE))
 
@@ -250,8 +284,13 @@ def draw_person(canvas: Canvas, look: Look, state: BodyState, foot_y: float, cen
     behind = -facing  # the side of the body facing away from the direction of view in lateral poses
 
     if look.backpack is not None and view == 2:
-        canvas.rect(y(0.17), y(0.42), cx + behind * waist_half + min(behind, 0) * 0.08 * u,
-                    cx + behind * waist_half + max(behind, 0) * 0.08 * u, Fill(look.backpack))
+        canvas.rect(
+            y(0.17),
+            y(0.42),
+            cx + behind * waist_half + min(behind, 0) * 0.08 * u,
+            cx + behind * waist_half + max(behind, 0) * 0.08 * u,
+            Fill(look.backpack),
+        )
 
     # Legs: hip to foot, feet swinging apart with the stride phase (pedalling in a circle when riding).
     leg_half = 0.045 * u
@@ -285,25 +324,32 @@ def draw_person(canvas: Canvas, look: Look, state: BodyState, foot_y: float, cen
     hands = []
     for index, arm_x in enumerate(arm_positions):
         hand_x = arm_x - (swing * 0.8 if view != 2 else 0) * (1 if index == 0 else -1) * 0.3
-        canvas.segment(y(0.16), arm_x, y(sleeve_end), arm_x + (hand_x - arm_x) * sleeve_end, 2 * arm_half,
-                       look.top, u)
-        canvas.segment(y(sleeve_end), arm_x + (hand_x - arm_x) * sleeve_end, y(0.5), hand_x, 2 * arm_half * 0.85,
-                       skin, u)
+        canvas.segment(y(0.16), arm_x, y(sleeve_end), arm_x + (hand_x - arm_x) * sleeve_end, 2 * arm_half, look.top, u)
+        canvas.segment(
+            y(sleeve_end), arm_x + (hand_x - arm_x) * sleeve_end, y(0.5), hand_x, 2 * arm_half * 0.85, skin, u
+        )
         hands.append(hand_x)
 
     if look.backpack is not None:
         if view in (3, 4):
             shift = behind * 0.04 * u if view == 3 else 0.0
-            canvas.rect(y(0.17), y(0.45), cx + shift - 0.12 * u * width, cx + shift + 0.12 * u * width,
-                        Fill(look.backpack))
+            canvas.rect(
+                y(0.17), y(0.45), cx + shift - 0.12 * u * width, cx + shift + 0.12 * u * width, Fill(look.backpack)
+            )
         elif view in (0, 1):
             for side in (-1, 1):
                 strap_x = cx + side * 0.07 * u * width
                 canvas.rect(y(0.145), y(0.38), strap_x - 0.03 * u, strap_x + 0.03 * u, Fill(look.backpack))
     if look.shoulder_bag is not None:
         side = look.bag_side
-        canvas.segment(y(0.15), cx - side * shoulder_half * 0.8, y(0.45), cx + side * waist_half, 0.035 * u,
-                       Fill(look.shoulder_bag))
+        canvas.segment(
+            y(0.15),
+            cx - side * shoulder_half * 0.8,
+            y(0.45),
+            cx + side * waist_half,
+            0.035 * u,
+            Fill(look.shoulder_bag),
+        )
         bag_x = cx + side * (waist_half + 0.04 * u)
         canvas.rect(y(0.38), y(0.56), bag_x - 0.08 * u, bag_x + 0.08 * u, Fill(look.shoulder_bag))
     if look.handbag is not None:
@@ -315,8 +361,14 @@ def draw_person(canvas: Canvas, look: Look, state: BodyState, foot_y: float, cen
     head_y, head_ry, head_rx = y(0.075), 0.07 * u, 0.056 * u
     face_edge = head_rx * (1 - 2 * VIEW_FACE[view])
     canvas.ellipse(head_y, cx, head_ry, head_rx, skin)
-    canvas.ellipse(head_y, cx, head_ry, head_rx, hair,
-                   keep=lambda yy, xx: (yy < head_y - 0.3 * head_ry) | ((xx - cx) * facing < face_edge))
+    canvas.ellipse(
+        head_y,
+        cx,
+        head_ry,
+        head_rx,
+        hair,
+        keep=lambda yy, xx: (yy < head_y - 0.3 * head_ry) | ((xx - cx) * facing < face_edge),
+    )
     if look.long_hair:
         if view == 4 or view == 3:
             canvas.rect(head_y, y(0.34), cx - 0.07 * u, cx + 0.07 * u, hair)
@@ -325,8 +377,9 @@ def draw_person(canvas: Canvas, look: Look, state: BodyState, foot_y: float, cen
             canvas.rect(head_y, y(0.34), back_x - 0.045 * u, back_x + 0.045 * u, hair)
         else:
             for side in (-1, 1):
-                canvas.rect(head_y, y(0.32), cx + side * head_rx * 0.8 - 0.035 * u,
-                            cx + side * head_rx * 0.8 + 0.035 * u, hair)
+                canvas.rect(
+                    head_y, y(0.32), cx + side * head_rx * 0.8 - 0.035 * u, cx + side * head_rx * 0.8 + 0.035 * u, hair
+                )
     if look.hat is not None:
         canvas.rect(y(-0.05), y(0.03), cx - 0.07 * u, cx + 0.07 * u, Fill(look.hat))
         brim_shift = 0.03 * u * facing if view == 2 else 0.0
@@ -340,6 +393,7 @@ def make_background(height: int, width: int, rng: np.random.Generator) -> np.nda
 
     def muted():
         return np.clip(base + rng.uniform(-40, 40) + rng.uniform(-18, 18, size=3), 0, 255)
+
     image = np.empty((height, width, 3), dtype=np.float32)
     image[:] = muted()
     ground = int(height * rng.uniform(0.7, 0.85))
@@ -347,8 +401,9 @@ def make_background(height: int, width: int, rng: np.random.Generator) -> np.nda
     canvas = Canvas(image)
     for _ in range(int(rng.integers(3, 8))):
         y0, x0 = rng.uniform(0, height * 0.8), rng.uniform(-width * 0.2, width)
-        canvas.rect(y0, y0 + rng.uniform(0.05, 0.5) * height, x0, x0 + rng.uniform(0.05, 0.4) * width,
-                    Fill(tuple(muted())))
+        canvas.rect(
+            y0, y0 + rng.uniform(0.05, 0.5) * height, x0, x0 + rng.uniform(0.05, 0.4) * width, Fill(tuple(muted()))
+        )
     return image
 
 
@@ -371,8 +426,9 @@ class Occluder:
     top: float
 
 
-def render_tracklet(look: Look, states: list[BodyState], height: int, width: int,
-                    rng: np.random.Generator) -> list[np.ndarray]:
+def render_tracklet(
+    look: Look, states: list[BodyState], height: int, width: int, rng: np.random.Generator
+) -> list[np.ndarray]:
     """The frames (``uint8 [H, W, 3]``) of one tracklet."""
     margin = max(2, int(round(0.05 * width)))
     background = make_background(height + 2 * margin, width + 2 * margin, rng)
@@ -386,9 +442,14 @@ def render_tracklet(look: Look, states: list[BodyState], height: int, width: int
         length = max(1, int(len(states) * rng.uniform(0.2, 0.5)))
         first = int(rng.integers(0, max(1, len(states) - length + 1)))
         colour = tuple(rng.uniform(60, 180) + rng.uniform(-20, 20, size=3))
-        occluder = Occluder(colour=colour, frames=range(first, first + length),
-                            x_start=rng.uniform(-0.2, 1.2), x_end=rng.uniform(-0.2, 1.2),
-                            half_width=rng.uniform(0.1, 0.22) * width, top=rng.uniform(0.0, 0.6) * height)
+        occluder = Occluder(
+            colour=colour,
+            frames=range(first, first + length),
+            x_start=rng.uniform(-0.2, 1.2),
+            x_end=rng.uniform(-0.2, 1.2),
+            half_width=rng.uniform(0.1, 0.22) * width,
+            top=rng.uniform(0.0, 0.6) * height,
+        )
     frames = []
     for t, state in enumerate(states):
         canvas = Canvas(background.copy())
@@ -401,10 +462,15 @@ def render_tracklet(look: Look, states: list[BodyState], height: int, width: int
         if occluder is not None and t in occluder.frames:
             progress = (t - occluder.frames.start) / max(len(occluder.frames) - 1, 1)
             x = margin + width * (occluder.x_start + progress * (occluder.x_end - occluder.x_start))
-            canvas.rect(margin + occluder.top, margin + height, x - occluder.half_width, x + occluder.half_width,
-                        Fill(occluder.colour))
+            canvas.rect(
+                margin + occluder.top,
+                margin + height,
+                x - occluder.half_width,
+                x + occluder.half_width,
+                Fill(occluder.colour),
+            )
         dy, dx = rng.integers(-margin // 2, margin // 2 + 1, size=2)  # detector box jitter
-        image = canvas.image[margin + dy: margin + dy + height, margin + dx: margin + dx + width] * gain
+        image = canvas.image[margin + dy : margin + dy + height, margin + dx : margin + dx + width] * gain
         if rng.random() < blur_prob:
             image = horizontal_blur(image, int(rng.integers(2, 5)))
         image = image + rng.normal(0.0, noise, size=image.shape)

@@ -5,6 +5,7 @@ backbone (rebuilt from the config and seed, and checked against its recorded fin
 per-parameter state, and every process's RNG state. Its header holds one JSON document (key ``progress``):
 epoch and step counters, the optimiser's hyper-parameters, the best score so far, the world size.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,9 @@ def rng_states(ctx: Context) -> dict[str, torch.Tensor]:
     return gathered
 
 
-def save_state(path: Path, model, optimizer: torch.optim.Optimizer, progress: dict,
-               rngs: dict[str, torch.Tensor]) -> None:
+def save_state(
+    path: Path, model, optimizer: torch.optim.Optimizer, progress: dict, rngs: dict[str, torch.Tensor]
+) -> None:
     tensors = {f"model.{name}": t.detach().cpu().contiguous() for name, t in _model_tensors(model).items()}
     optimizer_state = optimizer.state_dict()
     scalars = {}
@@ -66,8 +68,12 @@ def save_state(path: Path, model, optimizer: torch.optim.Optimizer, progress: di
             else:
                 scalars[f"{index}.{key}"] = value
     tensors.update(rngs)
-    document = {**progress, "optimizer_param_groups": optimizer_state["param_groups"],
-                "optimizer_scalars": scalars, "backbone_sha256": model.backbone.fingerprint}
+    document = {
+        **progress,
+        "optimizer_param_groups": optimizer_state["param_groups"],
+        "optimizer_scalars": scalars,
+        "backbone_sha256": model.backbone.fingerprint,
+    }
     _atomic_save(tensors, path, {PROGRESS_KEY: json.dumps(document)})
 
 
@@ -81,12 +87,14 @@ def load_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, progress
 
 
-def restore(tensors: dict[str, torch.Tensor], progress: dict, model, optimizer: torch.optim.Optimizer,
-            ctx: Context) -> None:
+def restore(
+    tensors: dict[str, torch.Tensor], progress: dict, model, optimizer: torch.optim.Optimizer, ctx: Context
+) -> None:
     """Load model, optimiser and this process's RNG state from a saved state."""
     if progress["backbone_sha256"] != model.backbone.fingerprint:
-        raise ResumeError("the rebuilt backbone differs from the one the run started with "
-                          "(different preset, weights or seed?)")
+        raise ResumeError(
+            "the rebuilt backbone differs from the one the run started with (different preset, weights or seed?)"
+        )
     weights = {name.removeprefix("model."): t for name, t in tensors.items() if name.startswith("model.")}
     expected = _model_tensors(model)
     if set(weights) != set(expected) or any(weights[k].shape != expected[k].shape for k in expected):

@@ -4,6 +4,7 @@ It reproduces timm's ``CosineLRScheduler(t_initial=epochs, lr_min, warmup_t, war
 warmup_prefix=False, t_in_epochs=True)`` stepped with the epoch number 1..E at the start of each epoch. A
 pure function of the epoch rather than timm's stateful object, so resuming needs no scheduler state.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,10 +21,16 @@ class WarmupCosine:
     min_lr: float = 2e-6
 
     @classmethod
-    def from_ratios(cls, base_lr: float, epochs: int, warmup_epochs: int = 5, warmup_ratio: float = 0.01,
-                    min_ratio: float = 0.002) -> "WarmupCosine":
-        return cls(base_lr=base_lr, epochs=epochs, warmup_epochs=warmup_epochs,
-                   warmup_lr_init=warmup_ratio * base_lr, min_lr=min_ratio * base_lr)
+    def from_ratios(
+        cls, base_lr: float, epochs: int, warmup_epochs: int = 5, warmup_ratio: float = 0.01, min_ratio: float = 0.002
+    ) -> WarmupCosine:
+        return cls(
+            base_lr=base_lr,
+            epochs=epochs,
+            warmup_epochs=warmup_epochs,
+            warmup_lr_init=warmup_ratio * base_lr,
+            min_lr=min_ratio * base_lr,
+        )
 
     def lr(self, epoch: int) -> float:
         """The rate used during epoch ``epoch`` (1-based)."""

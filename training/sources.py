@@ -1,4 +1,5 @@
 """``--data`` and ``--data-format`` -> a :class:`TrackletSet`, whichever reader the layout needs."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,12 +25,15 @@ def detect_format(data: Path) -> str:
     if package:
         return f"{package}-package"
     expected = [LABEL_FILE] + [layout.labels for layout in LAYOUTS.values()]
-    raise DatasetError(f"{data}: not a known dataset layout: found none of {expected}; pass a manifest file "
-                       "(.csv/.jsonl) or --data-format")
+    raise DatasetError(
+        f"{data}: not a known dataset layout: found none of {expected}; pass a manifest file "
+        "(.csv/.jsonl) or --data-format"
+    )
 
 
-def load_dataset(data: str | Path, data_format: str = "auto",
-                 schema: str | AttributeSchema | None = None) -> TrackletSet:
+def load_dataset(
+    data: str | Path, data_format: str = "auto", schema: str | AttributeSchema | None = None
+) -> TrackletSet:
     """Read a dataset. ``schema`` (a schema, its name or a JSON path) applies to manifests; the MARS and Duke
     layouts imply theirs."""
     data = Path(data)

@@ -14,6 +14,7 @@ so ``--data DIR`` trains on it with the MARS reader. Identities share their appe
 3.5) by default; pose and motion priors are assumed (the later release's counts are not available here).
 ``--priors uniform`` draws every class equally often instead. Deterministic for a seed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,15 @@ MARS_CLASS_COUNTS = {
     "motion": (72, 5, 4, 15, 4),
 }
 # P(raw value 1) of the binary kinds, out of 16,360 rows.
-MARS_POSITIVE = {"Tops.l": 15334, "Bottoms.l": 9975, "shoulder bag": 4140, "backpack": 4093, "hat": 552,
-                 "handbag": 2540, "gender": 6771}
+MARS_POSITIVE = {
+    "Tops.l": 15334,
+    "Bottoms.l": 9975,
+    "shoulder bag": 4140,
+    "backpack": 4093,
+    "hat": 552,
+    "handbag": 2540,
+    "gender": 6771,
+}
 MARS_ROWS = 16360
 # Hair and lower-body type depend on gender in real data; these conditionals keep the MARS marginals
 # (long hair 34 %, skirt/dress 13.7 %).
@@ -57,8 +65,11 @@ VIDEO_CODECS = {"mp4": "libx264", "webm": "libvpx-vp9"}
 def sample_identity_labels(rng: np.random.Generator, priors: str) -> dict[str, int]:
     """Raw per-kind values of one identity (everything but pose and motion)."""
     if priors == "uniform":
-        raw = {kind: int(rng.integers(len(counts))) for kind, counts in MARS_CLASS_COUNTS.items()
-               if kind not in ("pose", "motion")}
+        raw = {
+            kind: int(rng.integers(len(counts)))
+            for kind, counts in MARS_CLASS_COUNTS.items()
+            if kind not in ("pose", "motion")
+        }
         raw.update({kind: int(rng.integers(2)) for kind in (*MARS_POSITIVE, "hair", "Bottoms.t")})
         return raw
     raw = {}
@@ -95,8 +106,9 @@ class TrackletJob:
     num_frames: int
 
 
-def plan_dataset(tracklets: int, seed: int, priors: str, test_fraction: float,
-                 frames_range: tuple[int, int]) -> list[TrackletJob]:
+def plan_dataset(
+    tracklets: int, seed: int, priors: str, test_fraction: float, frames_range: tuple[int, int]
+) -> list[TrackletJob]:
     """Identities, their tracklets and labels; the split is by identity."""
     rng = np.random.default_rng([seed, 0])
     jobs: list[TrackletJob] = []
@@ -109,9 +121,17 @@ def plan_dataset(tracklets: int, seed: int, priors: str, test_fraction: float,
         for _ in range(min(int(rng.integers(1, 4)), tracklets - len(jobs))):
             camera = int(rng.integers(1, 7))
             numbers[camera] = numbers.get(camera, 0) + 1
-            jobs.append(TrackletJob(index=len(jobs), pid=pid, camera=camera, number=numbers[camera], split=split,
-                                    raw={**identity, **sample_tracklet_labels(rng, priors)},
-                                    num_frames=int(rng.integers(frames_range[0], frames_range[1] + 1))))
+            jobs.append(
+                TrackletJob(
+                    index=len(jobs),
+                    pid=pid,
+                    camera=camera,
+                    number=numbers[camera],
+                    split=split,
+                    raw={**identity, **sample_tracklet_labels(rng, priors)},
+                    num_frames=int(rng.integers(frames_range[0], frames_range[1] + 1)),
+                )
+            )
     return jobs
 
 
@@ -146,9 +166,17 @@ def _write_job(args: tuple[TrackletJob, Path, int, tuple[int, int], str | None])
         write_video(frames, out / "videos" / f"{tracklet_name(job.pid, job.camera, job.number)}.{videos}", videos)
 
 
-def generate(out: str | Path, tracklets: int, seed: int = 0, frames_per_tracklet: tuple[int, int] = (16, 16),
-             size: tuple[int, int] = (128, 64), priors: str = "mars", test_fraction: float = 0.5,
-             videos: str | None = None, workers: int = 1) -> Path:
+def generate(
+    out: str | Path,
+    tracklets: int,
+    seed: int = 0,
+    frames_per_tracklet: tuple[int, int] = (16, 16),
+    size: tuple[int, int] = (128, 64),
+    priors: str = "mars",
+    test_fraction: float = 0.5,
+    videos: str | None = None,
+    workers: int = 1,
+) -> Path:
     """Write a synthetic MARS-layout dataset to ``out`` (see the module docstring); returns ``out``."""
     out = Path(out)
     if tracklets < 2:
@@ -190,11 +218,18 @@ def generate(out: str | Path, tracklets: int, seed: int = 0, frames_per_tracklet
             for job in jobs:
                 name = tracklet_name(job.pid, job.camera, job.number)
                 writer.writerow([f"{name}.{videos}", job.split, *encode_labels(job.raw, schema).tolist()])
-    settings = {"generator": "training.synthetic", "tracklets": tracklets, "seed": seed,
-                "frames_per_tracklet": list(frames_per_tracklet), "size": list(size), "priors": priors,
-                "test_fraction": test_fraction, "videos": videos,
-                "train_tracklets": sum(job.split == "train" for job in jobs),
-                "test_tracklets": sum(job.split == "test" for job in jobs)}
+    settings = {
+        "generator": "training.synthetic",
+        "tracklets": tracklets,
+        "seed": seed,
+        "frames_per_tracklet": list(frames_per_tracklet),
+        "size": list(size),
+        "priors": priors,
+        "test_fraction": test_fraction,
+        "videos": videos,
+        "train_tracklets": sum(job.split == "train" for job in jobs),
+        "test_tracklets": sum(job.split == "test" for job in jobs),
+    }
     (out / "synthetic.json").write_text(json.dumps(settings, indent=1) + "\n")
     return out
 
@@ -216,24 +251,48 @@ def _frames_range(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.synthetic", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m training.synthetic", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", required=True, help="output folder (created; existing files are overwritten)")
     parser.add_argument("--tracklets", type=int, required=True, help="number of tracklets")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--frames-per-tracklet", type=_frames_range, default=(16, 16), metavar="N|MIN-MAX",
-                        help="frames per tracklet (default 16)")
-    parser.add_argument("--size", type=_size, default=(128, 64), metavar="HxW",
-                        help="frame size (default 128x64; MARS crops are 256x128)")
-    parser.add_argument("--priors", choices=PRIORS, default="mars",
-                        help="attribute frequencies: MARS's real priors (default) or uniform classes")
+    parser.add_argument(
+        "--frames-per-tracklet",
+        type=_frames_range,
+        default=(16, 16),
+        metavar="N|MIN-MAX",
+        help="frames per tracklet (default 16)",
+    )
+    parser.add_argument(
+        "--size",
+        type=_size,
+        default=(128, 64),
+        metavar="HxW",
+        help="frame size (default 128x64; MARS crops are 256x128)",
+    )
+    parser.add_argument(
+        "--priors",
+        choices=PRIORS,
+        default="mars",
+        help="attribute frequencies: MARS's real priors (default) or uniform classes",
+    )
     parser.add_argument("--test-fraction", type=float, default=0.5, help="share of identities in bbox_test/")
     parser.add_argument("--videos", choices=sorted(VIDEO_CODECS), help="also write each tracklet as a clip")
     parser.add_argument("--workers", type=int, default=1, help="rendering processes")
     args = parser.parse_args(argv)
     try:
-        out = generate(args.out, args.tracklets, args.seed, args.frames_per_tracklet, args.size, args.priors,
-                       args.test_fraction, args.videos, args.workers)
+        out = generate(
+            args.out,
+            args.tracklets,
+            args.seed,
+            args.frames_per_tracklet,
+            args.size,
+            args.priors,
+            args.test_fraction,
+            args.videos,
+            args.workers,
+        )
     except ValueError as exc:
         parser.error(str(exc))
     settings = json.loads((out / "synthetic.json").read_text())

@@ -9,6 +9,7 @@ Output folder: ``last.safetensors`` and ``best.safetensors`` (model checkpoints,
 ``log.jsonl`` (one JSON line per epoch: losses, learning rate, all metrics) and ``resume.safetensors`` (what
 ``--resume`` continues from). Multi-GPU / multi-node: launch with ``torchrun``; ``--batch-size`` is per process.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from model import (BackboneError, ConfigError, SchemaError, create_model, get_config, list_presets,
-                   save_checkpoint)
+from model import BackboneError, ConfigError, SchemaError, create_model, get_config, list_presets, save_checkpoint
 
 from .augment import Augment
 from .dataset import ClipDataset, EpochBatches
@@ -53,16 +53,24 @@ def parse_override(text: str) -> tuple[str, object]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vtfpar-train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="vtfpar-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     data = p.add_argument_group("data")
     data.add_argument("--data", required=True, help="dataset folder (MARS layout or VTFPAR++ package) or manifest")
     data.add_argument("--data-format", choices=DATA_FORMATS, default="auto")
     data.add_argument("--schema", help="attribute schema of a manifest (name or JSON path; default mars)")
     model = p.add_argument_group("model")
     model.add_argument("--preset", default="vtfpar-b16", help=f"one of {list_presets()} or a preset JSON path")
-    model.add_argument("--set", dest="overrides", type=parse_override, action="append", default=[],
-                       metavar="KEY=VALUE", help="override a preset field (JSON value), e.g. --set side_width=64")
+    model.add_argument(
+        "--set",
+        dest="overrides",
+        type=parse_override,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a preset field (JSON value), e.g. --set side_width=64",
+    )
     opt = p.add_argument_group("optimisation")
     opt.add_argument("--epochs", type=int, default=30)
     opt.add_argument("--batch-size", type=int, default=16, help="clips per step and process")
@@ -73,13 +81,19 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--min-lr-ratio", type=float, default=0.002, help="cosine floor as a fraction of --lr")
     opt.add_argument("--seed", type=int, default=12240321)
     aug = p.add_argument_group("frames and augmentation")
-    aug.add_argument("--sampling", choices=("segment_random", "random_subset"), default="segment_random",
-                     help="training frame sampling: ordered random frame per segment, or the reference's "
-                          "random unordered subset")
+    aug.add_argument(
+        "--sampling",
+        choices=("segment_random", "random_subset"),
+        default="segment_random",
+        help="training frame sampling: ordered random frame per segment, or the reference's random unordered subset",
+    )
     aug.add_argument("--eval-sampling", choices=("segment_middle", "random_subset"), default="segment_middle")
     aug.add_argument("--no-augment", action="store_true", help="no pad/crop/flip")
-    aug.add_argument("--aug-pad", type=int, help="pad before the random crop, in input pixels (default: 10 at 224, "
-                                                 "scaled to the input size)")
+    aug.add_argument(
+        "--aug-pad",
+        type=int,
+        help="pad before the random crop, in input pixels (default: 10 at 224, scaled to the input size)",
+    )
     aug.add_argument("--aug-flip", type=float, default=0.5, help="horizontal flip probability")
     aug.add_argument("--aug-per-clip", action="store_true", help="one crop/flip per clip instead of per frame")
     run = p.add_argument_group("run")
@@ -91,12 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, help="torch CPU threads per process")
     run.add_argument("--eval-batch-size", type=int, help="default: 2 x --batch-size")
     run.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs (and after the last)")
-    run.add_argument("--select-metric", choices=SELECT_METRICS, default="protocol_f1",
-                     help="test metric that picks best.safetensors")
-    run.add_argument("--save-every-steps", type=int, default=0,
-                     help="also save the resume state every N steps (default: at the end of each epoch)")
-    run.add_argument("--max-steps", type=int, default=0,
-                     help="stop after N optimiser steps in all (state saved; --resume continues)")
+    run.add_argument(
+        "--select-metric", choices=SELECT_METRICS, default="protocol_f1", help="test metric that picks best.safetensors"
+    )
+    run.add_argument(
+        "--save-every-steps",
+        type=int,
+        default=0,
+        help="also save the resume state every N steps (default: at the end of each epoch)",
+    )
+    run.add_argument(
+        "--max-steps", type=int, default=0, help="stop after N optimiser steps in all (state saved; --resume continues)"
+    )
     return p
 
 
@@ -142,38 +162,77 @@ def build_run(args: argparse.Namespace, ctx: Context) -> Run:
     model = create_model(config, data.schema, device=ctx.device)
     torch.manual_seed(args.seed + 1 + ctx.rank)  # each process its own drop-path draws
 
-    augment = None if args.no_augment else Augment.for_image_size(config.image_size, args.aug_pad, args.aug_flip,
-                                                                  args.aug_per_clip)
+    augment = (
+        None
+        if args.no_augment
+        else Augment.for_image_size(config.image_size, args.aug_pad, args.aug_flip, args.aug_per_clip)
+    )
     train_set = ClipDataset(data.train, model.preprocess, config.frames, args.sampling, augment, args.seed)
     test_set = ClipDataset(data.test, model.preprocess, config.frames, args.eval_sampling, None, args.seed)
     batches = EpochBatches(len(train_set), args.batch_size, args.seed, ctx.rank, ctx.world_size)
     if batches.steps_per_epoch == 0:
-        raise DatasetError(f"{data.summary()}: fewer training tracklets than one batch of "
-                           f"{args.batch_size} x {ctx.world_size} processes")
+        raise DatasetError(
+            f"{data.summary()}: fewer training tracklets than one batch of "
+            f"{args.batch_size} x {ctx.world_size} processes"
+        )
     criterion = WeightedBCELoss(positive_ratios(train_set.labels())).to(ctx.device)
-    schedule = WarmupCosine.from_ratios(args.lr, args.epochs, args.warmup_epochs, args.warmup_lr_ratio,
-                                        args.min_lr_ratio)
+    schedule = WarmupCosine.from_ratios(
+        args.lr, args.epochs, args.warmup_epochs, args.warmup_lr_ratio, args.min_lr_ratio
+    )
     optimizer = torch.optim.Adam(model.trainable_parameters(), lr=schedule.lr(1), weight_decay=args.weight_decay)
     if ctx.distributed:
         model = DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
     # What a resumed run must share with the original one for "continue exactly" to mean anything.
-    identity = {"data": str(Path(args.data).resolve()), "config": config.to_dict(), "schema": data.schema.name,
-                **{k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs",
-                                                 "warmup_lr_ratio", "min_lr_ratio", "seed", "sampling",
-                                                 "eval_sampling", "no_augment", "aug_pad", "aug_flip",
-                                                 "aug_per_clip", "precision")},
-                "world_size": ctx.world_size}
-    return Run(args=args, ctx=ctx, out=Path(args.out), model=model, train_set=train_set, test_set=test_set,
-               criterion=criterion, optimizer=optimizer, schedule=schedule, batches=batches, identity=identity,
-               description=data.summary())
+    identity = {
+        "data": str(Path(args.data).resolve()),
+        "config": config.to_dict(),
+        "schema": data.schema.name,
+        **{
+            k: getattr(args, k)
+            for k in (
+                "epochs",
+                "batch_size",
+                "lr",
+                "weight_decay",
+                "warmup_epochs",
+                "warmup_lr_ratio",
+                "min_lr_ratio",
+                "seed",
+                "sampling",
+                "eval_sampling",
+                "no_augment",
+                "aug_pad",
+                "aug_flip",
+                "aug_per_clip",
+                "precision",
+            )
+        },
+        "world_size": ctx.world_size,
+    }
+    return Run(
+        args=args,
+        ctx=ctx,
+        out=Path(args.out),
+        model=model,
+        train_set=train_set,
+        test_set=test_set,
+        criterion=criterion,
+        optimizer=optimizer,
+        schedule=schedule,
+        batches=batches,
+        identity=identity,
+        description=data.summary(),
+    )
 
 
 def evaluate_epoch(run: Run) -> tuple[float, dict]:
     args = run.args
-    logits, labels = predict(run.core, run.test_set, run.ctx, args.eval_batch_size or 2 * args.batch_size,
-                             args.workers, args.precision)
-    loss = float(run.criterion(torch.from_numpy(logits).to(run.ctx.device),
-                               torch.from_numpy(labels).float().to(run.ctx.device)))
+    logits, labels = predict(
+        run.core, run.test_set, run.ctx, args.eval_batch_size or 2 * args.batch_size, args.workers, args.precision
+    )
+    loss = float(
+        run.criterion(torch.from_numpy(logits).to(run.ctx.device), torch.from_numpy(labels).float().to(run.ctx.device))
+    )
     probs = 1 / (1 + np.exp(-logits))
     return loss, compute_metrics(probs, labels, run.core.schema, run.core.thresholds)
 
@@ -181,9 +240,15 @@ def evaluate_epoch(run: Run) -> tuple[float, dict]:
 def write_checkpoints(run: Run, progress: dict, epoch: int, metrics: dict) -> bool:
     """``last`` always, ``best`` when the selected metric improved; returns whether it did."""
     scores = headline(metrics)
-    provenance = {"trainer": "training.train", "epoch": epoch, "global_step": progress["global_step"],
-                  "data": run.description, "metrics": scores, "selected_by": run.args.select_metric,
-                  "settings": run.identity}
+    provenance = {
+        "trainer": "training.train",
+        "epoch": epoch,
+        "global_step": progress["global_step"],
+        "data": run.description,
+        "metrics": scores,
+        "selected_by": run.args.select_metric,
+        "settings": run.identity,
+    }
     save_checkpoint(run.core, run.out / "last.safetensors", provenance=provenance)
     score = scores[run.args.select_metric]
     if progress["best_score"] is None or score > progress["best_score"]:
@@ -208,8 +273,16 @@ def start_or_resume(run: Run) -> dict:
     if not run.args.resume:
         if state_path.exists() or (run.out / LOG_FILE).exists():
             raise ResumeError(f"{run.out} already holds a run: pass --resume to continue it, or choose another --out")
-        return {"epoch": 1, "step": 0, "global_step": 0, "loss_sum": 0.0, "loss_count": 0, "best_score": None,
-                "best_epoch": None, "world_size": run.ctx.world_size}
+        return {
+            "epoch": 1,
+            "step": 0,
+            "global_step": 0,
+            "loss_sum": 0.0,
+            "loss_count": 0,
+            "best_score": None,
+            "best_epoch": None,
+            "world_size": run.ctx.world_size,
+        }
     if not state_path.exists():
         raise ResumeError(f"--resume: no resume state {state_path}")
     tensors, progress = load_state(state_path)
@@ -218,8 +291,11 @@ def start_or_resume(run: Run) -> dict:
         raise ResumeError(f"--resume: the run in {run.out} was started with different settings: {changed}")
     restore(tensors, progress, run.core, run.optimizer, run.ctx)
     if progress["world_size"] != run.ctx.world_size and run.ctx.is_main:
-        print(f"note: resuming with {run.ctx.world_size} processes instead of {progress['world_size']}: data order "
-              "and random draws differ from an uninterrupted run", file=sys.stderr)
+        print(
+            f"note: resuming with {run.ctx.world_size} processes instead of {progress['world_size']}: data order "
+            "and random draws differ from an uninterrupted run",
+            file=sys.stderr,
+        )
     if run.ctx.is_main and (run.out / LOG_FILE).exists():
         # Drop log lines of an epoch the killed run logged but did not finish saving.
         lines = (run.out / LOG_FILE).read_text().splitlines()
@@ -228,8 +304,11 @@ def start_or_resume(run: Run) -> dict:
     progress["world_size"] = run.ctx.world_size
     if not run.ctx.is_main:  # the saved partial-epoch loss is the sum over processes: count it once
         progress.update(loss_sum=0.0, loss_count=0)
-    return {k: v for k, v in progress.items() if k not in ("identity", "optimizer_param_groups",
-                                                            "optimizer_scalars", "backbone_sha256")}
+    return {
+        k: v
+        for k, v in progress.items()
+        if k not in ("identity", "optimizer_param_groups", "optimizer_scalars", "backbone_sha256")
+    }
 
 
 def train(run: Run) -> dict:
@@ -237,8 +316,11 @@ def train(run: Run) -> dict:
     run.out.mkdir(parents=True, exist_ok=True)
     progress = start_or_resume(run)
     if ctx.is_main:
-        print(f"{run.description}; {run.batches.steps_per_epoch} steps per epoch on {ctx.world_size} process(es), "
-              f"device {ctx.device}", flush=True)
+        print(
+            f"{run.description}; {run.batches.steps_per_epoch} steps per epoch on {ctx.world_size} process(es), "
+            f"device {ctx.device}",
+            flush=True,
+        )
     while progress["epoch"] <= args.epochs:
         epoch, started = progress["epoch"], time.time()
         lr = run.schedule.lr(epoch)
@@ -247,8 +329,13 @@ def train(run: Run) -> dict:
         batches = run.batches.batches(epoch, progress["step"])
         run.model.train()
         loader = make_loader(run.train_set, batches, args.workers, ctx.device)
-        bar = tqdm(loader, total=len(batches), desc=f"epoch {epoch}/{args.epochs}", leave=False,
-                   disable=not ctx.is_main or None)
+        bar = tqdm(
+            loader,
+            total=len(batches),
+            desc=f"epoch {epoch}/{args.epochs}",
+            leave=False,
+            disable=not ctx.is_main or None,
+        )
         for frames, labels, _ in bar:
             frames, labels = frames.to(ctx.device, non_blocking=True), labels.to(ctx.device, non_blocking=True)
             with autocast(ctx.device, args.precision):
@@ -265,15 +352,20 @@ def train(run: Run) -> dict:
             if args.max_steps and progress["global_step"] >= args.max_steps:
                 save_progress(run, progress)
                 if ctx.is_main:
-                    print(f"stopped after {progress['global_step']} steps (--max-steps); --resume continues",
-                          flush=True)
+                    print(
+                        f"stopped after {progress['global_step']} steps (--max-steps); --resume continues", flush=True
+                    )
                 return progress
             if args.save_every_steps and progress["global_step"] % args.save_every_steps == 0:
                 save_progress(run, progress)
 
         loss_sum, loss_count = all_reduce_sum([progress["loss_sum"], progress["loss_count"]], ctx)
-        record = {"epoch": epoch, "lr": lr, "global_step": progress["global_step"],
-                  "train_loss": loss_sum / max(loss_count, 1)}
+        record = {
+            "epoch": epoch,
+            "lr": lr,
+            "global_step": progress["global_step"],
+            "train_loss": loss_sum / max(loss_count, 1),
+        }
         if epoch % args.eval_every == 0 or epoch == args.epochs:
             record["eval_loss"], metrics = evaluate_epoch(run)
             if ctx.is_main:
@@ -284,14 +376,19 @@ def train(run: Run) -> dict:
             with open(run.out / LOG_FILE, "a") as log:
                 log.write(json.dumps(record) + "\n")
             shown = " ".join(f"{k} {v:.4f}" for k, v in record.get("headline", {}).items())
-            print(f"epoch {epoch}: lr {lr:.2e} train_loss {record['train_loss']:.4f} "
-                  f"{'eval_loss ' + format(record['eval_loss'], '.4f') if 'eval_loss' in record else ''} {shown}",
-                  flush=True)
+            print(
+                f"epoch {epoch}: lr {lr:.2e} train_loss {record['train_loss']:.4f} "
+                f"{'eval_loss ' + format(record['eval_loss'], '.4f') if 'eval_loss' in record else ''} {shown}",
+                flush=True,
+            )
         progress.update(epoch=epoch + 1, step=0, loss_sum=0.0, loss_count=0)
         save_progress(run, progress)
     if ctx.is_main:
-        print(f"done: {args.epochs} epochs; best {args.select_metric} {progress['best_score']:.4f} at epoch "
-              f"{progress['best_epoch']} -> {run.out / 'best.safetensors'}", flush=True)
+        print(
+            f"done: {args.epochs} epochs; best {args.select_metric} {progress['best_score']:.4f} at epoch "
+            f"{progress['best_epoch']} -> {run.out / 'best.safetensors'}",
+            flush=True,
+        )
     return progress
 
 

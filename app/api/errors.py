@@ -2,6 +2,7 @@
 
 FastAPI's own errors (request validation, unknown route, wrong method) are mapped into the same shape.
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,13 +34,18 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.OVERLOADED: 429,
     ErrorCode.NOT_READY: 503,
     ErrorCode.QUEUE_TIMEOUT: 503,
-    ErrorCode.CLIENT_DISCONNECTED: 499,   # nginx's "client closed request"; nobody is there to read it
+    ErrorCode.CLIENT_DISCONNECTED: 499,  # nginx's "client closed request"; nobody is there to read it
     ErrorCode.INTERNAL_ERROR: 500,
 }
 # Statuses that tell the client to come back later.
 RETRY_LATER = {429, 503}
-_HTTP_CODES = {400: ErrorCode.BAD_REQUEST, 404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED,
-               413: ErrorCode.PAYLOAD_TOO_LARGE, 415: ErrorCode.UNSUPPORTED_MEDIA_TYPE}
+_HTTP_CODES = {
+    400: ErrorCode.BAD_REQUEST,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+}
 
 
 def error_response(error: ServiceError, retry_after_s: int, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -47,8 +53,9 @@ def error_response(error: ServiceError, retry_after_s: int, headers: dict[str, s
     headers = dict(headers or {})
     if status in RETRY_LATER:
         headers["Retry-After"] = str(retry_after_s)
-    return JSONResponse({"error": {"code": error.code.value, "message": error.message}}, status_code=status,
-                        headers=headers)
+    return JSONResponse(
+        {"error": {"code": error.code.value, "message": error.message}}, status_code=status, headers=headers
+    )
 
 
 def install_error_handlers(app: FastAPI, retry_after_s: int, metrics: Metrics) -> None:

@@ -4,6 +4,7 @@ back, put in every log line), request metrics and one access-log line.
 Plain ASGI rather than Starlette's BaseHTTPMiddleware, which would sit between the route and the request body
 stream that the upload limit wraps.
 """
+
 from __future__ import annotations
 
 import logging
@@ -54,6 +55,11 @@ class RequestContextMiddleware:
             self.metrics.request_duration.labels(endpoint=endpoint).observe(seconds)
             path = scope["path"]
             if not path.startswith(QUIET_PATHS):
-                access_log.info("%s %s %d", scope["method"], path, status,
-                                extra={"status": status, "duration_s": round(seconds, 6), "endpoint": endpoint})
+                access_log.info(
+                    "%s %s %d",
+                    scope["method"],
+                    path,
+                    status,
+                    extra={"status": status, "duration_s": round(seconds, 6), "endpoint": endpoint},
+                )
             request_id_var.reset(token)

@@ -1,4 +1,5 @@
 """Response bodies (they are the OpenAPI schema at /docs) and the turning of one probability row into them."""
+
 from __future__ import annotations
 
 from typing import Literal
@@ -10,8 +11,9 @@ from model import AttributeSchema
 
 class ModelRef(BaseModel):
     name: str = Field(description="Model config (preset) name.", examples=["vtfpar-b16"])
-    version: str = Field(description="First 12 hex digits of the checkpoint's sha256 (full digest in /info).",
-                         examples=["3f9c2a71d0be"])
+    version: str = Field(
+        description="First 12 hex digits of the checkpoint's sha256 (full digest in /info).", examples=["3f9c2a71d0be"]
+    )
     schema_name: str = Field(alias="schema", description="Attribute schema the model predicts.", examples=["mars"])
     demo: bool = Field(description="True when the built-in demo checkpoint is served (not a trained model).")
 
@@ -26,8 +28,10 @@ class InputInfo(BaseModel):
     height: int
     duration_s: float | None = Field(description="Video duration; null for frames uploads.")
     total_frames: int = Field(description="Frames in the upload.")
-    frame_indices: list[int] = Field(description="Indices (0-based, among total_frames) of the frames the model saw.",
-                                     examples=[[12, 37, 62, 87, 112, 137]])
+    frame_indices: list[int] = Field(
+        description="Indices (0-based, among total_frames) of the frames the model saw.",
+        examples=[[12, 37, 62, 87, 112, 137]],
+    )
     frames_decoded: int = Field(description="Frames actually decoded; seeking keeps this small for long clips.")
 
 
@@ -41,8 +45,9 @@ class AttributeResult(BaseModel):
 
 class GroupResult(BaseModel):
     name: str = Field(examples=["age"])
-    winner: str = Field(description="The attribute with the highest probability in this one-of-N group.",
-                        examples=["age_adult"])
+    winner: str = Field(
+        description="The attribute with the highest probability in this one-of-N group.", examples=["age_adult"]
+    )
     probability: float = Field(ge=0, le=1, examples=[0.71])
 
 
@@ -76,18 +81,22 @@ class Health(BaseModel):
     status: Literal["ok", "not_ready"]
 
 
-def interpret(schema: AttributeSchema, thresholds: list[float],
-              probabilities) -> tuple[list[AttributeResult], list[GroupResult]]:
+def interpret(
+    schema: AttributeSchema, thresholds: list[float], probabilities
+) -> tuple[list[AttributeResult], list[GroupResult]]:
     """Attach names, groups and thresholded decisions to one row of probabilities."""
     probabilities = [float(p) for p in probabilities]
-    attributes = [AttributeResult(name=a.name, group=a.group, probability=p, threshold=t, positive=p > t)
-                  for a, p, t in zip(schema.attributes, probabilities, thresholds)]
+    attributes = [
+        AttributeResult(name=a.name, group=a.group, probability=p, threshold=t, positive=p > t)
+        for a, p, t in zip(schema.attributes, probabilities, thresholds, strict=True)
+    ]
     groups = []
     for group in schema.groups:
         if group.kind == "one_of":
             best = max(group.columns, key=lambda column: probabilities[column])
-            groups.append(GroupResult(name=group.name, winner=schema.attributes[best].name,
-                                      probability=probabilities[best]))
+            groups.append(
+                GroupResult(name=group.name, winner=schema.attributes[best].name, probability=probabilities[best])
+            )
     return attributes, groups
 
 
@@ -98,12 +107,23 @@ def prediction_response(request_id: str, runner, clip, result, total_s: float) -
     return PredictResponse(
         request_id=request_id,
         model=ModelRef(name=identity.name, version=identity.version, schema=identity.schema, demo=identity.demo),
-        input=InputInfo(source=media.source, container=media.container, codec=media.codec, width=media.width,
-                        height=media.height, duration_s=media.duration_s, total_frames=media.total_frames,
-                        frame_indices=media.indices, frames_decoded=media.frames_decoded),
-        attributes=attributes, groups=groups, batch_size=result.batch_size,
-        timings=Timings(decode_s=clip.decode_s, queue_s=result.queue_s, inference_s=result.inference_s,
-                        total_s=total_s),
+        input=InputInfo(
+            source=media.source,
+            container=media.container,
+            codec=media.codec,
+            width=media.width,
+            height=media.height,
+            duration_s=media.duration_s,
+            total_frames=media.total_frames,
+            frame_indices=media.indices,
+            frames_decoded=media.frames_decoded,
+        ),
+        attributes=attributes,
+        groups=groups,
+        batch_size=result.batch_size,
+        timings=Timings(
+            decode_s=clip.decode_s, queue_s=result.queue_s, inference_s=result.inference_s, total_s=total_s
+        ),
     )
 
 

@@ -4,12 +4,13 @@ The byte limit is enforced on the ASGI stream itself: a Content-Length above it 
 read, and a chunked or lying body is cut off as soon as the count passes the limit. Files spool to disk past
 1 MiB (Starlette's SpooledTemporaryFile), so a large upload is not held in memory.
 """
+
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
-from collections.abc import Awaitable, Callable
 
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -19,12 +20,12 @@ from starlette.types import Message, Receive
 from ..errors import ErrorCode, ServiceError
 
 RAW_CONTENT_TYPES = ("video/", "image/gif", "application/octet-stream")
-SPOOL_BYTES = 1024 * 1024      # as Starlette spools multipart files
+SPOOL_BYTES = 1024 * 1024  # as Starlette spools multipart files
 
 
 @dataclass
 class Upload:
-    close: Callable[[], Awaitable[None]]    # releases the spooled files once decoding is done
+    close: Callable[[], Awaitable[None]]  # releases the spooled files once decoding is done
     video: BinaryIO | None = None
     frames: list[BinaryIO] = field(default_factory=list)
     bytes_read: int = 0
@@ -61,9 +62,11 @@ async def read_upload(request: Request, max_bytes: int, max_frames: int) -> Uplo
     elif content_type.startswith(RAW_CONTENT_TYPES):
         upload = await _read_raw(limited)
     else:
-        raise ServiceError(ErrorCode.UNSUPPORTED_MEDIA_TYPE,
-                           f"Content-Type {content_type or '(none)'!r} is not accepted: send multipart/form-data "
-                           "with a 'video' file or 'frames' image files, or a raw body with Content-Type video/*")
+        raise ServiceError(
+            ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+            f"Content-Type {content_type or '(none)'!r} is not accepted: send multipart/form-data "
+            "with a 'video' file or 'frames' image files, or a raw body with Content-Type video/*",
+        )
     upload.bytes_read = receive.count
     return upload
 
@@ -90,15 +93,17 @@ async def _read_multipart(request: Request, max_frames: int) -> Upload:
     except MultiPartException as exc:
         # Starlette reports every multipart problem with this one type; only its message tells them apart.
         if exc.message.startswith("Too many files"):
-            raise ServiceError(ErrorCode.PAYLOAD_TOO_LARGE,
-                               f"more than {max_frames} files uploaded; the limit is {max_frames}") from None
+            raise ServiceError(
+                ErrorCode.PAYLOAD_TOO_LARGE, f"more than {max_frames} files uploaded; the limit is {max_frames}"
+            ) from None
         raise ServiceError(ErrorCode.BAD_REQUEST, f"malformed multipart body: {exc.message}") from None
     upload = Upload(close=form.close)
     try:
         unexpected = sorted(set(form.keys()) - {"video", "frames"})
         if unexpected:
-            raise ServiceError(ErrorCode.BAD_REQUEST,
-                               f"unexpected form field(s) {unexpected}: send one 'video' file or 'frames' files")
+            raise ServiceError(
+                ErrorCode.BAD_REQUEST, f"unexpected form field(s) {unexpected}: send one 'video' file or 'frames' files"
+            )
         videos, frames = form.getlist("video"), form.getlist("frames")
         if any(isinstance(part, str) for part in videos + frames):
             raise ServiceError(ErrorCode.BAD_REQUEST, "'video' and 'frames' must be file parts (with a filename)")

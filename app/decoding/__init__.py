@@ -3,16 +3,17 @@
 :class:`Decoder` runs all of it off the event loop in a bounded thread pool (PyAV and Pillow release the GIL
 while decoding), so at most ``decode_workers`` uploads decode at once.
 """
+
 from __future__ import annotations
 
 import asyncio
 import contextvars
 import logging
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
-from collections.abc import Callable, Sequence
 
 import torch
 
@@ -29,13 +30,14 @@ __all__ = ["DecodeLimits", "DecodedMedia", "Decoder", "PreparedClip", "decode_im
 @dataclass
 class PreparedClip:
     media: DecodedMedia
-    tensor: torch.Tensor        # [T, 3, S, S], normalised: one row of a model batch
-    decode_s: float             # decode + preprocess, on a pool thread
+    tensor: torch.Tensor  # [T, 3, S, S], normalised: one row of a model batch
+    decode_s: float  # decode + preprocess, on a pool thread
 
 
 class Decoder:
-    def __init__(self, limits: DecodeLimits, workers: int, frames_per_clip: int,
-                 preprocess: Callable[[list], torch.Tensor]) -> None:
+    def __init__(
+        self, limits: DecodeLimits, workers: int, frames_per_clip: int, preprocess: Callable[[list], torch.Tensor]
+    ) -> None:
         self.limits = limits
         self.frames_per_clip = frames_per_clip
         self.preprocess = preprocess
@@ -61,6 +63,7 @@ class Decoder:
                 raise ServiceError(ErrorCode.UNDECODABLE_MEDIA, "the upload could not be decoded") from None
             tensor = self.preprocess(media.frames)
             return PreparedClip(media=media, tensor=tensor, decode_s=time.perf_counter() - start)
+
         # The copied context carries the request id into the pool thread's log lines.
         context = contextvars.copy_context()
         return await asyncio.get_running_loop().run_in_executor(self._pool, context.run, work)

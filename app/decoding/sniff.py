@@ -4,6 +4,7 @@ FFmpeg's own probing happily picks the HLS or concat demuxers for text uploads, 
 (an ``ffconcat`` upload naming ``secret.mp4`` makes FFmpeg read that file from the server's working
 directory). So only the signatures below are accepted, and the matching demuxer is forced with ``format=``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,11 +16,11 @@ SNIFF_BYTES = 16
 
 @dataclass(frozen=True)
 class MediaKind:
-    name: str                # what /info and responses call it
+    name: str  # what /info and responses call it
     ffmpeg_format: str | None  # the demuxer forced on PyAV; None for images (decoded with Pillow)
 
 
-MP4 = MediaKind("mp4", "mp4")          # FFmpeg's "mov,mp4,m4a,3gp,3g2,mj2" demuxer: mp4 and QuickTime mov
+MP4 = MediaKind("mp4", "mp4")  # FFmpeg's "mov,mp4,m4a,3gp,3g2,mj2" demuxer: mp4 and QuickTime mov
 MATROSKA = MediaKind("matroska", "matroska")  # mkv and webm
 AVI = MediaKind("avi", "avi")
 GIF = MediaKind("gif", "gif")
@@ -54,8 +55,9 @@ def sniff_video(head: bytes) -> MediaKind:
     kind = sniff(head)
     if kind in VIDEO_KINDS:
         return kind
-    raise ServiceError(ErrorCode.UNSUPPORTED_MEDIA_TYPE,
-                       _refusal(head, kind, "a video (mp4/mov, webm/mkv, avi or gif)"))
+    raise ServiceError(
+        ErrorCode.UNSUPPORTED_MEDIA_TYPE, _refusal(head, kind, "a video (mp4/mov, webm/mkv, avi or gif)")
+    )
 
 
 def sniff_image(head: bytes, what: str) -> MediaKind:

@@ -7,6 +7,7 @@ come from ``model.sample_frame_indices`` (the sampling training uses); the secon
 those frames need: forward from the start for nearby frames, and a seek to the keyframe before a target when
 that skips enough frames.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -31,19 +32,20 @@ MIN_FRAMES_SKIPPED_BY_SEEK = 8
 @dataclass(frozen=True)
 class _Index:
     """What the demux pass learnt about the video stream."""
+
     codec: str
     width: int
     height: int
     duration_s: float | None
-    frame_pts: list[int] | None     # presentation timestamps in display order; None when not usable
-    keyframes: list[int]            # display-order positions of keyframes
+    frame_pts: list[int] | None  # presentation timestamps in display order; None when not usable
+    keyframes: list[int]  # display-order positions of keyframes
     total_frames: int
 
 
 @dataclass(frozen=True)
 class _Step:
-    target: int                 # display-order index of a frame to keep
-    keyframe: int | None        # display-order index of the keyframe to seek to first, or None to decode on
+    target: int  # display-order index of a frame to keep
+    keyframe: int | None  # display-order index of the keyframe to seek to first, or None to decode on
 
 
 class _SeekMissed(Exception):
@@ -74,9 +76,18 @@ def decode_video(file: BinaryIO, num_frames: int, limits: DecodeLimits) -> Decod
                 picked = _decode_counting(file, kind, targets, counter, limits)
     except av.error.FFmpegError as exc:
         raise ServiceError(ErrorCode.UNDECODABLE_MEDIA, f"the {kind.name} upload cannot be decoded: {exc}") from None
-    return DecodedMedia(frames=[picked[i] for i in indices], indices=indices, total_frames=index.total_frames,
-                        source="video", container=kind.name, codec=index.codec, width=index.width,
-                        height=index.height, duration_s=index.duration_s, frames_decoded=counter.count)
+    return DecodedMedia(
+        frames=[picked[i] for i in indices],
+        indices=indices,
+        total_frames=index.total_frames,
+        source="video",
+        container=kind.name,
+        codec=index.codec,
+        width=index.width,
+        height=index.height,
+        duration_s=index.duration_s,
+        frames_decoded=counter.count,
+    )
 
 
 def _open(file: BinaryIO, kind: MediaKind, limits: DecodeLimits) -> av.container.InputContainer:
@@ -98,8 +109,10 @@ def _read_index(file: BinaryIO, kind: MediaKind, limits: DecodeLimits, deadline:
         # No codec context means FFmpeg has no decoder for the stream at all.
         codec = stream.codec_context.codec.canonical_name if stream.codec_context is not None else "unknown"
         if codec not in ALLOWED_CODECS:
-            raise ServiceError(ErrorCode.UNSUPPORTED_MEDIA_TYPE,
-                               f"video codec {codec!r} is not accepted; allowed: {sorted(ALLOWED_CODECS)}")
+            raise ServiceError(
+                ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+                f"video codec {codec!r} is not accepted; allowed: {sorted(ALLOWED_CODECS)}",
+            )
         width, height = stream.codec_context.width, stream.codec_context.height
         limits.check_pixels(width, height, "the video")
         duration_s = _header_duration(container, stream)
@@ -110,10 +123,10 @@ def _read_index(file: BinaryIO, kind: MediaKind, limits: DecodeLimits, deadline:
         last_end, packets = None, 0
         for packet in container.demux(stream):
             deadline.check()
-            if packet.size == 0:        # the demuxer's final flush packet
+            if packet.size == 0:  # the demuxer's final flush packet
                 continue
             packets += 1
-            if packet.is_discard:       # decoded only as a reference; an edit list cuts it from the clip
+            if packet.is_discard:  # decoded only as a reference; an edit list cuts it from the clip
                 continue
             timestamps.append(packet.pts)
             if packet.is_keyframe:
@@ -122,8 +135,11 @@ def _read_index(file: BinaryIO, kind: MediaKind, limits: DecodeLimits, deadline:
                 last_end = max(last_end or 0, packet.pts + packet.duration)
 
     if stream.frames and packets < stream.frames:
-        raise ServiceError(ErrorCode.UNDECODABLE_MEDIA, f"the {kind.name} upload is truncated: its header lists "
-                                                        f"{stream.frames} frames but only {packets} are present")
+        raise ServiceError(
+            ErrorCode.UNDECODABLE_MEDIA,
+            f"the {kind.name} upload is truncated: its header lists "
+            f"{stream.frames} frames but only {packets} are present",
+        )
     known = [t for t in timestamps if t is not None]
     usable = len(known) == len(timestamps) and len(set(known)) == len(known)
     frame_pts = sorted(known) if usable else None
@@ -131,8 +147,15 @@ def _read_index(file: BinaryIO, kind: MediaKind, limits: DecodeLimits, deadline:
         duration_s = float(((last_end or max(known)) - min(known)) * stream.time_base)
         _check_duration(duration_s, limits)
     keyframes = sorted(bisect.bisect_left(frame_pts, k) for k in keyframe_pts) if frame_pts else []
-    return _Index(codec=codec, width=width, height=height, duration_s=duration_s, frame_pts=frame_pts,
-                  keyframes=keyframes, total_frames=len(timestamps))
+    return _Index(
+        codec=codec,
+        width=width,
+        height=height,
+        duration_s=duration_s,
+        frame_pts=frame_pts,
+        keyframes=keyframes,
+        total_frames=len(timestamps),
+    )
 
 
 def _header_duration(container, stream) -> float | None:
@@ -145,13 +168,14 @@ def _header_duration(container, stream) -> float | None:
 
 def _check_duration(duration_s: float | None, limits: DecodeLimits) -> None:
     if duration_s is not None and duration_s > limits.max_duration_s:
-        raise ServiceError(ErrorCode.CLIP_TOO_LONG,
-                           f"the video lasts {duration_s:.1f} s; the limit is {limits.max_duration_s:g} s")
+        raise ServiceError(
+            ErrorCode.CLIP_TOO_LONG, f"the video lasts {duration_s:.1f} s; the limit is {limits.max_duration_s:g} s"
+        )
 
 
 def _plan(index: _Index, targets: list[int]) -> list[_Step]:
     """Decode forward by default; seek to a target's keyframe when that skips enough frames."""
-    steps, position = [], -1          # position: display index of the last frame decoded
+    steps, position = [], -1  # position: display index of the last frame decoded
     for target in targets:
         before = bisect.bisect_right(index.keyframes, target) - 1
         keyframe = index.keyframes[before] if before >= 0 else None
@@ -173,8 +197,10 @@ def _cost(steps: list[_Step]) -> int:
 
 def _check_cost(cost: int, limits: DecodeLimits) -> None:
     if cost > limits.max_frames_decoded:
-        raise ServiceError(ErrorCode.CLIP_TOO_LONG, f"sampling this video needs {cost} decoded frames; "
-                                                    f"the limit is {limits.max_frames_decoded}")
+        raise ServiceError(
+            ErrorCode.CLIP_TOO_LONG,
+            f"sampling this video needs {cost} decoded frames; the limit is {limits.max_frames_decoded}",
+        )
 
 
 class _Counter:
@@ -186,8 +212,9 @@ class _Counter:
     def tick(self, frame: av.VideoFrame) -> None:
         self.count += 1
         if self.count > self.limits.max_frames_decoded:
-            raise ServiceError(ErrorCode.CLIP_TOO_LONG,
-                               f"decoding needed more than {self.limits.max_frames_decoded} frames")
+            raise ServiceError(
+                ErrorCode.CLIP_TOO_LONG, f"decoding needed more than {self.limits.max_frames_decoded} frames"
+            )
         self.deadline.check()
         # The header may understate the size; FFmpeg has decoded this frame already, but no more like it.
         self.limits.check_pixels(frame.width, frame.height, "a video frame")
@@ -204,8 +231,9 @@ def _rgb(frame: av.VideoFrame) -> np.ndarray:
     return frame.to_ndarray(format="rgb24")
 
 
-def _decode_steps(file, kind, frame_pts: list[int], steps: list[_Step], counter: _Counter,
-                  limits: DecodeLimits) -> dict[int, np.ndarray]:
+def _decode_steps(
+    file, kind, frame_pts: list[int], steps: list[_Step], counter: _Counter, limits: DecodeLimits
+) -> dict[int, np.ndarray]:
     """Follow the plan, recognising each target by its presentation timestamp."""
     picked: dict[int, np.ndarray] = {}
     with _open(file, kind, limits) as container:
@@ -242,5 +270,7 @@ def _decode_counting(file, kind, targets: list[int], counter: _Counter, limits: 
                 picked[position] = _rgb(frame)
                 if len(picked) == len(wanted):
                     return picked
-    raise ServiceError(ErrorCode.UNDECODABLE_MEDIA,
-                       f"the video stopped decoding before frame {max(wanted)} of {max(wanted) + 1}+ was reached")
+    raise ServiceError(
+        ErrorCode.UNDECODABLE_MEDIA,
+        f"the video stopped decoding before frame {max(wanted)} of {max(wanted) + 1}+ was reached",
+    )

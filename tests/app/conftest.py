@@ -1,4 +1,5 @@
 """Shared fixtures: a tiny checkpoint made here, the model called directly, and real uvicorn servers."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,17 +32,27 @@ def reference_model(tiny_checkpoint):
 @pytest.fixture(scope="session")
 def direct(reference_model):
     """probabilities(list of RGB frames of a whole clip) -> (indices, probabilities) as the model sees them."""
+
     def call(all_frames: list[np.ndarray]) -> tuple[list[int], np.ndarray]:
         indices = sample_frame_indices(len(all_frames), reference_model.config.frames, "segment_middle")
         clip = reference_model.preprocess([all_frames[i] for i in indices])
         with torch.inference_mode():
             return indices, torch.sigmoid(reference_model(clip[None]))[0].numpy()
+
     return call
 
 
 # Limits small enough that the limit tests need only small synthetic clips.
-E2E_LIMITS = dict(max_upload_bytes=2_000_000, max_pixels=320 * 240, max_duration_s=20, max_frames_decoded=200,
-                  max_upload_frames=16, max_batch_clips=8, max_batch_wait_ms=20, max_queue=128)
+E2E_LIMITS = dict(
+    max_upload_bytes=2_000_000,
+    max_pixels=320 * 240,
+    max_duration_s=20,
+    max_frames_decoded=200,
+    max_upload_frames=16,
+    max_batch_clips=8,
+    max_batch_wait_ms=20,
+    max_queue=128,
+)
 
 
 @pytest.fixture(scope="session")

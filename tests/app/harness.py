@@ -1,4 +1,5 @@
 """Starting the real service (uvicorn on 127.0.0.1, a free port, in a thread) for end-to-end tests."""
+
 from __future__ import annotations
 
 import contextlib
@@ -14,8 +15,9 @@ from app.settings import Settings
 
 
 def make_settings(checkpoint: Path, **overrides) -> Settings:
-    values = dict(checkpoint=checkpoint, device="cpu", decode_workers=2, decode_threads=1, drain_timeout_s=5,
-                  log_json=False)
+    values = dict(
+        checkpoint=checkpoint, device="cpu", decode_workers=2, decode_threads=1, drain_timeout_s=5, log_json=False
+    )
     return Settings(**{**values, **overrides})
 
 

@@ -1,4 +1,5 @@
 """Synthetic uploads for the service tests, encoded with PyAV's bundled encoders from numpy frames."""
+
 from __future__ import annotations
 
 import io
@@ -29,8 +30,15 @@ def frames(count: int, width: int = 64, height: int = 96, seed: int = 0) -> list
     return out
 
 
-def encode(kind: str, images: list[np.ndarray], fps: int = 10, gop: int | None = None,
-           path: Path | None = None, pts: list[int] | None = None, options: dict | None = None) -> bytes:
+def encode(
+    kind: str,
+    images: list[np.ndarray],
+    fps: int = 10,
+    gop: int | None = None,
+    path: Path | None = None,
+    pts: list[int] | None = None,
+    options: dict | None = None,
+) -> bytes:
     """Encode ``images`` as ``kind`` (mp4, webm, avi, gif, or a (format, codec, pix_fmt) tuple).
 
     ``path`` writes through a real file (needed e.g. for mp4 faststart); ``pts`` gives variable frame timing in ms.

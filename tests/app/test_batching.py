@@ -1,5 +1,6 @@
 """The dynamic batcher, driven with a fake model: batches form, every caller gets its own row, and the queue's
 bounds (size, timeout, cancellation, drain) hold."""
+
 from __future__ import annotations
 
 import asyncio

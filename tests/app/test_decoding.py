@@ -1,5 +1,6 @@
 """Decoding uploads: the frames picked equal a plain full decode at the sampled indices, limits refuse media
 before decoding it, and nothing but an allow-listed container ever reaches FFmpeg."""
+
 from __future__ import annotations
 
 import io
@@ -17,8 +18,15 @@ from model import sample_frame_indices
 
 from .media import VIDEO_FORMATS, decode_all, encode, frames, image_bytes
 
-LIMITS = DecodeLimits(max_pixels=320 * 240, max_duration_s=60, max_frames_decoded=2000, max_upload_frames=64,
-                      min_frames=1, timeout_s=10, threads=2)
+LIMITS = DecodeLimits(
+    max_pixels=320 * 240,
+    max_duration_s=60,
+    max_frames_decoded=2000,
+    max_upload_frames=64,
+    min_frames=1,
+    timeout_s=10,
+    threads=2,
+)
 T = 6
 
 
@@ -36,7 +44,7 @@ def test_picked_frames_equal_a_full_decode_at_the_sampled_indices(kind):
     media = decode_video(io.BytesIO(data), T, LIMITS)
     assert media.total_frames == len(reference) == 23
     assert media.indices == sample_frame_indices(23, T, "segment_middle")
-    for index, frame in zip(media.indices, media.frames):
+    for index, frame in zip(media.indices, media.frames, strict=True):
         np.testing.assert_array_equal(frame, reference[index])
 
 
@@ -46,7 +54,7 @@ def test_long_clips_are_sampled_by_seeking_not_decoded_end_to_end(kind):
     reference = decode_all(data)
     media = decode_video(io.BytesIO(data), T, LIMITS)
     assert media.frames_decoded < 300 // 2
-    for index, frame in zip(media.indices, media.frames):
+    for index, frame in zip(media.indices, media.frames, strict=True):
         np.testing.assert_array_equal(frame, reference[index])
 
 
@@ -56,14 +64,16 @@ def test_variable_frame_rate_clips_are_indexed_by_timestamp():
     reference = decode_all(data)
     media = decode_video(io.BytesIO(data), T, LIMITS)
     assert media.total_frames == len(pts_ms)
-    for index, frame in zip(media.indices, media.frames):
+    for index, frame in zip(media.indices, media.frames, strict=True):
         np.testing.assert_array_equal(frame, reference[index])
 
 
 def _no_decoding(monkeypatch):
     """Make any frame decoding fail the test: limits must refuse media before that."""
+
     def forbidden(*args, **kwargs):
         raise AssertionError("frames were decoded before the limits were checked")
+
     monkeypatch.setattr(video_module, "_decode_steps", forbidden)
     monkeypatch.setattr(video_module, "_decode_counting", forbidden)
 
@@ -76,21 +86,18 @@ def test_limits_refuse_before_decoding(monkeypatch):
     _refused(ErrorCode.CLIP_TOO_LONG, decode_video, io.BytesIO(long), T, LIMITS)
     # A GIF has one keyframe, so sampling its last frames means decoding all of them.
     gif = encode("gif", frames(120, width=32, height=32))
-    error = _refused(ErrorCode.CLIP_TOO_LONG, decode_video, io.BytesIO(gif), T,
-                     replace(LIMITS, max_frames_decoded=50))
+    error = _refused(ErrorCode.CLIP_TOO_LONG, decode_video, io.BytesIO(gif), T, replace(LIMITS, max_frames_decoded=50))
     assert "decoded frames" in error.message
 
 
 def test_a_clip_shorter_than_min_frames_is_refused():
     data = encode("mp4", frames(3))
-    _refused(ErrorCode.TOO_FEW_FRAMES, decode_video, io.BytesIO(data), T,
-             replace(LIMITS, min_frames=5))
+    _refused(ErrorCode.TOO_FEW_FRAMES, decode_video, io.BytesIO(data), T, replace(LIMITS, min_frames=5))
 
 
 def test_the_decode_deadline_stops_work():
     data = encode("avi", frames(50))
-    _refused(ErrorCode.DECODE_TIMEOUT, decode_video, io.BytesIO(data), T,
-             replace(LIMITS, timeout_s=1e-9))
+    _refused(ErrorCode.DECODE_TIMEOUT, decode_video, io.BytesIO(data), T, replace(LIMITS, timeout_s=1e-9))
 
 
 def test_codecs_outside_the_allow_list_are_refused():
@@ -125,12 +132,15 @@ def test_playlists_are_refused_without_ffmpeg_reading_the_file_they_name(tmp_pat
     assert os.stat(secret).st_atime_ns == before
 
 
-@pytest.mark.parametrize("data, code", [
-    (b"", ErrorCode.BAD_REQUEST),
-    (b"just some text, named clip.mp4 by its sender\n" * 4, ErrorCode.UNSUPPORTED_MEDIA_TYPE),
-    (np.random.default_rng(0).bytes(4096), ErrorCode.UNSUPPORTED_MEDIA_TYPE),
-    (b"\x00\x00\x00\x18ftypmp42" + np.random.default_rng(1).bytes(4096), ErrorCode.UNDECODABLE_MEDIA),
-])
+@pytest.mark.parametrize(
+    "data, code",
+    [
+        (b"", ErrorCode.BAD_REQUEST),
+        (b"just some text, named clip.mp4 by its sender\n" * 4, ErrorCode.UNSUPPORTED_MEDIA_TYPE),
+        (np.random.default_rng(0).bytes(4096), ErrorCode.UNSUPPORTED_MEDIA_TYPE),
+        (b"\x00\x00\x00\x18ftypmp42" + np.random.default_rng(1).bytes(4096), ErrorCode.UNDECODABLE_MEDIA),
+    ],
+)
 def test_garbage_is_refused_with_its_own_code(data, code):
     _refused(code, decode_video, io.BytesIO(data), T, LIMITS)
 
@@ -141,16 +151,17 @@ def test_frames_uploads_decode_only_the_sampled_images_with_pillow():
     media = decode_images(files, T, LIMITS)
     assert media.indices == sample_frame_indices(10, T, "segment_middle")
     assert media.frames_decoded == len(set(media.indices))
-    for index, frame in zip(media.indices, media.frames):
-        np.testing.assert_array_equal(frame, images[index])      # PNG is lossless
+    for index, frame in zip(media.indices, media.frames, strict=True):
+        np.testing.assert_array_equal(frame, images[index])  # PNG is lossless
 
 
 def test_frames_uploads_are_checked_file_by_file():
     ok = image_bytes(frames(1)[0])
     other_size = image_bytes(frames(1, width=32)[0])
     _refused(ErrorCode.FRAME_SIZE_MISMATCH, decode_images, [io.BytesIO(ok), io.BytesIO(other_size)], T, LIMITS)
-    error = _refused(ErrorCode.UNSUPPORTED_MEDIA_TYPE, decode_images, [io.BytesIO(ok), io.BytesIO(b"not an image")],
-                     T, LIMITS)
+    error = _refused(
+        ErrorCode.UNSUPPORTED_MEDIA_TYPE, decode_images, [io.BytesIO(ok), io.BytesIO(b"not an image")], T, LIMITS
+    )
     assert "frames[1]" in error.message
     huge = image_bytes(frames(1, width=640, height=480)[0])
     _refused(ErrorCode.TOO_MANY_PIXELS, decode_images, [io.BytesIO(huge)], T, LIMITS)
@@ -177,7 +188,7 @@ def test_corrupted_uploads_decode_or_fail_with_a_service_error(kind):
             data = data[: rng.integers(16, len(data))]
         else:
             start = rng.integers(16, len(data))
-            data[start:start + 200] = rng.bytes(200)
+            data[start : start + 200] = rng.bytes(200)
         try:
             media = decode(bytes(data))
         except ServiceError:

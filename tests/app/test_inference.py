@@ -1,4 +1,5 @@
 """The model runner: device and dtype choice, probabilities equal to a plain model call, warm-up sizes."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """Readiness, backpressure and shutdown, against real servers whose model can be held mid-batch."""
+
 from __future__ import annotations
 
 import asyncio
@@ -80,13 +81,14 @@ def test_not_ready_until_warmed_up(tiny_checkpoint, runner):
 
 def test_a_full_queue_gives_429_and_a_stale_clip_503(tiny_checkpoint, runner):
     gated = GatedRunner(runner)
-    settings = make_settings(tiny_checkpoint, max_batch_clips=1, max_queue=1, queue_timeout_s=1.0, retry_after_s=2,
-                             warmup=False)
+    settings = make_settings(
+        tiny_checkpoint, max_batch_clips=1, max_queue=1, queue_timeout_s=1.0, retry_after_s=2, warmup=False
+    )
     with serving(settings, runner=gated) as running:
         gated.batch_gate.clear()
-        first = in_background(post, running.url)                 # runs, held on the model thread
+        first = in_background(post, running.url)  # runs, held on the model thread
         assert gated.in_batch.wait(10)
-        second = in_background(post, running.url)                # waits in the queue
+        second = in_background(post, running.url)  # waits in the queue
         wait_until(lambda: running.service.batcher.depth == 1)
         full = post(running.url)
         assert full.status_code == 429
@@ -131,14 +133,18 @@ def test_a_client_that_leaves_takes_its_clip_out_of_the_queue(tiny_checkpoint, r
                 while running.service.batcher.depth == 0:
                     await asyncio.sleep(0.01)
                 task.cancel()
+
         asyncio.run(leave_while_queued())
         wait_until(lambda: running.service.batcher.depth == 0)
         gated.batch_gate.set()
         first["thread"].join(10)
         assert first["value"].status_code == 200
-        wait_until(lambda: 'vtfpar_rejections_total{reason="client_disconnected"} 1.0'
-                   in httpx.get(f"{running.url}/metrics").text)
-        assert 'vtfpar_batch_size_clips_count 1.0' in httpx.get(f"{running.url}/metrics").text
+        wait_until(
+            lambda: (
+                'vtfpar_rejections_total{reason="client_disconnected"} 1.0' in httpx.get(f"{running.url}/metrics").text
+            )
+        )
+        assert "vtfpar_batch_size_clips_count 1.0" in httpx.get(f"{running.url}/metrics").text
 
 
 def test_sigterm_stops_readiness_at_once_and_finishes_accepted_work(tiny_checkpoint, runner):
@@ -147,7 +153,7 @@ def test_sigterm_stops_readiness_at_once_and_finishes_accepted_work(tiny_checkpo
         gated.batch_gate.clear()
         accepted = in_background(post, running.url)
         assert gated.in_batch.wait(10)
-        running.server.handle_exit(signal.SIGTERM, None)       # what uvicorn's signal handler calls
+        running.server.handle_exit(signal.SIGTERM, None)  # what uvicorn's signal handler calls
         assert running.service.ready is False
         assert "vtfpar_ready 0.0" in running.service.metrics.exposition().decode()
         time.sleep(0.2)
@@ -167,14 +173,16 @@ def _free_port() -> int:
 
 def _serve_subprocess(env_overrides: dict) -> subprocess.Popen:
     env = {**os.environ, "VTFPAR_HOST": "127.0.0.1", "VTFPAR_DEVICE": "cpu", **env_overrides}
-    return subprocess.Popen([sys.executable, "-m", "app"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "app"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def test_python_m_app_serves_from_env_and_exits_cleanly_on_sigterm(tiny_checkpoint):
     port = _free_port()
-    process = _serve_subprocess({"VTFPAR_CHECKPOINT": str(tiny_checkpoint), "VTFPAR_PORT": str(port),
-                                 "VTFPAR_MAX_BATCH_CLIPS": "3"})
+    process = _serve_subprocess(
+        {"VTFPAR_CHECKPOINT": str(tiny_checkpoint), "VTFPAR_PORT": str(port), "VTFPAR_MAX_BATCH_CLIPS": "3"}
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -193,13 +201,18 @@ def test_python_m_app_serves_from_env_and_exits_cleanly_on_sigterm(tiny_checkpoi
             process.kill()
     # uvicorn re-raises the signal once shut down, so the exit status says "terminated by SIGTERM".
     assert process.returncode in (0, -signal.SIGTERM), output
-    assert '"msg": "draining: not ready' in output      # JSON logs by default
+    assert '"msg": "draining: not ready' in output  # JSON logs by default
     assert "Application shutdown complete" in output
 
 
 def test_a_missing_checkpoint_stops_startup_with_a_clear_message(tmp_path):
-    process = _serve_subprocess({"VTFPAR_CHECKPOINT": str(tmp_path / "nope.safetensors"),
-                                 "VTFPAR_PORT": str(_free_port()), "VTFPAR_LOG_JSON": "false"})
+    process = _serve_subprocess(
+        {
+            "VTFPAR_CHECKPOINT": str(tmp_path / "nope.safetensors"),
+            "VTFPAR_PORT": str(_free_port()),
+            "VTFPAR_LOG_JSON": "false",
+        }
+    )
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 3
     assert f"cannot load the model: VTFPAR_CHECKPOINT={tmp_path / 'nope.safetensors'} does not exist" in output
@@ -208,6 +221,7 @@ def test_a_missing_checkpoint_stops_startup_with_a_clear_message(tmp_path):
 def test_without_a_checkpoint_the_demo_model_is_served_or_its_absence_explained(tmp_path, monkeypatch):
     from app.inference import ModelRunner, StartupError
     from app.settings import DEMO_CHECKPOINT, Settings
+
     settings = Settings(device="cpu")
     assert settings.checkpoint is None and settings.checkpoint_path == DEMO_CHECKPOINT
     if not DEMO_CHECKPOINT.is_file():

@@ -1,4 +1,5 @@
 """Structured logs: one JSON object per line, with the request id of the request being served."""
+
 from __future__ import annotations
 
 import json
@@ -18,4 +19,4 @@ def test_log_lines_are_json_with_the_request_id_and_extra_fields():
     entry = json.loads(line)
     assert entry["msg"] == "POST /predict 200" and entry["level"] == "info" and entry["logger"] == "app.access"
     assert entry["request_id"] == "cam7-track42" and entry["status"] == 200
-    assert "request_id" not in json.loads(JsonFormatter().format(record))   # outside a request
+    assert "request_id" not in json.loads(JsonFormatter().format(record))  # outside a request

@@ -1,4 +1,5 @@
 """/metrics: the documented families, base units, bounded labels, and a valid exposition."""
+
 from __future__ import annotations
 
 import shutil
@@ -31,8 +32,11 @@ ALLOWED_LABELS = {"endpoint", "status", "reason", "codec", "le", "name", "versio
 
 @pytest.fixture(scope="module")
 def exposition(server) -> str:
-    httpx.post(f"{server.url}/predict", files={"video": ("c.mp4", encode("mp4", frames(6)))},
-               headers={"X-Request-Id": "must-not-be-a-label"})
+    httpx.post(
+        f"{server.url}/predict",
+        files={"video": ("c.mp4", encode("mp4", frames(6)))},
+        headers={"X-Request-Id": "must-not-be-a-label"},
+    )
     httpx.post(f"{server.url}/predict", files={"video": ("c.mp4", b"not a video")})
     httpx.get(f"{server.url}/no/such/path/12345")
     return httpx.get(f"{server.url}/metrics").text
@@ -44,8 +48,13 @@ def test_the_documented_metrics_are_exposed(server, exposition):
         assert name in families and families[name].type == kind, name
     info = families["vtfpar_model_info"].samples[0]
     identity = server.service.runner.identity
-    assert info.value == 1 and info.labels == {"name": "tiny", "version": identity.version, "schema": "mars",
-                                               "device": "cpu", "dtype": "fp32"}
+    assert info.value == 1 and info.labels == {
+        "name": "tiny",
+        "version": identity.version,
+        "schema": "mars",
+        "device": "cpu",
+        "dtype": "fp32",
+    }
     requests = {(s.labels["endpoint"], s.labels["status"]) for s in families["vtfpar_requests"].samples}
     assert ("/predict", "200") in requests and ("/predict", "415") in requests and ("unmatched", "404") in requests
     reasons = {s.labels["reason"] for s in families["vtfpar_rejections"].samples}

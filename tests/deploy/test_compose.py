@@ -1,4 +1,5 @@
 """docker-compose.yml and its CPU override: valid for Compose, and wired the way a GPU host needs."""
+
 import json
 import re
 import subprocess
@@ -56,8 +57,13 @@ def seconds(duration: str) -> float:
 
 
 def docker_compose_config(docker_compose: str, compose_file: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([docker_compose, "--project-directory", str(REPO), "-f", str(compose_file), "config", "-q"],
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [docker_compose, "--project-directory", str(REPO), "-f", str(compose_file), "config", "-q"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_docker_compose_validates_the_gpu_file(tool):
@@ -109,8 +115,12 @@ def test_prometheus_scrapes_the_api_metrics(compose):
     assert "./deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in prometheus["volumes"]
     scrape = yaml.safe_load((REPO / "deploy/prometheus.yml").read_text())["scrape_configs"]
     api_port = compose["services"]["api"]["ports"][0].split(":")[-1]
-    targets = [(job.get("metrics_path", "/metrics"), target)
-               for job in scrape for group in job["static_configs"] for target in group["targets"]]
+    targets = [
+        (job.get("metrics_path", "/metrics"), target)
+        for job in scrape
+        for group in job["static_configs"]
+        for target in group["targets"]
+    ]
     assert ("/metrics", f"api:{api_port}") in targets
 
 

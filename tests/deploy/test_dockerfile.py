@@ -1,4 +1,5 @@
 """The Dockerfile: lint-clean, and built the way docker-compose.yml and the README rely on."""
+
 import json
 import re
 import subprocess
@@ -17,8 +18,9 @@ def instructions() -> list[tuple[str, str]]:
 
 
 def test_hadolint_passes(tool):
-    result = subprocess.run([tool("hadolint"), "--no-color", "Dockerfile"], cwd=REPO,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [tool("hadolint"), "--no-color", "Dockerfile"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -29,7 +31,9 @@ def test_base_image_runs_python_3_11():
 
 def test_dependencies_install_in_a_layer_before_the_code():
     steps = instructions()
-    install = next(i for i, (keyword, args) in enumerate(steps) if keyword == "RUN" and "-r /tmp/requirements.txt" in args)
+    install = next(
+        i for i, (keyword, args) in enumerate(steps) if keyword == "RUN" and "-r /tmp/requirements.txt" in args
+    )
     copied_before = [args for keyword, args in steps[:install] if keyword in ("COPY", "ADD")]
     copied_after = " ".join(args for keyword, args in steps[install:] if keyword == "COPY")
     assert copied_before == ["pyproject.toml ./"], "only pyproject.toml may feed the dependency layer"
@@ -52,7 +56,7 @@ def test_weights_caches_are_offline_and_under_the_cache_volume():
 
 def test_healthcheck_probes_readiness_without_curl():
     healthcheck = next(args for keyword, args in instructions() if keyword == "HEALTHCHECK")
-    command = json.loads(healthcheck[healthcheck.index("CMD") + len("CMD"):])
+    command = json.loads(healthcheck[healthcheck.index("CMD") + len("CMD") :])
     assert command[:2] == ["python", "-c"] and "/health/ready" in command[2]
 
 

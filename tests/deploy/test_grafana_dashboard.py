@@ -1,5 +1,6 @@
 """The provisioned Grafana dashboard: it covers what an operator watches, with queries that Prometheus parses
 and that name only metrics the service exports."""
+
 import json
 import re
 import subprocess
@@ -33,8 +34,11 @@ def dashboard_queries() -> list[str]:
 
 def series_names(exposition: str) -> set[str]:
     """Every series name a scrape can return, including those of labelled metrics that have no child yet."""
-    return {family.name + suffix for family in text_string_to_metric_families(exposition)
-            for suffix in SERIES_SUFFIXES.get(family.type, ("",))}
+    return {
+        family.name + suffix
+        for family in text_string_to_metric_families(exposition)
+        for suffix in SERIES_SUFFIXES.get(family.type, ("",))
+    }
 
 
 def gpu_service_exposition(monkeypatch) -> str:
@@ -63,10 +67,17 @@ def test_dashboard_names_only_metrics_the_service_exports(monkeypatch):
 def test_dashboard_queries_are_valid_promql(tool, tmp_path):
     # promtool parses PromQL in recording rules; Grafana's $__rate_interval is substituted as Grafana would.
     queries = [query.replace("$__rate_interval", "1m") for query in dashboard_queries()]
-    rules = {"groups": [{"name": "dashboard", "rules": [{"record": f"dashboard:query{i}", "expr": query}
-                                                        for i, query in enumerate(queries)]}]}
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [{"record": f"dashboard:query{i}", "expr": query} for i, query in enumerate(queries)],
+            }
+        ]
+    }
     rules_file = tmp_path / "dashboard-rules.yml"
-    rules_file.write_text(json.dumps(rules))   # JSON is YAML
-    result = subprocess.run([tool("promtool"), "check", "rules", str(rules_file)],
-                            capture_output=True, text=True, timeout=60)
+    rules_file.write_text(json.dumps(rules))  # JSON is YAML
+    result = subprocess.run(
+        [tool("promtool"), "check", "rules", str(rules_file)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr

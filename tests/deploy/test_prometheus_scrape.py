@@ -2,6 +2,7 @@
 
 The service is `python -m app` serving a tiny random checkpoint on CPU; Prometheus scrapes it every second.
 """
+
 import io
 import json
 import os
@@ -20,12 +21,13 @@ import pytest
 from model import create_model, get_config, load_schema, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
-STARTUP_TIMEOUT_S = 180      # a cold torch import on two busy cores is slow
+STARTUP_TIMEOUT_S = 180  # a cold torch import on two busy cores is slow
 SCRAPED_TIMEOUT_S = 30
 PROMETHEUS = shutil.which("prometheus")
 
 pytestmark = pytest.mark.skipif(
-    PROMETHEUS is None, reason="Debian's prometheus is not installed: bash .ci/install-deploy-tools.sh installs it")
+    PROMETHEUS is None, reason="Debian's prometheus is not installed: bash .ci/install-deploy-tools.sh installs it"
+)
 
 
 def free_port() -> int:
@@ -78,12 +80,18 @@ def service(tmp_path_factory):
     checkpoint = folder / "tiny.safetensors"
     save_checkpoint(create_model(get_config("tiny"), load_schema("mars")), checkpoint)
     port = free_port()
-    env = {**os.environ, "VTFPAR_CHECKPOINT": str(checkpoint), "VTFPAR_DEVICE": "cpu",
-           "VTFPAR_HOST": "127.0.0.1", "VTFPAR_PORT": str(port)}
+    env = {
+        **os.environ,
+        "VTFPAR_CHECKPOINT": str(checkpoint),
+        "VTFPAR_DEVICE": "cpu",
+        "VTFPAR_HOST": "127.0.0.1",
+        "VTFPAR_PORT": str(port),
+    }
     log = folder / "service.log"
     with log.open("w") as output:
-        process = subprocess.Popen([sys.executable, "-m", "app"], cwd=REPO, env=env,
-                                   stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app"], cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ok(f"{url}/health/ready", process, log, STARTUP_TIMEOUT_S)
@@ -98,17 +106,29 @@ def prometheus(service, tmp_path_factory):
     folder = tmp_path_factory.mktemp("prometheus")
     config = folder / "prometheus.yml"
     target = service.removeprefix("http://")
-    config.write_text(json.dumps({   # JSON is YAML
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [{"job_name": "vtfpar", "metrics_path": "/metrics",
-                            "static_configs": [{"targets": [target]}]}],
-    }))
+    config.write_text(
+        json.dumps(
+            {  # JSON is YAML
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "scrape_configs": [
+                    {"job_name": "vtfpar", "metrics_path": "/metrics", "static_configs": [{"targets": [target]}]}
+                ],
+            }
+        )
+    )
     port = free_port()
     log = folder / "prometheus.log"
     with log.open("w") as output:
-        process = subprocess.Popen([PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={folder / 'data'}",
-                                    f"--web.listen-address=127.0.0.1:{port}"],
-                                   stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [
+                PROMETHEUS,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={folder / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ok(f"{url}/-/ready", process, log, 60)
@@ -154,6 +174,10 @@ def test_every_dashboard_panel_has_data_from_a_cpu_service(service, prometheus):
 
     panels = json.loads((REPO / "deploy/grafana/dashboards/vtfpar.json").read_text())["panels"]
     queries = [target["expr"] for panel in panels for target in panel["targets"]]
-    empty = [query for query in queries if "vtfpar_gpu_memory" not in query
-             and not query_until(prometheus, query.replace("$__rate_interval", "10s"), bool)]
+    empty = [
+        query
+        for query in queries
+        if "vtfpar_gpu_memory" not in query
+        and not query_until(prometheus, query.replace("$__rate_interval", "10s"), bool)
+    ]
     assert not empty, f"no data for: {empty}"

@@ -74,8 +74,7 @@ def test_a_pickle_is_refused_without_being_unpickled(tmp_path):
 
 
 def test_bad_format_version(saved, tmp_path):
-    bad = _rewrite(saved[0], tmp_path / "v99.safetensors",
-                   edit_metadata=lambda m: m.update(format_version=99))
+    bad = _rewrite(saved[0], tmp_path / "v99.safetensors", edit_metadata=lambda m: m.update(format_version=99))
     with pytest.raises(CheckpointError, match="format version 99"):
         load_checkpoint(bad)
 

@@ -7,7 +7,13 @@ def test_presets_are_data_and_overridable():
     assert {"tiny", "vtfpar-b16", "vtfpar-l14"} <= set(list_presets())
     b16 = get_config("vtfpar-b16")
     assert (b16.clip_arch, b16.taps, b16.side_width, b16.side_heads, b16.frames, b16.fusion_depth) == (
-        "ViT-B-16-quickgelu", (0, 3, 6, 9, 11), 240, 6, 6, 1)
+        "ViT-B-16-quickgelu",
+        (0, 3, 6, 9, 11),
+        240,
+        6,
+        6,
+        1,
+    )
     assert b16.mean == b16.std == (0.5, 0.5, 0.5)
     eight = get_config("vtfpar-b16", frames=8, side_width=256, side_heads=8)
     assert (eight.frames, eight.side_width) == (8, 256)

@@ -29,22 +29,38 @@ def test_builtin_schemas_match_the_method():
 
 def test_user_schema_file(tmp_path):
     path = tmp_path / "mine.json"
-    path.write_text(json.dumps({"name": "mine", "groups": [
-        {"name": "umbrella", "kind": "binary", "attributes": [{"name": "umbrella", "phrase": "umbrella"}]},
-        {"name": "shirt", "kind": "one_of", "attributes": [
-            {"name": "shirt_red", "phrase": "red shirt"}, {"name": "shirt_blue", "phrase": "blue shirt"}]},
-    ]}))
+    path.write_text(
+        json.dumps(
+            {
+                "name": "mine",
+                "groups": [
+                    {"name": "umbrella", "kind": "binary", "attributes": [{"name": "umbrella", "phrase": "umbrella"}]},
+                    {
+                        "name": "shirt",
+                        "kind": "one_of",
+                        "attributes": [
+                            {"name": "shirt_red", "phrase": "red shirt"},
+                            {"name": "shirt_blue", "phrase": "blue shirt"},
+                        ],
+                    },
+                ],
+            }
+        )
+    )
     schema = load_schema(path)
     assert schema.names == ["umbrella", "shirt_red", "shirt_blue"]
     assert schema.group("shirt").columns == (1, 2)
 
 
-@pytest.mark.parametrize("groups, message", [
-    ([{"name": "g", "kind": "many", "attributes": [{"name": "a", "phrase": "a"}]}], "kind"),
-    ([{"name": "g", "kind": "binary", "attributes": []}], "exactly one"),
-    ([{"name": "g", "kind": "one_of", "attributes": [{"name": "a", "phrase": "a"}]}], "at least two"),
-    ([{"name": "g", "kind": "binary", "attributes": [{"name": "a"}]}], "phrase"),
-])
+@pytest.mark.parametrize(
+    "groups, message",
+    [
+        ([{"name": "g", "kind": "many", "attributes": [{"name": "a", "phrase": "a"}]}], "kind"),
+        ([{"name": "g", "kind": "binary", "attributes": []}], "exactly one"),
+        ([{"name": "g", "kind": "one_of", "attributes": [{"name": "a", "phrase": "a"}]}], "at least two"),
+        ([{"name": "g", "kind": "binary", "attributes": [{"name": "a"}]}], "phrase"),
+    ],
+)
 def test_invalid_schema_files_are_refused(tmp_path, groups, message):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps({"name": "bad", "groups": groups}))

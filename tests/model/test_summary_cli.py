@@ -4,8 +4,12 @@ import sys
 
 
 def test_summary_cli_prints_one_json_object():
-    result = subprocess.run([sys.executable, "-m", "model", "summary", "--preset", "tiny", "--attributes", "duke",
-                             "--frames", "3"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "model", "summary", "--preset", "tiny", "--attributes", "duke", "--frames", "3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["num_attributes"] == 36 and summary["frames"] == 3
@@ -13,7 +17,8 @@ def test_summary_cli_prints_one_json_object():
 
 
 def test_summary_cli_fails_clearly_on_unknown_preset():
-    result = subprocess.run([sys.executable, "-m", "model", "summary", "--preset", "nope"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "model", "summary", "--preset", "nope"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2
     assert "unknown preset" in result.stderr

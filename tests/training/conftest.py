@@ -1,4 +1,5 @@
 """Shared fixtures: tiny image writers and one small synthetic dataset generated once per session."""
+
 from __future__ import annotations
 
 import os
@@ -41,8 +42,9 @@ PYTHON = sys.executable
 def small_synthetic(tmp_path_factory) -> Path:
     """40 short synthetic tracklets at 64x32: enough for CLI, resume and DDP tests."""
     out = tmp_path_factory.mktemp("synthetic_small")
-    return generate(out, tracklets=40, seed=5, frames_per_tracklet=(6, 10), size=(64, 32), priors="uniform",
-                    test_fraction=0.3)
+    return generate(
+        out, tracklets=40, seed=5, frames_per_tracklet=(6, 10), size=(64, 32), priors="uniform", test_fraction=0.3
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,5 @@
 """Clips for the model: frame sampling, augmentation, and the per-epoch batch order."""
+
 import numpy as np
 import pytest
 import torch
@@ -64,7 +65,7 @@ def test_augmentation_pads_crops_and_flips_per_frame_or_per_clip():
     # Every output frame is a shifted (and maybe mirrored) window of its zero-padded input.
     padded = torch.nn.functional.pad(frames, (3, 3, 3, 3))
     for t in range(6):
-        windows = [padded[t, :, y:y + 16, x:x + 16] for y in range(7) for x in range(7)]
+        windows = [padded[t, :, y : y + 16, x : x + 16] for y in range(7) for x in range(7)]
         assert any(torch.equal(out[t], w) or torch.equal(out[t], w.flip(-1)) for w in windows)
     per_frame = [Augment(pad=3)(frames, np.random.default_rng(s)) for s in range(4)]
     assert any(not torch.equal(o[0] - frames[0], o[1] - frames[1]) for o in per_frame)

@@ -1,9 +1,9 @@
 """Multi-process training through torchrun: 2 CPU processes on the gloo backend."""
+
 import json
 import subprocess
 
 import pytest
-
 from safetensors import safe_open
 
 from model import load_checkpoint
@@ -14,15 +14,36 @@ from .conftest import PYTHON, read_tensors, subprocess_env
 
 def test_two_process_gloo_run_trains_resumes_and_writes_one_checkpoint(small_synthetic, tmp_path):
     out = tmp_path / "ddp"
-    command = [PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "training.train", "--data", str(small_synthetic), "--out", str(out), "--preset", "tiny",
-               "--epochs", "1", "--batch-size", "3", "--device", "cpu", "--threads", "1"]
-    stopped = subprocess.run(command + ["--max-steps", "2"], capture_output=True, text=True, env=subprocess_env(),
-                             timeout=300)
+    command = [
+        PYTHON,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "training.train",
+        "--data",
+        str(small_synthetic),
+        "--out",
+        str(out),
+        "--preset",
+        "tiny",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "3",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+    ]
+    stopped = subprocess.run(
+        command + ["--max-steps", "2"], capture_output=True, text=True, env=subprocess_env(), timeout=300
+    )
     assert stopped.returncode == 0, stopped.stderr[-3000:]
     assert "stopped after 2 steps" in stopped.stdout and not (out / "last.safetensors").exists()
-    result = subprocess.run(command + ["--resume"], capture_output=True, text=True, env=subprocess_env(),
-                            timeout=300)
+    result = subprocess.run(command + ["--resume"], capture_output=True, text=True, env=subprocess_env(), timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     # Only the main process reports and writes.
     assert result.stdout.count("epoch 1:") == 1, result.stdout

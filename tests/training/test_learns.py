@@ -13,6 +13,7 @@ Under the protocol a one-hot group scores (K-1)/K by predicting nothing, and the
 positives, so group-mean accuracy moves much less than mA and F1. The asserted margins are about 60 % of
 the measured ones.
 """
+
 import numpy as np
 import pytest
 
@@ -28,12 +29,42 @@ from training.train import main as train_main
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("learns")
-    data = generate(root / "data", tracklets=2400, seed=7, frames_per_tracklet=(8, 8), size=(64, 32),
-                    priors="uniform", test_fraction=0.25)
+    data = generate(
+        root / "data",
+        tracklets=2400,
+        seed=7,
+        frames_per_tracklet=(8, 8),
+        size=(64, 32),
+        priors="uniform",
+        test_fraction=0.25,
+    )
     out = root / "run"
-    assert train_main(["--data", str(data), "--out", str(out), "--preset", "tiny", "--epochs", "16",
-                       "--warmup-epochs", "1", "--batch-size", "8", "--lr", "1e-3", "--eval-every", "16",
-                       "--aug-per-clip", "--seed", "7"]) == 0
+    assert (
+        train_main(
+            [
+                "--data",
+                str(data),
+                "--out",
+                str(out),
+                "--preset",
+                "tiny",
+                "--epochs",
+                "16",
+                "--warmup-epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--lr",
+                "1e-3",
+                "--eval-every",
+                "16",
+                "--aug-per-clip",
+                "--seed",
+                "7",
+            ]
+        )
+        == 0
+    )
     return data, out / "last.safetensors"
 
 
@@ -45,10 +76,12 @@ def test_beats_the_priors_on_held_out_tracklets(trained):
     priors = np.broadcast_to(positive_ratios(train_labels).numpy(), test_labels.shape)
     baseline = compute_metrics(priors, test_labels, data.schema)
     model = evaluate(str(checkpoint), str(data_root))["metrics"]
-    print(f"accuracy {model['protocol']['accuracy']:.3f} vs priors {baseline['protocol']['accuracy']:.3f}; "
-          f"F1 {model['protocol']['f1']:.3f} vs {baseline['protocol']['f1']:.3f}; "
-          f"mA {model['mA']:.3f} vs {baseline['mA']:.3f}; "
-          + ", ".join(f"{name} mA {g['mA']:.2f}" for name, g in model["groups"].items()))
+    print(
+        f"accuracy {model['protocol']['accuracy']:.3f} vs priors {baseline['protocol']['accuracy']:.3f}; "
+        f"F1 {model['protocol']['f1']:.3f} vs {baseline['protocol']['f1']:.3f}; "
+        f"mA {model['mA']:.3f} vs {baseline['mA']:.3f}; "
+        + ", ".join(f"{name} mA {g['mA']:.2f}" for name, g in model["groups"].items())
+    )
     assert baseline["mA"] == pytest.approx(0.5)
     assert model["mA"] >= baseline["mA"] + 0.09
     assert model["protocol"]["accuracy"] >= baseline["protocol"]["accuracy"] + 0.03
@@ -63,7 +96,9 @@ def test_motion_needs_more_than_one_frame(trained):
     assert load_checkpoint(checkpoint).model.config.frames == 4
     clip = evaluate(str(checkpoint), str(data_root))["metrics"]["groups"]["motion"]
     single = evaluate(str(checkpoint), str(data_root), sampling="single_frame")["metrics"]["groups"]["motion"]
-    print(f"motion accuracy {clip['accuracy']:.3f} vs single frame {single['accuracy']:.3f}; "
-          f"mA {clip['mA']:.3f} vs {single['mA']:.3f}")
+    print(
+        f"motion accuracy {clip['accuracy']:.3f} vs single frame {single['accuracy']:.3f}; "
+        f"mA {clip['mA']:.3f} vs {single['mA']:.3f}"
+    )
     assert clip["mA"] >= single["mA"] + 0.06
     assert clip["accuracy"] >= single["accuracy"] + 0.05

@@ -1,4 +1,5 @@
 """The paper's loss (method.md 2.1) and learning-rate schedule (2.2)."""
+
 import math
 
 import numpy as np
@@ -19,10 +20,12 @@ def test_loss_equals_a_hand_computed_example():
     logits = torch.tensor([[0.0, 2.0], [-1.0, 0.0]])
     targets = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     # Positives weigh exp(1 - r), negatives exp(r); BCE summed over attributes, divided by the batch size (2).
-    expected = (math.exp(0.75) * math.log(2)            # sample 0, attr 0: y=1, z=0
-                + math.exp(0.5) * math.log(1 + math.e ** 2)   # sample 0, attr 1: y=0, z=2
-                + math.exp(0.25) * math.log(1 + math.e ** -1)  # sample 1, attr 0: y=0, z=-1
-                + math.exp(0.5) * math.log(2)) / 2           # sample 1, attr 1: y=1, z=0
+    expected = (
+        math.exp(0.75) * math.log(2)  # sample 0, attr 0: y=1, z=0
+        + math.exp(0.5) * math.log(1 + math.e**2)  # sample 0, attr 1: y=0, z=2
+        + math.exp(0.25) * math.log(1 + math.e**-1)  # sample 1, attr 0: y=0, z=-1
+        + math.exp(0.5) * math.log(2)
+    ) / 2  # sample 1, attr 1: y=1, z=0
     assert WeightedBCELoss(ratios)(logits, targets).item() == pytest.approx(expected, rel=1e-6)
 
 
@@ -33,8 +36,19 @@ def test_loss_is_not_averaged_over_attributes():
 
 
 # method.md 2.2, [DERIVED] values, as printed there.
-PAPER_LR = {1: "2.08e-4", 2: "4.06e-4", 3: "6.04e-4", 4: "8.02e-4", 5: "9.33e-4", 10: "7.51e-4", 15: "5.01e-4",
-            20: "2.52e-4", 25: "6.89e-5", 29: "4.7e-6", 30: "2.0e-6"}
+PAPER_LR = {
+    1: "2.08e-4",
+    2: "4.06e-4",
+    3: "6.04e-4",
+    4: "8.02e-4",
+    5: "9.33e-4",
+    10: "7.51e-4",
+    15: "5.01e-4",
+    20: "2.52e-4",
+    25: "6.89e-5",
+    29: "4.7e-6",
+    30: "2.0e-6",
+}
 
 
 def test_schedule_gives_the_paper_values():
@@ -48,9 +62,18 @@ def test_schedule_gives_the_paper_values():
 
 def test_schedule_matches_timm_cosine_scheduler_stepped_per_epoch():
     from timm.scheduler import CosineLRScheduler
+
     optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
-    timm_schedule = CosineLRScheduler(optimizer, t_initial=30, lr_min=2e-6, warmup_t=5, warmup_lr_init=1e-5,
-                                      cycle_limit=1, t_in_epochs=True, warmup_prefix=False)
+    timm_schedule = CosineLRScheduler(
+        optimizer,
+        t_initial=30,
+        lr_min=2e-6,
+        warmup_t=5,
+        warmup_lr_init=1e-5,
+        cycle_limit=1,
+        t_in_epochs=True,
+        warmup_prefix=False,
+    )
     ours = WarmupCosine.from_ratios(1e-3, epochs=30, warmup_epochs=5)
     for epoch in range(1, 31):
         timm_schedule.step(epoch)

@@ -1,4 +1,5 @@
 """The generic manifest (CSV or JSONL; a video or a frame folder per row) so users can train on their own data."""
+
 import csv
 import json
 
@@ -23,8 +24,7 @@ def duke_row(schema, path, split, ones):
 
 
 def test_synthetic_videos_manifest_reads_and_decodes(tmp_path):
-    root = generate(tmp_path / "syn", tracklets=6, seed=1, frames_per_tracklet=(5, 5), size=(64, 32),
-                    videos="webm")
+    root = generate(tmp_path / "syn", tracklets=6, seed=1, frames_per_tracklet=(5, 5), size=(64, 32), videos="webm")
     data = load_dataset(root / "videos" / "manifest.csv")
     assert data.schema.name == "mars" and len(data.train) + len(data.test) == 6
     mars = load_dataset(root)  # the same tracklets through the MARS reader carry the same labels
@@ -42,10 +42,10 @@ def test_jsonl_manifest_with_frame_folders_and_mp4(tmp_path):
     video = next((syn / "videos").glob("*.mp4"))
     for i in range(3):
         write_frame(tmp_path / "clips" / "walker" / f"{i:03d}.png")
-    rows = [duke_row(schema, "clips/walker", "train", ["female", "pose_back", "motion_running", "top_red",
-                                                        "bottom_blue"]),
-            duke_row(schema, str(video), "test", ["pose_lateral", "motion_walking", "top_black",
-                                                  "bottom_black"])]
+    rows = [
+        duke_row(schema, "clips/walker", "train", ["female", "pose_back", "motion_running", "top_red", "bottom_blue"]),
+        duke_row(schema, str(video), "test", ["pose_lateral", "motion_walking", "top_black", "bottom_black"]),
+    ]
     manifest = tmp_path / "own.jsonl"
     manifest.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     data = load_dataset(manifest, schema="duke")
@@ -61,14 +61,16 @@ def test_manifest_problems_name_file_and_line(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "fake.mp4").write_text("not a video")
     good = ["pose_back", "motion_running", "top_red", "bottom_blue"]
-    rows = [duke_row(schema, "ok", "train", good),
-            duke_row(schema, "ok", "validation", good),
-            duke_row(schema, "ok", "train", good[1:]),
-            duke_row(schema, "empty", "train", good),
-            duke_row(schema, "fake.mp4", "test", good),
-            duke_row(schema, "missing.mp4", "test", good),
-            {k: v for k, v in duke_row(schema, "ok", "test", good).items() if k != "hat"},
-            {**duke_row(schema, "ok", "test", good), "female": "yes"}]
+    rows = [
+        duke_row(schema, "ok", "train", good),
+        duke_row(schema, "ok", "validation", good),
+        duke_row(schema, "ok", "train", good[1:]),
+        duke_row(schema, "empty", "train", good),
+        duke_row(schema, "fake.mp4", "test", good),
+        duke_row(schema, "missing.mp4", "test", good),
+        {k: v for k, v in duke_row(schema, "ok", "test", good).items() if k != "hat"},
+        {**duke_row(schema, "ok", "test", good), "female": "yes"},
+    ]
     manifest = tmp_path / "m.csv"
     with open(manifest, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]), restval=None)

@@ -1,4 +1,5 @@
 """The original MARS-Attribute layout: mars_attributes.csv + bbox_train/ and bbox_test/ frame folders."""
+
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +35,16 @@ def later_release(tmp_path):
         "3,2,1,0,9,0,0,1,0,1,1,1,0,0,1,0,0",
         "8,1,4,5,1,3,1,1,0,0,0,0,0,0,1,4,2",
     ]
-    frames = {"bbox_train": ["0003C1T0001F010.jpg", "0003C1T0001F002.jpg", "0003C1T0001F001.jpg",
-                             "0003C2T0001F001.jpg", "0003C3T0009F001.jpg"],  # the last one has no row: ignored
-              "bbox_test": ["0008C1T0004F001.jpg", "0008C1T0004F002.jpg"]}
+    frames = {
+        "bbox_train": [
+            "0003C1T0001F010.jpg",
+            "0003C1T0001F002.jpg",
+            "0003C1T0001F001.jpg",
+            "0003C2T0001F001.jpg",
+            "0003C3T0009F001.jpg",
+        ],  # the last one has no row: ignored
+        "bbox_test": ["0008C1T0004F001.jpg", "0008C1T0004F002.jpg"],
+    }
     return make_mars(tmp_path / "mars", HEADER, rows, frames)
 
 
@@ -59,14 +67,38 @@ def test_raw_values_map_onto_binary_and_one_hot_columns_with_documented_polarity
     # Tops.c 8 complex, Bottoms.c 2 black, Age 2 adult, Tops.l 1 short, Bottoms.l 0 long, shoulder bag,
     # hair 1 long, gender 1 female, Bottoms.t 0 skirt, pose 5 varies, motion 4 varies.
     assert columns_set(data.schema, by_name["0003C1T0001"].labels) == {
-        "top_complex", "bottom_black", "age_adult", "top_short", "shoulder_bag", "long_hair", "female",
-        "bottom_skirt", "pose_varies", "motion_varies"}
+        "top_complex",
+        "bottom_black",
+        "age_adult",
+        "top_short",
+        "shoulder_bag",
+        "long_hair",
+        "female",
+        "bottom_skirt",
+        "pose_varies",
+        "motion_varies",
+    }
     # Bottoms.t 1 = trousers: no skirt; Bottoms.l 1 = short; backpack, hat, handbag present.
     assert columns_set(data.schema, by_name["0003C2T0001"].labels) == {
-        "top_black", "bottom_complex", "age_young", "bottom_short", "backpack", "hat", "hand_bag", "pose_frontal",
-        "motion_walking"}
+        "top_black",
+        "bottom_complex",
+        "age_young",
+        "bottom_short",
+        "backpack",
+        "hat",
+        "hand_bag",
+        "pose_frontal",
+        "motion_walking",
+    }
     assert columns_set(data.schema, by_name["0008C1T0004"].labels) == {
-        "top_white", "bottom_purple", "age_old", "top_short", "bottom_short", "pose_back", "motion_riding"}
+        "top_white",
+        "bottom_purple",
+        "age_old",
+        "top_short",
+        "bottom_short",
+        "pose_back",
+        "motion_riding",
+    }
     for tracklet in data.train + data.test:
         for group in data.schema.groups:
             if group.kind == "one_of":
@@ -83,8 +115,15 @@ def test_first_release_header_gives_the_32_column_schema(tmp_path):
     # bottom, long hair, female, Bottoms.t 0 = skirt.
     first = next(t for t in data.train if t.name == "0001C2T0058")
     assert columns_set(data.schema, first.labels) == {
-        "top_complex", "bottom_white", "age_teenager", "top_short", "bottom_short", "long_hair", "female",
-        "bottom_skirt"}
+        "top_complex",
+        "bottom_white",
+        "age_teenager",
+        "top_short",
+        "bottom_short",
+        "long_hair",
+        "female",
+        "bottom_skirt",
+    }
 
 
 @pytest.mark.skipif(not REAL_LABELS.is_file(), reason=f"the published MARS label file is not at {REAL_LABELS}")
@@ -92,7 +131,7 @@ def test_every_row_of_the_published_label_file_parses():
     schema, rows = read_label_file(REAL_LABELS)
     assert schema.name == "mars-v1" and len(rows) == 16360
     labels = np.stack([labels for _, labels in rows.values()])
-    counts = dict(zip(schema.names, labels.sum(axis=0).tolist()))
+    counts = dict(zip(schema.names, labels.sum(axis=0).tolist(), strict=True))
     # method.md 3.5's value counts, through the documented polarity.
     assert counts["top_short"] == 15334 and counts["bottom_short"] == 9975 and counts["bottom_skirt"] == 2249
     assert counts["female"] == 6771 and counts["long_hair"] == 5571 and counts["hat"] == 552
@@ -114,9 +153,14 @@ def test_missing_label_file_and_frame_folders(tmp_path):
 
 
 def test_malformed_rows_name_file_and_line(tmp_path):
-    rows = ["3,1,1,8,2,2,1,0,1,0,0,0,1,1,0,5,4", "3,1,2,x,2,2,1,0,1,0,0,0,1,1,0,5,4",
-            "3,1,3,9,2,2,1,0,1,0,0,0,1,1,0,5,4", "3,1,4,8,2,2,1,0", "3,1,1,8,2,2,1,0,1,0,0,0,1,1,0,5,4",
-            "3,1,5,8,2,2,1,0,1,0,0,0,1,1,0,5,5"]
+    rows = [
+        "3,1,1,8,2,2,1,0,1,0,0,0,1,1,0,5,4",
+        "3,1,2,x,2,2,1,0,1,0,0,0,1,1,0,5,4",
+        "3,1,3,9,2,2,1,0,1,0,0,0,1,1,0,5,4",
+        "3,1,4,8,2,2,1,0",
+        "3,1,1,8,2,2,1,0,1,0,0,0,1,1,0,5,4",
+        "3,1,5,8,2,2,1,0,1,0,0,0,1,1,0,5,5",
+    ]
     root = make_mars(tmp_path, HEADER, rows, {"bbox_train": ["0003C1T0001F001.jpg"]})
     message = expect_error(root, "5 problem(s)")
     csv_path = root / "mars_attributes.csv"
@@ -130,8 +174,11 @@ def test_malformed_rows_name_file_and_line(tmp_path):
 def test_tracklet_without_frames_names_the_line(tmp_path):
     rows = ["3,1,1,8,2,2,1,0,1,0,0,0,1,1,0,5,4", "3,2,7,8,2,2,1,0,1,0,0,0,1,1,0,5,4"]
     root = make_mars(tmp_path, HEADER, rows, {"bbox_train": ["0003C1T0001F001.jpg"]})
-    expect_error(root, f"{root / 'mars_attributes.csv'}:3: tracklet 0003C2T0007 has no frames",
-                 "bbox_train/0003/ or bbox_test/0003/")
+    expect_error(
+        root,
+        f"{root / 'mars_attributes.csv'}:3: tracklet 0003C2T0007 has no frames",
+        "bbox_train/0003/ or bbox_test/0003/",
+    )
 
 
 def test_header_problems(tmp_path):

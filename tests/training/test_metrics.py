@@ -1,4 +1,5 @@
 """Metrics of method.md 4.1 (VTFPAR++ protocol) and 4.3 (mA, instance metrics) on toy cases."""
+
 import numpy as np
 import pytest
 
@@ -7,11 +8,19 @@ from training.metrics import compute_metrics, format_report
 
 
 def toy_schema():
-    return schema_from_dict({"name": "toy", "groups": [
-        {"name": "hat", "kind": "binary", "attributes": [{"name": "hat", "phrase": "hat"}]},
-        {"name": "colour", "kind": "one_of",
-         "attributes": [{"name": f"c{i}", "phrase": f"colour {i}"} for i in range(9)]},
-    ]})
+    return schema_from_dict(
+        {
+            "name": "toy",
+            "groups": [
+                {"name": "hat", "kind": "binary", "attributes": [{"name": "hat", "phrase": "hat"}]},
+                {
+                    "name": "colour",
+                    "kind": "one_of",
+                    "attributes": [{"name": f"c{i}", "phrase": f"colour {i}"} for i in range(9)],
+                },
+            ],
+        }
+    )
 
 
 def one_hot(classes, k=9):
@@ -34,9 +43,9 @@ def test_protocol_counts_are_micro_averaged_within_a_group_and_averaged_over_gro
     hat = np.array([[1], [0], [1], [0]], np.uint8)
     labels = np.concatenate([hat, one_hot([0, 1, 2, 3])], axis=1)
     probs = np.zeros(labels.shape)
-    probs[:, 0] = [0.9, 0.9, 0.2, 0.1]          # hat: TP, FP, FN, TN
-    probs[[0, 1], 1 + np.array([0, 1])] = 0.8    # colour: two right
-    probs[2, 1 + 5] = 0.8                        # one wrong class
+    probs[:, 0] = [0.9, 0.9, 0.2, 0.1]  # hat: TP, FP, FN, TN
+    probs[[0, 1], 1 + np.array([0, 1])] = 0.8  # colour: two right
+    probs[2, 1 + 5] = 0.8  # one wrong class
     metrics = compute_metrics(probs, labels, schema)
     hat_group = metrics["groups"]["hat"]
     assert (hat_group["accuracy"], hat_group["precision"], hat_group["recall"]) == (0.5, 0.5, 0.5)
@@ -88,7 +97,8 @@ def test_per_attribute_thresholds_and_report_tables():
     thresholds[0] = 0.99
     metrics = compute_metrics(probs, labels, schema, thresholds)
     assert metrics["attributes"]["top_short"]["tp"] + metrics["attributes"]["top_short"]["fp"] == int(
-        (probs[:, 0] > 0.99).sum())
+        (probs[:, 0] > 0.99).sum()
+    )
     assert len(metrics["groups"]) == 14 and len(metrics["attributes"]) == 43
     report = format_report(metrics)
     for name in ("VTFPAR++ protocol", "label-based mA", "bottom color", "motion_varies"):

@@ -1,4 +1,5 @@
 """The VTFPAR++ data package layout (re-encoded 0/1 CSV + split lists + padded tracklet folders)."""
+
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,14 @@ from training.sources import load_dataset
 from .conftest import write_frame
 
 
-def make_package(root: Path, dataset: str, rows: dict[str, list[int]], train: list[str], test: list[str],
-                 folders: dict[str, int] | None = None) -> Path:
+def make_package(
+    root: Path,
+    dataset: str,
+    rows: dict[str, list[int]],
+    train: list[str],
+    test: list[str],
+    folders: dict[str, int] | None = None,
+) -> Path:
     """``folders``: tracklet -> number of frames (default: 2 for every labelled tracklet)."""
     layout = LAYOUTS[dataset]
     root.mkdir(parents=True, exist_ok=True)
@@ -45,7 +52,13 @@ def test_mars_package_reads_labels_by_position_and_splits_by_lists(tmp_path):
     (train,), (test,) = data.train, data.test
     assert train.name == "0001C1T0001" and len(train.frames) == 2
     assert [data.schema.names[i] for i in np.nonzero(test.labels)[0]] == [
-        "female", "pose_varies", "motion_varies", "top_complex", "bottom_complex", "age_old"]
+        "female",
+        "pose_varies",
+        "motion_varies",
+        "top_complex",
+        "bottom_complex",
+        "age_old",
+    ]
 
 
 def test_duke_package_uses_its_own_file_names_and_36_columns(tmp_path):
@@ -55,7 +68,12 @@ def test_duke_package_uses_its_own_file_names_and_36_columns(tmp_path):
     assert data.schema.name == "duke" and len(data.schema) == 36
     assert [t.name for t in data.train] == ["00010001"]
     assert [data.schema.names[i] for i in np.nonzero(data.train[0].labels)[0]] == [
-        "backpack", "pose_frontal", "motion_walking", "top_black", "bottom_black"]
+        "backpack",
+        "pose_frontal",
+        "motion_walking",
+        "top_black",
+        "bottom_black",
+    ]
 
 
 def test_split_list_problems_name_the_list_file_and_line(tmp_path):
@@ -74,8 +92,18 @@ def test_split_list_problems_name_the_list_file_and_line(tmp_path):
 def test_label_file_problems_name_the_line(tmp_path):
     root = make_package(tmp_path, "mars", {"a": row(43, [0])}, ["a"], [])
     labels = root / "new_encoded2.csv"
-    labels.write_text(labels.read_text() + "b," + ",".join(["0"] * 42) + "\n" + "c," + ",".join(["2"] * 43) + "\n"
-                      + "a," + ",".join(["0"] * 43) + "\n")
+    labels.write_text(
+        labels.read_text()
+        + "b,"
+        + ",".join(["0"] * 42)
+        + "\n"
+        + "c,"
+        + ",".join(["2"] * 43)
+        + "\n"
+        + "a,"
+        + ",".join(["0"] * 43)
+        + "\n"
+    )
     with pytest.raises(DatasetError) as info:
         load_package(root, "mars")
     message = str(info.value)

@@ -1,4 +1,5 @@
 """Synthetic pedestrian tracklets: MARS layout, determinism, priors, visible cues, speed."""
+
 import dataclasses
 import hashlib
 import json
@@ -55,8 +56,20 @@ def test_default_priors_follow_the_mars_label_file():
     assert np.mean([job.raw["hat"] for job in uniform]) == pytest.approx(0.5, abs=0.04)
 
 
-BASE_RAW = {"Tops.c": 3, "Bottoms.c": 2, "Age": 2, "Tops.l": 0, "Bottoms.l": 0, "shoulder bag": 0, "backpack": 0,
-            "hat": 0, "handbag": 0, "hair": 0, "gender": 0, "Bottoms.t": 1}
+BASE_RAW = {
+    "Tops.c": 3,
+    "Bottoms.c": 2,
+    "Age": 2,
+    "Tops.l": 0,
+    "Bottoms.l": 0,
+    "shoulder bag": 0,
+    "backpack": 0,
+    "hat": 0,
+    "handbag": 0,
+    "hair": 0,
+    "gender": 0,
+    "Bottoms.t": 1,
+}
 
 
 def draw(look, state):
@@ -65,10 +78,24 @@ def draw(look, state):
     return canvas.image
 
 
-@pytest.mark.parametrize("field,value", [
-    ("top", None), ("bottom", None), ("height", 0.62), ("hair", (200, 200, 200)), ("female", True), ("long_hair", True),
-    ("short_sleeves", True), ("short_bottom", True), ("skirt", True), ("hat", (230, 40, 40)),
-    ("backpack", (20, 20, 20)), ("shoulder_bag", (150, 95, 45)), ("handbag", (160, 30, 60))])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("top", None),
+        ("bottom", None),
+        ("height", 0.62),
+        ("hair", (200, 200, 200)),
+        ("female", True),
+        ("long_hair", True),
+        ("short_sleeves", True),
+        ("short_bottom", True),
+        ("skirt", True),
+        ("hat", (230, 40, 40)),
+        ("backpack", (20, 20, 20)),
+        ("shoulder_bag", (150, 95, 45)),
+        ("handbag", (160, 30, 60)),
+    ],
+)
 @pytest.mark.parametrize("view", [0, 2, 4])
 def test_every_appearance_attribute_changes_the_pixels_in_every_view(field, value, view):
     look = make_look(BASE_RAW, np.random.default_rng(0))
@@ -108,8 +135,10 @@ def test_a_few_hundred_tracklets_in_well_under_a_minute(tmp_path):
 
 
 def test_command_line(tmp_path, capsys):
-    assert main(["--out", str(tmp_path / "cli"), "--tracklets", "4", "--size", "32x16",
-                 "--frames-per-tracklet", "2-3"]) == 0
+    assert (
+        main(["--out", str(tmp_path / "cli"), "--tracklets", "4", "--size", "32x16", "--frames-per-tracklet", "2-3"])
+        == 0
+    )
     assert "tracklets to" in capsys.readouterr().out and (tmp_path / "cli" / "mars_attributes.csv").is_file()
     with pytest.raises(SystemExit) as exit_info:
         main(["--out", str(tmp_path / "x"), "--tracklets", "4", "--size", "33x16"])

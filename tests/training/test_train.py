@@ -1,4 +1,5 @@
 """The trainer end to end on CPU with the tiny preset: checkpoints, log, evaluation, resume, errors."""
+
 import json
 import subprocess
 
@@ -83,8 +84,13 @@ def test_bad_dataset_path_exits_like_argparse_naming_the_file(tmp_path):
     (tmp_path / "mars_attributes.csv").write_text("person-id,camera\n1,2\n")
     (tmp_path / "bbox_train").mkdir()
     (tmp_path / "bbox_test").mkdir()
-    result = subprocess.run([PYTHON, "-m", "training.train", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
-                             "--preset", "tiny"], capture_output=True, text=True, env=subprocess_env(), timeout=300)
+    result = subprocess.run(
+        [PYTHON, "-m", "training.train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--preset", "tiny"],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=300,
+    )
     assert result.returncode == 2
     assert "usage: vtfpar-train" in result.stderr
     assert f"{tmp_path / 'mars_attributes.csv'}:1: header lacks column(s)" in result.stderr
@@ -95,8 +101,21 @@ def test_evaluator_cli_passes_and_json(small_synthetic, tmp_path, capsys):
     assert train(small_synthetic, out, "--epochs", "1") == 0
     capsys.readouterr()
     report = tmp_path / "metrics.json"
-    assert evaluate_main(["--checkpoint", str(out / "last.safetensors"), "--data", str(small_synthetic),
-                          "--passes", "3", "--json", str(report)]) == 0
+    assert (
+        evaluate_main(
+            [
+                "--checkpoint",
+                str(out / "last.safetensors"),
+                "--data",
+                str(small_synthetic),
+                "--passes",
+                "3",
+                "--json",
+                str(report),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "random_subset sampling" in printed and "std over passes" in printed and "bottom color" in printed
     result = json.loads(report.read_text())
