@@ -13,6 +13,9 @@ from pathlib import Path
 PRESET_DIR = Path(__file__).parent / "presets"
 CLIP_CONFIG_DIR = Path(__file__).parent / "clip_configs"
 BACKBONE_DTYPES = ("fp32", "fp16", "bf16")
+# How a frame becomes a square before resizing: centred on black (this project's training), placed at the
+# top left with black to the right/bottom (the authors' "pad_right" data), or stretched without padding.
+PADDING_MODES = ("centre", "right", "stretch")
 
 
 class ConfigError(ValueError):
@@ -43,6 +46,7 @@ class VTFPARConfig:
     fusion_drop_path: float = 0.1
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    padding: str = "centre"
     threshold: float = 0.45
     description: str = ""
     extra: dict = field(default_factory=dict)
@@ -51,6 +55,8 @@ class VTFPARConfig:
         problems = []
         if self.backbone_dtype not in BACKBONE_DTYPES:
             problems.append(f"backbone_dtype {self.backbone_dtype!r} not in {BACKBONE_DTYPES}")
+        if self.padding not in PADDING_MODES:
+            problems.append(f"padding {self.padding!r} not in {PADDING_MODES}")
         if not self.taps or list(self.taps) != sorted(set(self.taps)) or self.taps[0] < 0:
             problems.append(f"taps {list(self.taps)} must be distinct, ascending and >= 0")
         if self.spatial_depth < len(self.taps):
