@@ -4,7 +4,7 @@ from .backbone import BackboneError
 from .checkpoint import CheckpointError, LoadedCheckpoint, load_checkpoint, save_checkpoint
 from .config import ConfigError, VTFPARConfig, get_config, list_presets
 from .network import VTFPAR, create_model
-from .preprocess import Preprocess, pad_to_square, sample_frame_indices
+from .preprocess import Preprocess, sample_frame_indices
 from .schema import Attribute, AttributeSchema, Group, SchemaError, list_schemas, load_schema, schema_from_dict
 
 __all__ = [
@@ -25,7 +25,6 @@ __all__ = [
     "list_schemas",
     "load_checkpoint",
     "load_schema",
-    "pad_to_square",
     "sample_frame_indices",
     "save_checkpoint",
     "schema_from_dict",

@@ -20,11 +20,10 @@ import torch
 from torch import nn
 
 from .config import CLIP_CONFIG_DIR
+from .precision import TORCH_DTYPES
 
 # Project-local open_clip architectures (the tiny test tower) are registered like open_clip's own configs.
 open_clip.add_model_config(CLIP_CONFIG_DIR)
-
-TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 class BackboneError(ValueError):
@@ -49,8 +48,9 @@ def tower_fingerprint(module: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def backbone_identity(arch: str, weights: str | None) -> dict:
-    """What a checkpoint records about its backbone, so a loader can refuse a different one."""
+def backbone_source(arch: str, weights: str | None) -> dict:
+    """Where a backbone's weights come from, as a checkpoint records it (with the tower's digest, added by the
+    caller), so a loader can refuse different weights."""
     identity = {"arch": arch, "weights": weights, "weights_file_sha256": None}
     if weights and not weights.startswith("local-dir:") and os.path.isfile(weights):
         identity["weights_file_sha256"] = file_sha256(weights)
@@ -131,8 +131,6 @@ class FrozenCLIPTaps(nn.Module):
         if not visual.transformer.batch_first:
             raise BackboneError("expected an open_clip tower with batch-first blocks (open_clip >= 2.x)")
         del visual.transformer.resblocks[taps[-1] :]
-        # Taken before any dtype cast, so a checkpoint can check that a loader got the same weights.
-        self.fingerprint = tower_fingerprint(visual)
         self.visual = visual
         self.taps = tuple(taps)
         self.width = visual.transformer.width
@@ -140,6 +138,9 @@ class FrozenCLIPTaps(nn.Module):
         self.image_size = tuple(visual.image_size)
         self.dtype = TORCH_DTYPES[dtype]
         self.visual.to(self.dtype)
+        # Of the tower as it runs (after the cast), which is also what a checkpoint embeds: a loader checks that
+        # it got exactly these weights.
+        self.fingerprint = tower_fingerprint(visual)
         self.requires_grad_(False)
         self.eval()
 

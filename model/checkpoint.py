@@ -9,6 +9,7 @@ unpickles anything.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -17,9 +18,10 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
+from safetensors.torch import load as load_safetensors
 from safetensors.torch import save_file
 
-from .backbone import BackboneError, backbone_identity, file_sha256, tower_fingerprint
+from .backbone import BackboneError, backbone_source, file_sha256, tower_fingerprint
 from .config import ConfigError, VTFPARConfig
 from .network import VTFPAR, build_backbone
 from .schema import SchemaError, schema_from_dict
@@ -69,7 +71,7 @@ def save_checkpoint(
             "encoder": f"{config.clip_arch} text tower",
         },
         "backbone": {
-            **backbone_identity(config.clip_arch, config.clip_weights),
+            **backbone_source(config.clip_arch, config.clip_weights),
             "tower_sha256": model.backbone.fingerprint,
             "embedded": bool(embed_backbone),
             "dtype": config.backbone_dtype,
@@ -79,7 +81,7 @@ def save_checkpoint(
             "image_size": config.image_size,
             "mean": list(config.mean),
             "std": list(config.std),
-            "pad": "centred black square",
+            "padding": config.padding,
             "resize": "bilinear, antialiased",
             "frames": config.frames,
             "sampling": "segment_middle",
@@ -100,18 +102,8 @@ def save_checkpoint(
     return file_sha256(path)
 
 
-def read_metadata(path: str | os.PathLike) -> dict:
-    """The checkpoint's JSON metadata, checked for format version; reads only the header."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            header = handle.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(
-            f"{path} is not a readable safetensors checkpoint (truncated or corrupt?): {exc}"
-        ) from None
+def _metadata(path: Path, header: dict) -> dict:
+    """The VTFPAR document of a safetensors header's ``__metadata__``, checked for format version."""
     if METADATA_KEY not in header:
         raise CheckpointError(f"{path} is a safetensors file without VTFPAR metadata (key {METADATA_KEY!r})")
     try:
@@ -127,12 +119,40 @@ def read_metadata(path: str | os.PathLike) -> dict:
     return metadata
 
 
-def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The checkpoint's JSON metadata, checked for format version; reads only the header."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         with safe_open(str(path), framework="pt") as handle:
-            return {name: handle.get_tensor(name) for name in handle.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: cannot read its tensors (truncated or corrupt?): {exc}") from None
+            header = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"{path} is not a readable safetensors checkpoint (truncated or corrupt?): {exc}"
+        ) from None
+    return _metadata(path, header)
+
+
+def _read_once(path: Path) -> tuple[dict, dict[str, torch.Tensor], str]:
+    """Metadata, tensors and sha256 of one read of the file, so that a file replaced meanwhile (a trainer
+    rewriting best.safetensors) cannot serve one file's weights under another's version. safetensors' readers
+    open the file themselves, so the header (8-byte length, then JSON) is parsed here from the bytes read."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    data = path.read_bytes()
+    corrupt = f"{path} is not a readable safetensors checkpoint (truncated or corrupt?)"
+    length = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
+    if not 0 < length <= len(data) - 8:
+        raise CheckpointError(corrupt)
+    try:
+        header = json.loads(data[8 : 8 + length])
+        tensors = load_safetensors(data)
+    except (UnicodeDecodeError, json.JSONDecodeError, SafetensorError) as exc:
+        raise CheckpointError(f"{corrupt}: {exc}") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(corrupt)
+    return _metadata(path, header.get("__metadata__") or {}), tensors, hashlib.sha256(data).hexdigest()
 
 
 def _check_tensors(path: Path, expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> None:
@@ -163,7 +183,7 @@ def load_checkpoint(
     the hub); whatever the source, the tower must hash to the digest recorded at training time.
     """
     path = Path(path)
-    metadata = read_metadata(path)
+    metadata, tensors, digest = _read_once(path)
     try:
         config = VTFPARConfig.from_dict(metadata["config"])
         schema = schema_from_dict(metadata["schema"], source=f"{path} schema")
@@ -175,7 +195,6 @@ def load_checkpoint(
         raise CheckpointError(
             f"{path}: needs one threshold in (0, 1) per attribute ({len(schema)}), got {len(thresholds)}"
         )
-    tensors = _read_tensors(path)
     if "text_embeddings" not in tensors:
         raise CheckpointError(f"{path}: missing tensor 'text_embeddings'")
 
@@ -199,7 +218,14 @@ def load_checkpoint(
     _check_tensors(path, expected, tensors)
     model.load_state_dict(tensors, strict=False)
     if embedded:
-        backbone.fingerprint = tower_fingerprint(backbone.visual)
+        stored = tower_fingerprint(backbone.visual)
+        if stored != recorded.get("tower_sha256"):
+            raise CheckpointError(
+                f"{path}: backbone mismatch: its embedded {recorded.get('arch')} tower hashes to {stored[:12]}..., "
+                f"not to the recorded {str(recorded.get('tower_sha256'))[:12]}...: the backbone.* tensors were "
+                "changed after the checkpoint was written"
+            )
+        backbone.fingerprint = stored
     model.thresholds = thresholds
     model.eval().to(device)
-    return LoadedCheckpoint(model=model, metadata=metadata, digest=file_sha256(path), path=str(path))
+    return LoadedCheckpoint(model=model, metadata=metadata, digest=digest, path=str(path))

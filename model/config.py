@@ -10,9 +10,10 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from .precision import PRECISIONS
+
 PRESET_DIR = Path(__file__).parent / "presets"
 CLIP_CONFIG_DIR = Path(__file__).parent / "clip_configs"
-BACKBONE_DTYPES = ("fp32", "fp16", "bf16")
 # How a frame becomes a square before resizing: centred on black (this project's training), placed at the
 # top left with black to the right/bottom (the authors' "pad_right" data), or stretched without padding.
 PADDING_MODES = ("centre", "right", "stretch")
@@ -53,8 +54,8 @@ class VTFPARConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        if self.backbone_dtype not in BACKBONE_DTYPES:
-            problems.append(f"backbone_dtype {self.backbone_dtype!r} not in {BACKBONE_DTYPES}")
+        if self.backbone_dtype not in PRECISIONS:
+            problems.append(f"backbone_dtype {self.backbone_dtype!r} not in {PRECISIONS}")
         if self.padding not in PADDING_MODES:
             problems.append(f"padding {self.padding!r} not in {PADDING_MODES}")
         if not self.taps or list(self.taps) != sorted(set(self.taps)) or self.taps[0] < 0:

@@ -1,6 +1,6 @@
 """Training augmentation of method.md 2.3: Resize -> Pad -> RandomCrop -> RandomHorizontalFlip.
 
-Applied to frames already padded to square and resized by ``model.Preprocess.resize`` (values in [0, 1]) and
+Applied to frames already made square by ``model.Preprocess.squares`` (values in [0, 1]) and
 before ``Preprocess.normalize``, so training and serving share every other step. The reference pads 10 pixels
 at 224; the pad here scales with the input size. As in the reference, every frame gets its own crop and flip;
 ``per_clip`` uses one for the whole clip instead.

@@ -62,7 +62,7 @@ class ClipDataset(Dataset):
         tracklet = self.tracklets[index]
         reader = FrameReader(tracklet)
         chosen = frame_indices(len(reader), self.num_frames, self.sampling, rng)
-        images = torch.stack([self.preprocess.resize(reader[i]) for i in chosen])
+        images = self.preprocess.squares([reader[i] for i in chosen])
         if self.augment is not None:
             images = self.augment(images, rng)
         return self.preprocess.normalize(images), torch.from_numpy(tracklet.labels.astype(np.float32)), index

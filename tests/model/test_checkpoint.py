@@ -120,3 +120,35 @@ def test_external_backbone_is_checked_against_its_recorded_identity(tmp_path, cl
         load_checkpoint(path, backbone_weights=str(wrong))
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(path, backbone_weights=str(tmp_path / "missing.safetensors"))
+
+
+def test_an_altered_embedded_backbone_is_refused(saved, tmp_path):
+    def add_noise(tensors):
+        weight = tensors["backbone.visual.conv1.weight"]
+        tensors["backbone.visual.conv1.weight"] = weight + 0.01 * torch.randn_like(weight)
+
+    altered = _rewrite(saved[0], tmp_path / "altered.safetensors", edit_tensors=add_noise)
+    with pytest.raises(CheckpointError, match="backbone mismatch: its embedded vtfpar-tiny-clip tower"):
+        load_checkpoint(altered)
+
+
+def test_metadata_weights_and_version_come_from_one_read(saved, tmp_path, monkeypatch, clips):
+    """A trainer may replace the file while a server loads it: what is loaded is one file, all of it."""
+    import model.checkpoint as checkpoint
+
+    path, digest = saved
+    loading = tmp_path / "best.safetensors"
+    loading.write_bytes(path.read_bytes())
+    other = create_model(get_config("tiny"), load_schema("mars"))
+    build_backbone = checkpoint.build_backbone
+
+    def replace_file_meanwhile(*args):
+        save_checkpoint(other, loading, provenance={"dataset": "the newer run"})
+        return build_backbone(*args)
+
+    monkeypatch.setattr(checkpoint, "build_backbone", replace_file_meanwhile)
+    loaded = load_checkpoint(loading)
+    assert loaded.digest == digest
+    assert loaded.metadata["provenance"] == {"dataset": "unit-test"}
+    with torch.no_grad():
+        assert torch.equal(loaded.model(clips), load_checkpoint(path).model(clips))
