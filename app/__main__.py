@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from .main import build_server, create_app
 from .settings import Settings
 
-STARTUP_FAILURE = 3  # uvicorn's own exit code when the lifespan startup fails
+STARTUP_FAILURE = 3  # uvicorn's own exit code when the lifespan startup fails; also when warm-up fails
 BAD_SETTINGS = 2
 
 
@@ -27,7 +27,7 @@ def main() -> None:
         sys.exit(BAD_SETTINGS)
     server = build_server(create_app(settings), settings)
     server.run()
-    if not server.started:
+    if not server.started or server.failed:
         sys.exit(STARTUP_FAILURE)
 
 

@@ -1,7 +1,7 @@
 """Dynamic batching: many concurrent requests, one model worker, one forward pass per batch.
 
 Callers ``submit`` one clip each and await their own row. A single worker task takes the oldest clips, waits
-up to ``max_wait_s`` after the first for the batch to fill to ``max_batch``, runs the model on a dedicated
+up to ``max_batch_wait_ms`` after the first for the batch to fill to ``max_batch_clips``, runs the model on a dedicated
 thread (the event loop keeps serving) and hands every caller its row. The queue is bounded (``QUEUE_FULL``),
 a clip not taken within ``queue_timeout_s`` is dropped (``QUEUE_TIMEOUT``; like Triton, the timeout covers
 waiting, not running), and a caller that goes away (its task is cancelled) takes its clip out of the queue.
@@ -18,14 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from .errors import ErrorCode, ServiceError
 
 log = logging.getLogger(__name__)
 
-# Runs a forward pass on a stacked batch [B, T, 3, S, S] and returns probabilities [B, A].
-InferFn = Callable[[torch.Tensor], np.ndarray]
+# Runs a forward pass on a batch of clips (as the runner prepared them) and returns probabilities [B, A].
+InferFn = Callable[[list], np.ndarray]
 
 
 @dataclass
@@ -38,7 +37,7 @@ class BatchResult:
 
 @dataclass
 class _Item:
-    clip: torch.Tensor
+    clip: object
     future: asyncio.Future
     enqueued: float = field(default_factory=time.perf_counter)
     taken: bool = False
@@ -48,7 +47,7 @@ class BatchObserver:
     """Hooks for metrics; the default observes nothing."""
 
     def on_queue_depth(self, depth: int) -> None: ...
-    def on_queue_wait(self, seconds: float) -> None: ...
+    def on_queue_wait(self, seconds: float, outcome: str) -> None: ...  # outcome: ok, timeout or cancelled
     def on_batch(self, size: int, seconds: float) -> None: ...
 
 
@@ -56,24 +55,28 @@ class Batcher:
     def __init__(
         self,
         infer: InferFn,
-        max_batch: int,
-        max_wait_s: float,
+        max_batch_clips: int,
+        max_batch_wait_ms: float,
         max_queue: int,
         queue_timeout_s: float,
         observer: BatchObserver | None = None,
     ) -> None:
         self.infer = infer
-        self.max_batch = max_batch
-        self.max_wait_s = max_wait_s
+        self.max_batch_clips = max_batch_clips
+        self.max_batch_wait_ms = max_batch_wait_ms
         self.max_queue = max_queue
         self.queue_timeout_s = queue_timeout_s
         self.observer = observer or BatchObserver()
+        # Invariants, all on the event loop: _arrived is set whenever a clip was queued since the worker last
+        # cleared it (so the worker never sleeps on a non-empty queue); _idle is set exactly when the queue is
+        # empty and no batch is on the model thread (close() waits on it to drain); _busy is true while a batch
+        # runs. Only the worker clears _arrived and runs batches.
         self._queue: collections.deque[_Item] = collections.deque()
         self._arrived = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._closed = False
-        self._busy = False  # a batch is on the model thread
+        self._busy = False
         self._worker: asyncio.Task | None = None
         # One model thread: batches run one after another, never concurrently.
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
@@ -89,7 +92,7 @@ class Batcher:
         """Runs ``fn`` where the batches run (warm-up uses this, so it never overlaps a batch)."""
         return await asyncio.get_running_loop().run_in_executor(self._model_thread, fn, *args)
 
-    async def submit(self, clip: torch.Tensor) -> BatchResult:
+    async def submit(self, clip: object) -> BatchResult:
         if self._closed:
             raise ServiceError(ErrorCode.NOT_READY, "the service is shutting down")
         if len(self._queue) >= self.max_queue:
@@ -104,20 +107,22 @@ class Batcher:
         except TimeoutError:
             if item.taken:  # already running: the queue timeout no longer applies
                 return await item.future
-            self._remove(item)
+            self._remove(item, "timeout")
             raise ServiceError(
                 ErrorCode.QUEUE_TIMEOUT, f"the clip waited {self.queue_timeout_s:g} s without reaching the model"
             ) from None
         except asyncio.CancelledError:
             if not item.taken:
-                self._remove(item)
+                self._remove(item, "cancelled")
             raise
 
-    def _remove(self, item: _Item) -> None:
+    def _remove(self, item: _Item, outcome: str) -> None:
         try:
             self._queue.remove(item)
         except ValueError:
             pass
+        else:
+            self.observer.on_queue_wait(time.perf_counter() - item.enqueued, outcome)
         item.future.cancel()
         self.observer.on_queue_depth(len(self._queue))
         if not self._queue and not self._busy:
@@ -129,14 +134,14 @@ class Batcher:
                 self._arrived.clear()
                 await self._arrived.wait()
             # Wait for the batch to fill, counted from when its oldest clip arrived.
-            fill_by = self._queue[0].enqueued + self.max_wait_s
-            while len(self._queue) < self.max_batch and (remaining := fill_by - time.perf_counter()) > 0:
+            fill_by = self._queue[0].enqueued + self.max_batch_wait_ms / 1000
+            while len(self._queue) < self.max_batch_clips and (remaining := fill_by - time.perf_counter()) > 0:
                 self._arrived.clear()
                 try:
                     await asyncio.wait_for(self._arrived.wait(), remaining)
                 except TimeoutError:
                     break
-            batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+            batch = [self._queue.popleft() for _ in range(min(self.max_batch_clips, len(self._queue)))]
             if not batch:  # every waiting caller left while the batch filled
                 continue
             self._busy = True
@@ -152,11 +157,10 @@ class Batcher:
         taken_at = time.perf_counter()
         for item in batch:
             item.taken = True
-            self.observer.on_queue_wait(taken_at - item.enqueued)
+            self.observer.on_queue_wait(taken_at - item.enqueued, "ok")
         try:
-            stacked = torch.stack([item.clip for item in batch])
-            loop = asyncio.get_running_loop()
-            probabilities = await loop.run_in_executor(self._model_thread, self.infer, stacked)
+            clips = [item.clip for item in batch]
+            probabilities = await asyncio.get_running_loop().run_in_executor(self._model_thread, self.infer, clips)
         except asyncio.CancelledError:
             _fail(batch, ServiceError(ErrorCode.NOT_READY, "the service shut down before this batch finished"))
             raise

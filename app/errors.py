@@ -20,7 +20,7 @@ class ErrorCode(StrEnum):
     TOO_FEW_FRAMES = "too_few_frames"
     CLIP_TOO_LONG = "clip_too_long"  # duration, or frames that would have to be decoded
     TOO_MANY_PIXELS = "too_many_pixels"
-    FRAME_SIZE_MISMATCH = "frame_size_mismatch"  # a frames upload whose images differ in size
+    BAD_FRAME_SIZE = "bad_frame_size"  # a side longer than max_side, or sides too unequal (max_aspect_ratio)
     DECODE_TIMEOUT = "decode_timeout"
     QUEUE_FULL = "queue_full"
     OVERLOADED = "overloaded"  # too many requests in flight

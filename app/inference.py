@@ -1,9 +1,18 @@
-"""The model behind the batcher: loading the checkpoint, device and dtype, the forward pass, warm-up."""
+"""The model behind the batcher: loading the checkpoint, device and precision, preparing clips, the forward
+pass, warm-up.
+
+A clip's frames reach the model in two steps. ``prepare`` runs on a decode thread, inside the upload's decode
+deadline; ``predict`` runs a batch on the model thread. On CPU, ``prepare`` does all of the preprocessing (the
+decode threads run in parallel; the model thread would serialise it). On CUDA, ``prepare`` does the cheap uint8
+half (``Preprocess.fit``: long side resized, short side padded) and copies the result to the GPU on that
+thread's own stream, overlapping the batches running on the model thread; ``predict`` then finishes the resize
+and normalises the whole batch on the GPU. Both use the same ``model.Preprocess`` code.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,12 +20,11 @@ import numpy as np
 import torch
 
 from model import VTFPAR, load_checkpoint
+from model.precision import autocast, resolve_precision
 
 from .settings import DEMO_CHECKPOINT, Settings
 
 log = logging.getLogger(__name__)
-
-_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class StartupError(RuntimeError):
@@ -24,7 +32,9 @@ class StartupError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class ModelIdentity:
+class ServedModel:
+    """Which checkpoint is served, as answers and metrics name it."""
+
     name: str  # the config (preset) name
     digest: str  # sha256 of the checkpoint file
     schema: str  # attribute schema name
@@ -44,31 +54,63 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def resolve_dtype(requested: str, device: torch.device) -> str:
-    if device.type != "cuda":
-        if requested not in ("auto", "fp32"):
-            raise StartupError(f"VTFPAR_DTYPE={requested} needs CUDA; on CPU the model runs in fp32")
-        return "fp32"
-    if requested == "auto":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return requested
+def resolve_service_precision(requested: str, device: torch.device) -> str:
+    if device.type != "cuda" and requested not in ("auto", "fp32"):
+        raise StartupError(f"VTFPAR_PRECISION={requested} needs CUDA; on CPU the model runs in fp32")
+    return resolve_precision(requested, device)
 
 
-def warmup_batch_sizes(max_batch: int) -> list[int]:
+def warmup_batch_sizes(max_batch_clips: int) -> list[int]:
     """Powers of two up to the largest batch, and the largest batch itself."""
     sizes, size = [], 1
-    while size < max_batch:
+    while size < max_batch_clips:
         sizes.append(size)
         size *= 2
-    return sizes + [max_batch]
+    return sizes + [max_batch_clips]
+
+
+@dataclass
+class FramesOnDevice:
+    """One clip's fitted uint8 frames, copied to the GPU on a decode thread's stream; ``ready`` marks the copy."""
+
+    frames: list[torch.Tensor]
+    ready: torch.cuda.Event
+
+
+class _Uploader:
+    """Copies frames to the GPU from decode threads, each on its own stream, through pinned memory."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._local = threading.local()
+
+    def __call__(self, frames: list[torch.Tensor]) -> FramesOnDevice:
+        stream = getattr(self._local, "stream", None)
+        if stream is None:
+            stream = self._local.stream = torch.cuda.Stream(self.device)
+        with torch.cuda.stream(stream):
+            on_device = [frame.pin_memory().to(self.device, non_blocking=True) for frame in frames]
+            ready = torch.cuda.Event()
+            ready.record(stream)
+        return FramesOnDevice(on_device, ready)
 
 
 class ModelRunner:
-    def __init__(self, model: VTFPAR, identity: ModelIdentity, device: torch.device, dtype: str) -> None:
+    def __init__(
+        self,
+        model: VTFPAR,
+        served: ServedModel,
+        device: torch.device,
+        precision: str,
+        preprocess_in_batch: bool | None = None,
+    ) -> None:
         self.model = model.eval().to(device)
-        self.identity = identity
+        self.served = served
         self.device = device
-        self.dtype = dtype
+        self.precision = precision
+        # Preprocessing in the batch is the GPU path; on CPU it is tested for its logic only (see prepare).
+        self.preprocess_in_batch = device.type == "cuda" if preprocess_in_batch is None else preprocess_in_batch
+        self._upload = _Uploader(device) if device.type == "cuda" else None
 
     @classmethod
     def load(cls, settings: Settings) -> ModelRunner:
@@ -83,12 +125,12 @@ class ModelRunner:
         elif not Path(path).is_file():
             raise StartupError(f"VTFPAR_CHECKPOINT={path} does not exist")
         device = resolve_device(settings.device)
-        dtype = resolve_dtype(settings.dtype, device)
+        precision = resolve_service_precision(settings.precision, device)
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
         loaded = load_checkpoint(path, device=device, backbone_weights=settings.backbone_weights)
         model = loaded.model
-        identity = ModelIdentity(
+        served = ServedModel(
             name=model.config.name,
             digest=loaded.digest,
             schema=model.schema.name,
@@ -96,22 +138,13 @@ class ModelRunner:
             checkpoint=str(path),
         )
         log.info(
-            "loaded %s (version %s, schema %s) on %s/%s",
-            identity.name,
-            identity.version,
-            identity.schema,
-            device,
-            dtype,
+            "loaded %s (version %s, schema %s) on %s/%s", served.name, served.version, served.schema, device, precision
         )
-        return cls(model, identity, device, dtype)
+        return cls(model, served, device, precision)
 
     @property
     def frames_per_clip(self) -> int:
         return self.model.config.frames
-
-    @property
-    def preprocess(self):
-        return self.model.preprocess
 
     @property
     def schema(self):
@@ -121,20 +154,42 @@ class ModelRunner:
     def thresholds(self) -> list[float]:
         return list(self.model.thresholds)
 
-    def _autocast(self):
-        if self.device.type == "cuda" and self.dtype in _AUTOCAST_DTYPES:
-            return torch.autocast("cuda", dtype=_AUTOCAST_DTYPES[self.dtype])
-        return contextlib.nullcontext()
+    def prepare(self, frames: list[np.ndarray]):
+        """One clip's RGB uint8 frames -> what ``predict`` takes for it (runs on a decode thread)."""
+        if not self.preprocess_in_batch:
+            return self.model.preprocess(frames)
+        fitted = self.model.preprocess.fit(frames)
+        return self._upload(fitted) if self._upload is not None else fitted
 
-    def predict(self, clips: torch.Tensor) -> np.ndarray:
-        """Probabilities [B, A] for clips [B, T, 3, S, S]."""
-        with torch.inference_mode(), self._autocast():
-            logits = self.model(clips.to(self.device, non_blocking=True))
+    def _batch(self, clips: list) -> torch.Tensor:
+        """Prepared clips -> the normalised batch ``[B, T, 3, S, S]`` on the model's device."""
+        if not self.preprocess_in_batch:
+            return torch.stack(clips).to(self.device, non_blocking=True)
+        frames = []
+        for clip in clips:
+            if isinstance(clip, FramesOnDevice):
+                stream = torch.cuda.current_stream(self.device)
+                stream.wait_event(clip.ready)
+                for tensor in clip.frames:  # allocated on the upload stream: keep it until this stream is done
+                    tensor.record_stream(stream)
+                clip = clip.frames
+            frames.extend(clip)
+        preprocess = self.model.preprocess
+        images = preprocess.normalize(preprocess.finish(frames))
+        return images.view(len(clips), -1, *images.shape[1:])
+
+    def predict(self, clips: list) -> np.ndarray:
+        """Probabilities ``[B, A]`` for a batch of prepared clips (runs on the model thread)."""
+        with torch.inference_mode():
+            batch = self._batch(clips)
+            with autocast(self.device, self.precision):
+                logits = self.model(batch)
         return torch.sigmoid(logits.float()).cpu().numpy()
 
     def warm_up(self, batch_sizes: list[int]) -> None:
         size = self.model.config.image_size
-        for batch in batch_sizes:
-            self.predict(torch.zeros(batch, self.frames_per_clip, 3, size, size))
+        blank = [np.zeros((size, size, 3), dtype=np.uint8)] * self.frames_per_clip
+        for batch_size in batch_sizes:
+            self.predict([self.prepare(blank) for _ in range(batch_size)])
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)

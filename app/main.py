@@ -64,7 +64,17 @@ def create_app(settings: Settings | None = None, runner: ModelRunner | None = No
 
 
 class DrainingServer(uvicorn.Server):
-    """uvicorn, but the service reports not ready the moment a shutdown signal arrives."""
+    """uvicorn, but the service reports not ready the moment a shutdown signal arrives, and the server stops
+    (``failed``) when the service cannot serve (its warm-up failed)."""
+
+    failed = False
+
+    async def on_tick(self, counter: int) -> bool:
+        service = getattr(self.config.app.state, "service", None)
+        if service is not None and service.failed:
+            self.failed = True
+            return True
+        return await super().on_tick(counter)
 
     def handle_exit(self, sig, frame) -> None:
         service = getattr(self.config.app.state, "service", None)

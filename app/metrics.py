@@ -22,6 +22,7 @@ from prometheus_client import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from .batching import BatchObserver
+from .decoding import DecodeObserver
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # The *_created series (one per counter/histogram child) double the exposition and no dashboard reads them.
@@ -34,7 +35,7 @@ POWERS_OF_TWO = tuple(float(2**i) for i in range(11))  # 1 .. 1024
 UPLOAD_BUCKETS = tuple(float(4**i * 1024) for i in range(1, 11))  # 4 KiB .. 1 GiB
 
 
-class Metrics(BatchObserver):
+class Metrics(BatchObserver, DecodeObserver):
     def __init__(self) -> None:
         self.registry = registry = CollectorRegistry()
         ProcessCollector(registry=registry)
@@ -60,8 +61,9 @@ class Metrics(BatchObserver):
         )
         self.decode_duration = Histogram(
             "vtfpar_decode_duration_seconds",
-            "Demux, decode, sampling and preprocessing of one upload",
-            ["codec"],
+            "Demux, decode, sampling and preparation of one upload, by codec (unknown when it failed) and outcome "
+            "(ok, error, timeout)",
+            ["codec", "outcome"],
             buckets=REQUEST_BUCKETS,
             registry=registry,
         )
@@ -70,7 +72,8 @@ class Metrics(BatchObserver):
         )
         self.queue_wait = Histogram(
             "vtfpar_queue_wait_seconds",
-            "Time a clip waited before its batch ran",
+            "Time a clip waited in the queue, by outcome: ok (its batch ran), timeout, cancelled (client left)",
+            ["outcome"],
             buckets=STEP_BUCKETS,
             registry=registry,
         )
@@ -90,12 +93,13 @@ class Metrics(BatchObserver):
         self.model_info = Gauge(
             "vtfpar_model_info",
             "The model being served (value is always 1)",
-            ["name", "version", "schema", "device", "dtype"],
+            ["name", "version", "schema", "device", "precision"],
             registry=registry,
         )
 
-    def set_model(self, name: str, version: str, schema: str, device: torch.device, dtype: str) -> None:
-        self.model_info.labels(name=name, version=version, schema=schema, device=device.type, dtype=dtype).set(1)
+    def set_model(self, name: str, version: str, schema: str, device: torch.device, precision: str) -> None:
+        labels = dict(name=name, version=version, schema=schema, device=device.type, precision=precision)
+        self.model_info.labels(**labels).set(1)
         if device.type == "cuda":
             allocated = Gauge("vtfpar_gpu_memory_allocated_bytes", "GPU memory held by tensors", registry=self.registry)
             reserved = Gauge(
@@ -110,8 +114,14 @@ class Metrics(BatchObserver):
     def on_queue_depth(self, depth: int) -> None:
         self.queue_depth.set(depth)
 
-    def on_queue_wait(self, seconds: float) -> None:
-        self.queue_wait.observe(seconds)
+    def on_queue_wait(self, seconds: float, outcome: str) -> None:
+        self.queue_wait.labels(outcome=outcome).observe(seconds)
+
+    # DecodeObserver
+    def on_decode(self, codec: str, outcome: str, seconds: float, frames_decoded: int | None) -> None:
+        self.decode_duration.labels(codec=codec, outcome=outcome).observe(seconds)
+        if frames_decoded is not None:
+            self.frames_decoded.observe(frames_decoded)
 
     def on_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)

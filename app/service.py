@@ -10,7 +10,7 @@ import contextlib
 import logging
 
 from .batching import Batcher
-from .decoding import DecodeLimits, Decoder, PreparedClip
+from .decoding import DecodeLimits, Decoder
 from .errors import ErrorCode, ServiceError
 from .inference import ModelRunner, warmup_batch_sizes
 from .metrics import Metrics
@@ -25,22 +25,25 @@ class Service:
         self.runner = runner
         self.metrics = metrics or Metrics()
         self.limits = DecodeLimits.from_settings(settings)
-        self.decoder = Decoder(self.limits, settings.decode_workers, runner.frames_per_clip, runner.preprocess)
+        self.decoder = Decoder(
+            self.limits, settings.decode_workers, runner.frames_per_clip, runner.prepare, observer=self.metrics
+        )
         self.batcher = Batcher(
             runner.predict,
-            max_batch=settings.max_batch_clips,
-            max_wait_s=settings.max_batch_wait_ms / 1000,
+            max_batch_clips=settings.max_batch_clips,
+            max_batch_wait_ms=settings.max_batch_wait_ms,
             max_queue=settings.max_queue,
             queue_timeout_s=settings.queue_timeout_s,
             observer=self.metrics,
         )
         self.warmed_up = False
+        self.failed = False  # warm-up failed: the server exits (non-zero) so that a supervisor restarts it
         self.draining = False
         self._in_flight = 0
         self._warmup_task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        identity = runner.identity
-        self.metrics.set_model(identity.name, identity.version, identity.schema, runner.device, runner.dtype)
+        served = runner.served
+        self.metrics.set_model(served.name, served.version, served.schema, runner.device, runner.precision)
         self.metrics.ready.set_function(lambda: 1 if self.ready else 0)
 
     @property
@@ -59,7 +62,8 @@ class Service:
             try:
                 await self.batcher.run_on_model_thread(self.runner.warm_up, sizes)
             except Exception:
-                log.exception("warm-up failed: the service stays not ready")
+                log.exception("warm-up failed: the server stops")
+                self.failed = True
                 return
             log.info("warmed up batch sizes %s", sizes)
         self.warmed_up = True
@@ -99,7 +103,3 @@ class Service:
         finally:
             self._in_flight -= 1
             self.metrics.in_flight.set(self._in_flight)
-
-    def record_decode(self, clip: PreparedClip) -> None:
-        self.metrics.decode_duration.labels(codec=clip.media.codec).observe(clip.decode_s)
-        self.metrics.frames_decoded.observe(clip.media.frames_decoded)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEMO_CHECKPOINT = Path(__file__).parent / "assets" / "demo.safetensors"
+# FFmpeg decoders of what cameras, phones and browsers write; an operator can admit others (e.g. msmpeg4v3).
+DEFAULT_CODECS = ("av1", "gif", "h264", "hevc", "mjpeg", "mpeg4", "vp8", "vp9")
 
 
 class Settings(BaseSettings):
@@ -27,8 +29,8 @@ class Settings(BaseSettings):
         None, description="CLIP weights for checkpoints saved without their backbone (a local file or folder)."
     )
     device: Literal["auto", "cuda", "cpu"] = Field("auto", description="auto = cuda when available, else cpu.")
-    dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="Autocast dtype on CUDA (auto = bf16 where supported, else fp16); CPU runs fp32."
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="Autocast precision on CUDA (auto = bf16 where supported, else fp16); CPU runs fp32."
     )
     warmup: bool = Field(True, description="Run the batch sizes once before reporting ready.")
     torch_threads: int | None = Field(
@@ -53,6 +55,10 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(64 * 1024 * 1024, ge=1, description="Request body bytes, counted while streaming.")
     max_upload_frames: int = Field(1000, ge=1, description="Image files in one frames upload.")
     max_pixels: int = Field(3840 * 2160, ge=1, description="Width x height of a video or image.")
+    max_side: int = Field(4096, ge=1, description="Longest side of a video frame or image, in pixels.")
+    max_aspect_ratio: float = Field(
+        10.0, ge=1, description="Longest side over shortest side of a video frame or image."
+    )
     max_duration_s: float = Field(60.0, gt=0, description="Video duration.")
     max_frames_decoded: int = Field(2000, ge=1, description="Frames one request may decode (seeking keeps it low).")
     min_frames: int = Field(1, ge=1, description="Fewest frames a clip or frames upload must have.")
@@ -65,6 +71,11 @@ class Settings(BaseSettings):
         description="Uploads decoded at once (a bounded thread pool).",
     )
     decode_threads: int = Field(2, ge=1, description="FFmpeg threads per decode.")
+    allowed_codecs: Annotated[tuple[str, ...], NoDecode] = Field(
+        DEFAULT_CODECS,
+        min_length=1,
+        description="Video codecs accepted (FFmpeg names, comma-separated in the environment).",
+    )
 
     # Process
     host: str = "0.0.0.0"
@@ -73,10 +84,22 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = Field(True, description="One JSON object per log line (false = plain text).")
 
+    @field_validator("allowed_codecs", mode="before")
+    @classmethod
+    def _codec_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [name.strip().lower() for name in value.split(",") if name.strip()]
+        return tuple(sorted(set(value))) if isinstance(value, list | tuple | set | frozenset) else value
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.min_frames > self.max_frames_decoded:
             raise ValueError("min_frames cannot exceed max_frames_decoded")
+        if self.max_batch_wait_ms / 1000 >= self.queue_timeout_s:
+            raise ValueError(
+                "max_batch_wait_ms must be shorter than queue_timeout_s, or a clip waiting alone for its batch to "
+                "fill would always time out"
+            )
         return self
 
     @property

@@ -184,7 +184,7 @@ def main() -> None:
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--checkpoint", help="serve this checkpoint instead of a random model of --preset")
     parser.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
-    parser.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--max-batch", type=int, default=8, help="VTFPAR_MAX_BATCH_CLIPS with batching on")
     parser.add_argument("--batch-wait-ms", type=float, default=5.0)
@@ -218,7 +218,7 @@ def main() -> None:
 
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
-    runner = build_runner(args.preset, args.device, args.dtype, args.checkpoint)
+    runner = build_runner(args.preset, args.device, args.precision, args.checkpoint)
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = args.checkpoint or str(Path(tmp) / f"{args.preset}-random.safetensors")
         if not args.checkpoint:
@@ -226,7 +226,7 @@ def main() -> None:
         env = {
             "VTFPAR_CHECKPOINT": checkpoint,
             "VTFPAR_DEVICE": args.device,
-            "VTFPAR_DTYPE": args.dtype,
+            "VTFPAR_PRECISION": args.precision,
             "VTFPAR_MAX_BATCH_WAIT_MS": str(args.batch_wait_ms),
             "VTFPAR_MAX_QUEUE": str(max(64, 2 * args.concurrency)),
             "VTFPAR_MAX_CONCURRENT_REQUESTS": str(max(128, 2 * args.concurrency)),
@@ -242,7 +242,7 @@ def main() -> None:
     bare_single = measure(runner, 1, seconds=2.0)
 
     print(
-        f"preset {runner.model.config.name}, device {runner.device}, dtype {runner.dtype}, "
+        f"preset {runner.model.config.name}, device {runner.device}, precision {runner.precision}, "
         f"torch threads {torch.get_num_threads()}"
     )
     print(header)

@@ -28,7 +28,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.TOO_FEW_FRAMES: 422,
     ErrorCode.CLIP_TOO_LONG: 422,
     ErrorCode.TOO_MANY_PIXELS: 422,
-    ErrorCode.FRAME_SIZE_MISMATCH: 422,
+    ErrorCode.BAD_FRAME_SIZE: 422,
     ErrorCode.DECODE_TIMEOUT: 422,
     ErrorCode.QUEUE_FULL: 429,
     ErrorCode.OVERLOADED: 429,

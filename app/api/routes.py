@@ -10,7 +10,6 @@ import torch
 from fastapi import APIRouter, Depends, Request, Response
 
 from ..decoding.sniff import IMAGE_KINDS, VIDEO_KINDS
-from ..decoding.video import ALLOWED_CODECS
 from ..errors import ErrorCode, ServiceError
 from ..log import request_id_var
 from ..metrics import CONTENT_TYPE
@@ -78,7 +77,7 @@ _PREDICT_OPENAPI = {
                         "video": {
                             "type": "string",
                             "format": "binary",
-                            "description": "One clip: mp4/mov, webm/mkv, avi or gif.",
+                            "description": "One clip: mp4/mov, webm/mkv, avi, gif or mpeg-ts.",
                         },
                         "frames": {
                             "type": "array",
@@ -116,12 +115,11 @@ async def predict(request: Request, service: ServiceDep) -> PredictResponse:
             clip = await (
                 service.decoder.video(upload.video)
                 if upload.video is not None
-                else service.decoder.frames(upload.frames)
+                else service.decoder.images(upload.frames)
             )
         finally:
             await upload.close()
-        service.record_decode(clip)
-        result = await _unless_client_leaves(request, service.batcher.submit(clip.tensor))
+        result = await _unless_client_leaves(request, service.batcher.submit(clip.model_input))
     return prediction_response(
         request_id_var.get() or "", service.runner, clip, result, total_s=time.perf_counter() - start
     )
@@ -170,19 +168,19 @@ async def ready(service: ServiceDep) -> Health:
 )
 async def info(service: ServiceDep) -> InfoResponse:
     runner, settings = service.runner, service.settings
-    identity, config, schema = runner.identity, runner.model.config, runner.schema
+    served, config, schema = runner.served, runner.model.config, runner.schema
     return InfoResponse(
         model=ModelInfo(
-            name=identity.name,
-            version=identity.version,
-            digest=identity.digest,
-            schema=identity.schema,
-            demo=identity.demo,
+            name=served.name,
+            version=served.version,
+            digest=served.digest,
+            schema=served.schema,
+            demo=served.demo,
             frames_per_clip=runner.frames_per_clip,
             image_size=config.image_size,
         ),
         device=str(runner.device),
-        dtype=runner.dtype,
+        precision=runner.precision,
         torch_threads=torch.get_num_threads(),
         attributes=[
             AttributeInfo(name=a.name, group=a.group, phrase=a.phrase, threshold=t)
@@ -198,6 +196,8 @@ async def info(service: ServiceDep) -> InfoResponse:
                 "max_upload_bytes",
                 "max_upload_frames",
                 "max_pixels",
+                "max_side",
+                "max_aspect_ratio",
                 "max_duration_s",
                 "max_frames_decoded",
                 "min_frames",
@@ -219,7 +219,7 @@ async def info(service: ServiceDep) -> InfoResponse:
             "decode_workers": settings.decode_workers,
             "decode_threads": settings.decode_threads,
             "containers": [k.name for k in VIDEO_KINDS],
-            "codecs": sorted(ALLOWED_CODECS),
+            "codecs": list(settings.allowed_codecs),
             "image_formats": [k.name for k in IMAGE_KINDS],
         },
     )

@@ -22,7 +22,9 @@ class ModelRef(BaseModel):
 
 class InputInfo(BaseModel):
     source: Literal["video", "frames"]
-    container: str = Field(examples=["mp4"], description="mp4, matroska, avi or gif; jpeg/png for frames uploads.")
+    container: str = Field(
+        examples=["mp4"], description="mp4, matroska, avi, gif or mpegts; jpeg/png for frames uploads."
+    )
     codec: str = Field(examples=["h264"])
     width: int
     height: int
@@ -70,7 +72,7 @@ class PredictResponse(BaseModel):
 
 class ErrorBody(BaseModel):
     code: str = Field(examples=["unsupported_media_type"])
-    message: str = Field(examples=["unrecognised format: expected a video (mp4/mov, webm/mkv, avi or gif)"])
+    message: str = Field(examples=["unrecognised format: expected a video (mp4/mov, webm/mkv, avi, gif or mpeg-ts)"])
 
 
 class ErrorResponse(BaseModel):
@@ -102,11 +104,11 @@ def interpret(
 
 def prediction_response(request_id: str, runner, clip, result, total_s: float) -> PredictResponse:
     """The /predict body for one decoded clip (a PreparedClip) and its row of a batch (a BatchResult)."""
-    identity, media = runner.identity, clip.media
+    served, media = runner.served, clip.media
     attributes, groups = interpret(runner.schema, runner.thresholds, result.probabilities)
     return PredictResponse(
         request_id=request_id,
-        model=ModelRef(name=identity.name, version=identity.version, schema=identity.schema, demo=identity.demo),
+        model=ModelRef(name=served.name, version=served.version, schema=served.schema, demo=served.demo),
         input=InputInfo(
             source=media.source,
             container=media.container,
@@ -155,7 +157,9 @@ class GroupInfo(BaseModel):
 class InfoResponse(BaseModel):
     model: ModelInfo
     device: str = Field(examples=["cuda:0"])
-    dtype: str = Field(description="Autocast dtype of the forward pass.", examples=["bf16"])
+    precision: str = Field(
+        description="Autocast precision of the forward pass (the head runs in fp32).", examples=["bf16"]
+    )
     torch_threads: int = Field(description="CPU threads torch uses (VTFPAR_TORCH_THREADS or torch's default).")
     attributes: list[AttributeInfo]
     groups: list[GroupInfo]

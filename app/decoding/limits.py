@@ -13,30 +13,48 @@ from ..errors import ErrorCode, ServiceError
 @dataclass(frozen=True)
 class DecodeLimits:
     max_pixels: int
+    max_side: int
+    max_aspect_ratio: float
     max_duration_s: float
     max_frames_decoded: int
     max_upload_frames: int
     min_frames: int
-    timeout_s: float
-    threads: int
+    decode_timeout_s: float
+    decode_threads: int
+    allowed_codecs: frozenset[str]
 
     @classmethod
     def from_settings(cls, settings) -> DecodeLimits:
         return cls(
             max_pixels=settings.max_pixels,
+            max_side=settings.max_side,
+            max_aspect_ratio=settings.max_aspect_ratio,
             max_duration_s=settings.max_duration_s,
             max_frames_decoded=settings.max_frames_decoded,
             max_upload_frames=settings.max_upload_frames,
             min_frames=settings.min_frames,
-            timeout_s=settings.decode_timeout_s,
-            threads=settings.decode_threads,
+            decode_timeout_s=settings.decode_timeout_s,
+            decode_threads=settings.decode_threads,
+            allowed_codecs=frozenset(settings.allowed_codecs),
         )
 
-    def check_pixels(self, width: int, height: int, what: str) -> None:
+    def check_frame_size(self, width: int, height: int, what: str) -> None:
+        """Refuse a frame size from the header, before any pixel is decoded."""
+        if width < 1 or height < 1:
+            raise ServiceError(ErrorCode.UNDECODABLE_MEDIA, f"{what} declares a {width}x{height} frame size")
         if width * height > self.max_pixels:
             raise ServiceError(
                 ErrorCode.TOO_MANY_PIXELS,
                 f"{what} is {width}x{height} = {width * height} pixels; the limit is {self.max_pixels}",
+            )
+        if max(width, height) > self.max_side:
+            raise ServiceError(
+                ErrorCode.BAD_FRAME_SIZE, f"{what} is {width}x{height}; the longest side may be {self.max_side}"
+            )
+        if max(width, height) / min(width, height) > self.max_aspect_ratio:
+            raise ServiceError(
+                ErrorCode.BAD_FRAME_SIZE,
+                f"{what} is {width}x{height}; its sides may differ by a factor of {self.max_aspect_ratio:g} at most",
             )
 
     def check_frame_count(self, count: int, what: str) -> None:
@@ -48,7 +66,7 @@ class DecodeLimits:
 
 @dataclass
 class Deadline:
-    """The wall-clock budget of one decode; checked between packets and frames."""
+    """The wall-clock budget of one decode; checked between packets and frames, and after preprocessing."""
 
     seconds: float
     _end: float = field(init=False)
@@ -69,7 +87,7 @@ class DecodedMedia:
     indices: list[int]  # index of each picked frame among all frames of the upload
     total_frames: int
     source: str  # "video" or "frames"
-    container: str  # mp4, matroska, avi, gif; jpeg or png for frames uploads
+    container: str  # mp4, matroska, avi, gif, mpegts; jpeg or png for frames uploads
     codec: str
     width: int
     height: int

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from ..errors import ErrorCode, ServiceError
 
-SNIFF_BYTES = 16
+# Enough for three MPEG-TS packets (188 bytes, or 192 with the M2TS timestamp prefix).
+SNIFF_BYTES = 400
 
 
 @dataclass(frozen=True)
@@ -23,11 +24,13 @@ class MediaKind:
 MP4 = MediaKind("mp4", "mp4")  # FFmpeg's "mov,mp4,m4a,3gp,3g2,mj2" demuxer: mp4 and QuickTime mov
 MATROSKA = MediaKind("matroska", "matroska")  # mkv and webm
 AVI = MediaKind("avi", "avi")
+# What cameras and recorders write. FFmpeg's mpegts demuxer reads the upload alone: no playlist, no other files.
+MPEGTS = MediaKind("mpegts", "mpegts")
 GIF = MediaKind("gif", "gif")
 JPEG = MediaKind("jpeg", None)
 PNG = MediaKind("png", None)
 
-VIDEO_KINDS = (MP4, MATROSKA, AVI, GIF)
+VIDEO_KINDS = (MP4, MATROSKA, AVI, GIF, MPEGTS)
 IMAGE_KINDS = (JPEG, PNG)
 # ISO-BMFF / QuickTime files start with a box size then one of these box types.
 _MP4_BOXES = (b"ftyp", b"moov", b"mdat", b"wide", b"free")
@@ -44,6 +47,8 @@ def sniff(head: bytes) -> MediaKind | None:
         return AVI
     if head.startswith((b"GIF87a", b"GIF89a")):
         return GIF
+    if _ts_sync(head, 0, 188) or _ts_sync(head, 4, 192):
+        return MPEGTS
     if head.startswith(b"\xff\xd8\xff"):
         return JPEG
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -51,12 +56,18 @@ def sniff(head: bytes) -> MediaKind | None:
     return None
 
 
+def _ts_sync(head: bytes, first: int, packet: int) -> bool:
+    """Three transport-stream packets in a row, each starting with the sync byte 0x47."""
+    positions = [first + i * packet for i in range(3)]
+    return len(head) > positions[-1] and all(head[p] == 0x47 for p in positions)
+
+
 def sniff_video(head: bytes) -> MediaKind:
     kind = sniff(head)
     if kind in VIDEO_KINDS:
         return kind
     raise ServiceError(
-        ErrorCode.UNSUPPORTED_MEDIA_TYPE, _refusal(head, kind, "a video (mp4/mov, webm/mkv, avi or gif)")
+        ErrorCode.UNSUPPORTED_MEDIA_TYPE, _refusal(head, kind, "a video (mp4/mov, webm/mkv, avi, gif or mpeg-ts)")
     )
 
 

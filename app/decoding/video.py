@@ -11,6 +11,7 @@ that skips enough frames.
 from __future__ import annotations
 
 import bisect
+import logging
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -24,7 +25,8 @@ from ..errors import ErrorCode, ServiceError
 from .limits import Deadline, DecodedMedia, DecodeLimits
 from .sniff import SNIFF_BYTES, MediaKind, sniff_video
 
-ALLOWED_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mjpeg", "gif"})
+log = logging.getLogger(__name__)
+
 # A seek flushes the decoder and restarts at a keyframe; below this many skipped frames decoding on is cheaper.
 MIN_FRAMES_SKIPPED_BY_SEEK = 8
 
@@ -52,12 +54,15 @@ class _SeekMissed(Exception):
     """The decoder did not land on the expected timestamp; redo the clip by counting frames from the start."""
 
 
-def decode_video(file: BinaryIO, num_frames: int, limits: DecodeLimits) -> DecodedMedia:
+def decode_video(
+    file: BinaryIO, num_frames: int, limits: DecodeLimits, deadline: Deadline | None = None
+) -> DecodedMedia:
+    """The ``num_frames`` frames sampled from a video upload; ``deadline`` defaults to the limits' own."""
+    deadline = deadline or Deadline(limits.decode_timeout_s)
     head = file.read(SNIFF_BYTES)
     if not head:
         raise ServiceError(ErrorCode.BAD_REQUEST, "the upload is empty")
     kind = sniff_video(head)
-    deadline = Deadline(limits.timeout_s)
     try:
         index = _read_index(file, kind, limits, deadline)
         limits.check_frame_count(index.total_frames, "the video")
@@ -73,9 +78,17 @@ def decode_video(file: BinaryIO, num_frames: int, limits: DecodeLimits) -> Decod
             try:
                 picked = _decode_steps(file, kind, index.frame_pts, steps, counter, limits)
             except _SeekMissed:
+                # Counting from the start is a new plan: check its cost, and count its frames afresh.
+                _check_cost(targets[-1] + 1, limits)
+                counter.restart()
                 picked = _decode_counting(file, kind, targets, counter, limits)
     except av.error.FFmpegError as exc:
-        raise ServiceError(ErrorCode.UNDECODABLE_MEDIA, f"the {kind.name} upload cannot be decoded: {exc}") from None
+        # FFmpeg's message names the upload's file object (a heap address, a descriptor): the log gets it, the
+        # client gets what kind of error it was.
+        log.info("the %s upload cannot be decoded: %s", kind.name, exc)
+        raise ServiceError(
+            ErrorCode.UNDECODABLE_MEDIA, f"the {kind.name} upload cannot be decoded: {exc.strerror or 'FFmpeg error'}"
+        ) from None
     return DecodedMedia(
         frames=[picked[i] for i in indices],
         indices=indices,
@@ -86,7 +99,7 @@ def decode_video(file: BinaryIO, num_frames: int, limits: DecodeLimits) -> Decod
         width=index.width,
         height=index.height,
         duration_s=index.duration_s,
-        frames_decoded=counter.count,
+        frames_decoded=counter.total,
     )
 
 
@@ -94,7 +107,9 @@ def _open(file: BinaryIO, kind: MediaKind, limits: DecodeLimits) -> av.container
     file.seek(0)
     # format= is forced so FFmpeg never probes its way into another demuxer; timeout bounds each read;
     # metadata strings in uploads are not always valid UTF-8.
-    return av.open(file, mode="r", format=kind.ffmpeg_format, timeout=limits.timeout_s, metadata_errors="replace")
+    return av.open(
+        file, mode="r", format=kind.ffmpeg_format, timeout=limits.decode_timeout_s, metadata_errors="replace"
+    )
 
 
 def _video_stream(container: av.container.InputContainer, kind: MediaKind) -> av.video.stream.VideoStream:
@@ -108,13 +123,13 @@ def _read_index(file: BinaryIO, kind: MediaKind, limits: DecodeLimits, deadline:
         stream = _video_stream(container, kind)
         # No codec context means FFmpeg has no decoder for the stream at all.
         codec = stream.codec_context.codec.canonical_name if stream.codec_context is not None else "unknown"
-        if codec not in ALLOWED_CODECS:
+        if codec not in limits.allowed_codecs:
             raise ServiceError(
                 ErrorCode.UNSUPPORTED_MEDIA_TYPE,
-                f"video codec {codec!r} is not accepted; allowed: {sorted(ALLOWED_CODECS)}",
+                f"video codec {codec!r} is not accepted; allowed: {sorted(limits.allowed_codecs)}",
             )
         width, height = stream.codec_context.width, stream.codec_context.height
-        limits.check_pixels(width, height, "the video")
+        limits.check_frame_size(width, height, "the video")
         duration_s = _header_duration(container, stream)
         _check_duration(duration_s, limits)
 
@@ -204,27 +219,31 @@ def _check_cost(cost: int, limits: DecodeLimits) -> None:
 
 
 class _Counter:
-    """Counts decoded frames against the limit and the deadline."""
+    """Counts decoded frames against the limit (per decoding pass) and the deadline (over all passes)."""
 
     def __init__(self, limits: DecodeLimits, deadline: Deadline) -> None:
-        self.count, self.limits, self.deadline = 0, limits, deadline
+        self.count, self.total, self.limits, self.deadline = 0, 0, limits, deadline
+
+    def restart(self) -> None:
+        self.count = 0
 
     def tick(self, frame: av.VideoFrame) -> None:
         self.count += 1
+        self.total += 1
         if self.count > self.limits.max_frames_decoded:
             raise ServiceError(
                 ErrorCode.CLIP_TOO_LONG, f"decoding needed more than {self.limits.max_frames_decoded} frames"
             )
         self.deadline.check()
         # The header may understate the size; FFmpeg has decoded this frame already, but no more like it.
-        self.limits.check_pixels(frame.width, frame.height, "a video frame")
+        self.limits.check_frame_size(frame.width, frame.height, "a video frame")
 
 
 def _configure_decoder(stream, limits: DecodeLimits) -> None:
     # Frame threading is much faster than FFmpeg's slice default; the count is capped because several
     # uploads decode at once and all-core threading per decode would oversubscribe the CPU.
     stream.codec_context.thread_type = "AUTO"
-    stream.codec_context.thread_count = limits.threads
+    stream.codec_context.thread_count = limits.decode_threads
 
 
 def _rgb(frame: av.VideoFrame) -> np.ndarray:

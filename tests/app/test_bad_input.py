@@ -73,11 +73,6 @@ ERROR_CASES = {
         422,
         "clip_too_long",
     ),
-    "frames of mixed sizes": (
-        lambda tmp: frame_files(CROP, image_bytes(frames(1, width=48)[0])),
-        422,
-        "frame_size_mismatch",
-    ),
     "a non-image frame": (lambda tmp: frame_files(CROP, b"%PDF-1.7 not an image"), 415, "unsupported_media_type"),
     "too many frame files": (lambda tmp: frame_files(*[CROP] * 17), 413, "payload_too_large"),
     "above the byte limit": (lambda tmp: video("big.mp4", b"\0" * 2_100_000), 413, "payload_too_large"),

@@ -31,7 +31,7 @@ class FakeModel:
         self.gate.set()
         self.entered = threading.Event()
 
-    def __call__(self, clips: torch.Tensor) -> np.ndarray:
+    def __call__(self, clips: list[torch.Tensor]) -> np.ndarray:
         self.entered.set()
         assert self.gate.wait(10)
         ids = [int(c.flatten()[0]) for c in clips]
@@ -44,7 +44,7 @@ def clip(clip_id: int) -> torch.Tensor:
 
 
 def make(model, **kw) -> Batcher:
-    options = dict(max_batch=4, max_wait_s=0.05, max_queue=64, queue_timeout_s=5.0)
+    options = dict(max_batch_clips=4, max_batch_wait_ms=50, max_queue=64, queue_timeout_s=5.0)
     return Batcher(model, **{**options, **kw})
 
 
@@ -66,9 +66,9 @@ async def test_concurrent_clips_share_batches_and_each_gets_its_own_row():
     await batcher.close(1)
 
 
-async def test_a_lone_clip_waits_at_most_max_wait():
+async def test_a_lone_clip_waits_at_most_max_batch_wait_ms():
     model = FakeModel()
-    batcher = make(model, max_wait_s=0.02)
+    batcher = make(model, max_batch_wait_ms=20)
     batcher.start()
     result = await asyncio.wait_for(batcher.submit(clip(7)), 1)
     assert result.batch_size == 1 and result.queue_s < 0.5
@@ -78,7 +78,7 @@ async def test_a_lone_clip_waits_at_most_max_wait():
 async def test_a_full_queue_refuses_and_a_stale_clip_times_out():
     model = FakeModel()
     model.gate.clear()
-    batcher = make(model, max_batch=1, max_queue=1, queue_timeout_s=0.2)
+    batcher = make(model, max_batch_clips=1, max_queue=1, queue_timeout_s=0.2)
     batcher.start()
     running = asyncio.create_task(batcher.submit(clip(1)))
     await asyncio.to_thread(model.entered.wait, 5)
@@ -100,7 +100,7 @@ async def test_a_full_queue_refuses_and_a_stale_clip_times_out():
 async def test_a_cancelled_caller_leaves_the_queue():
     model = FakeModel()
     model.gate.clear()
-    batcher = make(model, max_batch=1)
+    batcher = make(model, max_batch_clips=1)
     batcher.start()
     running = asyncio.create_task(batcher.submit(clip(1)))
     await asyncio.to_thread(model.entered.wait, 5)
@@ -136,7 +136,7 @@ async def test_a_failing_batch_fails_its_callers_not_the_worker():
 async def test_close_finishes_accepted_clips_then_refuses_new_ones():
     model = FakeModel()
     model.gate.clear()
-    batcher = make(model, max_batch=2, max_wait_s=0)
+    batcher = make(model, max_batch_clips=2, max_batch_wait_ms=0)
     batcher.start()
     accepted = [asyncio.create_task(batcher.submit(clip(i))) for i in range(5)]
     await asyncio.to_thread(model.entered.wait, 5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import zlib
 from dataclasses import replace
 
 import av
@@ -14,18 +15,22 @@ import pytest
 import app.decoding.video as video_module
 from app.decoding import DecodeLimits, decode_images, decode_video
 from app.errors import ErrorCode, ServiceError
+from app.settings import DEFAULT_CODECS
 from model import sample_frame_indices
 
 from .media import VIDEO_FORMATS, decode_all, encode, frames, image_bytes
 
 LIMITS = DecodeLimits(
     max_pixels=320 * 240,
+    max_side=320,
+    max_aspect_ratio=10,
     max_duration_s=60,
     max_frames_decoded=2000,
     max_upload_frames=64,
     min_frames=1,
-    timeout_s=10,
-    threads=2,
+    decode_timeout_s=10,
+    decode_threads=2,
+    allowed_codecs=frozenset(DEFAULT_CODECS),
 )
 T = 6
 
@@ -97,7 +102,7 @@ def test_a_clip_shorter_than_min_frames_is_refused():
 
 def test_the_decode_deadline_stops_work():
     data = encode("avi", frames(50))
-    _refused(ErrorCode.DECODE_TIMEOUT, decode_video, io.BytesIO(data), T, replace(LIMITS, timeout_s=1e-9))
+    _refused(ErrorCode.DECODE_TIMEOUT, decode_video, io.BytesIO(data), T, replace(LIMITS, decode_timeout_s=1e-9))
 
 
 def test_codecs_outside_the_allow_list_are_refused():
@@ -157,8 +162,6 @@ def test_frames_uploads_decode_only_the_sampled_images_with_pillow():
 
 def test_frames_uploads_are_checked_file_by_file():
     ok = image_bytes(frames(1)[0])
-    other_size = image_bytes(frames(1, width=32)[0])
-    _refused(ErrorCode.FRAME_SIZE_MISMATCH, decode_images, [io.BytesIO(ok), io.BytesIO(other_size)], T, LIMITS)
     error = _refused(
         ErrorCode.UNSUPPORTED_MEDIA_TYPE, decode_images, [io.BytesIO(ok), io.BytesIO(b"not an image")], T, LIMITS
     )
@@ -194,3 +197,84 @@ def test_corrupted_uploads_decode_or_fail_with_a_service_error(kind):
         except ServiceError:
             continue
         assert len(media.frames) == T
+
+
+def test_crops_of_different_sizes_make_one_tracklet():
+    crops = [frames(1, width=32 + 8 * i, height=96 - 8 * i, seed=i)[0] for i in range(8)]
+    media = decode_images([io.BytesIO(image_bytes(crop, "PNG")) for crop in crops], T, LIMITS)
+    for index, frame in zip(media.indices, media.frames, strict=True):
+        np.testing.assert_array_equal(frame, crops[index])
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares a frame size and holds no pixels (117 bytes of it make a bomb)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("width, height", [(12000, 1), (5000, 2), (1, 300), (300, 20)])
+def test_thin_or_long_frames_are_refused_from_the_header(width, height):
+    error = _refused(ErrorCode.BAD_FRAME_SIZE, decode_images, [io.BytesIO(png_header(width, height))], T, LIMITS)
+    assert f"{width}x{height}" in error.message
+
+
+def test_a_video_one_pixel_row_high_is_refused_before_decoding():
+    data = encode("gif", [np.zeros((2, 300, 3), np.uint8)] * 3)
+    _refused(ErrorCode.BAD_FRAME_SIZE, decode_video, io.BytesIO(data), T, LIMITS)
+
+
+def test_a_png_declaring_a_huge_frame_is_too_many_pixels_without_a_traceback(caplog):
+    error = _refused(ErrorCode.TOO_MANY_PIXELS, decode_images, [io.BytesIO(png_header(20000, 20000))], T, LIMITS)
+    assert "20000" in error.message or "pixels" in error.message
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_mpeg_ts_from_cameras_is_decoded_like_mp4():
+    data = encode(("mpegts", "libx264", "yuv420p"), frames(40, width=64, height=48, seed=5))
+    reference = decode_all(data)
+    media = decode_video(io.BytesIO(data), T, LIMITS)
+    assert media.container == "mpegts" and media.codec == "h264" and media.total_frames == len(reference) == 40
+    for index, frame in zip(media.indices, media.frames, strict=True):
+        np.testing.assert_array_equal(frame, reference[index])
+
+
+def test_the_codec_allow_list_is_a_setting():
+    archive = encode(("avi", "msmpeg4", "yuv420p"), frames(8, width=64, height=48))
+    error = _refused(ErrorCode.UNSUPPORTED_MEDIA_TYPE, decode_video, io.BytesIO(archive), T, LIMITS)
+    assert "msmpeg4v3" in error.message
+    admitted = replace(LIMITS, allowed_codecs=LIMITS.allowed_codecs | {"msmpeg4v3"})
+    assert decode_video(io.BytesIO(archive), T, admitted).codec == "msmpeg4v3"
+    only_h264 = replace(LIMITS, allowed_codecs=frozenset({"h264"}))
+    _refused(ErrorCode.UNSUPPORTED_MEDIA_TYPE, decode_video, io.BytesIO(encode("webm", frames(4))), T, only_h264)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"\x00\x00\x00\x18ftypisom" + bytes(range(256)) * 4, b"\x1a\x45\xdf\xa3" + b"\x01" * 500],
+)
+def test_error_messages_show_no_memory_addresses_or_file_descriptors(data):
+    error = _refused(ErrorCode.UNDECODABLE_MEDIA, decode_video, io.BytesIO(data), T, LIMITS)
+    assert "0x" not in error.message and "name=" not in error.message and "<" not in error.message
+    broken_png = png_header(64, 48)[:-12] + b"IDAT" + b"\x00" * 40
+    error = _refused(ErrorCode.UNDECODABLE_MEDIA, decode_images, [io.BytesIO(broken_png)], T, LIMITS)
+    assert "0x" not in error.message and "<" not in error.message
+
+
+def test_frames_decoded_before_a_seek_miss_count_once_against_the_limit(monkeypatch):
+    """After a missed seek the clip is decoded again by counting from the start: a new pass, with its own count."""
+    data = encode("mp4", frames(120, width=32, height=32), gop=10)
+    follow_plan = video_module._decode_steps
+
+    def miss_at_the_end(*args):
+        follow_plan(*args)  # decodes (and counts) the planned frames, then pretends the last seek missed
+        raise video_module._SeekMissed()
+
+    monkeypatch.setattr(video_module, "_decode_steps", miss_at_the_end)
+    limits = replace(LIMITS, max_frames_decoded=len(decode_all(data)))
+    media = decode_video(io.BytesIO(data), T, limits)
+    assert media.frames_decoded > limits.max_frames_decoded  # both passes are reported ...
+    assert media.indices == sample_frame_indices(120, T, "segment_middle")  # ... and the clip was served

@@ -1,11 +1,12 @@
-"""The model runner: device and dtype choice, probabilities equal to a plain model call, warm-up sizes."""
+"""The model runner: device and precision choice, both ways of preparing clips, warm-up sizes."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from app.inference import ModelRunner, StartupError, resolve_device, resolve_dtype, warmup_batch_sizes
+from app.inference import ModelRunner, StartupError, resolve_device, resolve_service_precision, warmup_batch_sizes
 from app.metrics import Metrics
 
 from .harness import make_settings
@@ -13,10 +14,20 @@ from .harness import make_settings
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
+def clips_of_mixed_sizes(count: int, frames: int) -> list[list[np.ndarray]]:
+    """Clips whose frames differ in size within a clip and across clips (tracker crops do)."""
+    rng = np.random.default_rng(0)
+    sizes = [(64, 32), (48, 40), (30, 90), (64, 32)]
+    return [
+        [rng.integers(0, 256, (*sizes[(c + f) % len(sizes)], 3), dtype=np.uint8) for f in range(frames)]
+        for c in range(count)
+    ]
+
+
 def test_cpu_runs_fp32_and_refuses_half_precision():
-    assert resolve_dtype("auto", torch.device("cpu")) == "fp32"
+    assert resolve_service_precision("auto", torch.device("cpu")) == "fp32"
     with pytest.raises(StartupError, match="needs CUDA"):
-        resolve_dtype("bf16", torch.device("cpu"))
+        resolve_service_precision("bf16", torch.device("cpu"))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only host")
@@ -32,24 +43,35 @@ def test_warmup_covers_powers_of_two_and_the_largest_batch():
     assert warmup_batch_sizes(12) == [1, 2, 4, 8, 12]
 
 
-def test_predict_is_the_sigmoid_of_the_model_in_inference_mode(runner, reference_model):
-    clips = torch.randn(3, runner.frames_per_clip, 3, 32, 32)
+def test_predict_is_the_sigmoid_of_the_model_on_preprocessed_frames(runner, reference_model):
+    clips = clips_of_mixed_sizes(3, runner.frames_per_clip)
     with torch.inference_mode():
-        expected = torch.sigmoid(reference_model(clips)).numpy()
-    probabilities = runner.predict(clips)
+        batch = torch.stack([reference_model.preprocess(clip) for clip in clips])
+        expected = torch.sigmoid(reference_model(batch)).numpy()
+    probabilities = runner.predict([runner.prepare(clip) for clip in clips])
     assert probabilities.shape == (3, 43) and probabilities.dtype == expected.dtype
     assert probabilities == pytest.approx(expected, abs=1e-6)
 
 
+def test_preprocessing_in_the_batch_matches_preprocessing_on_decode_threads(runner):
+    """The GPU path (uint8 frames handed over, padded and resized batch-wise on the model's device) run on CPU:
+    same answers as the CPU path within the uint8-versus-float resizing difference."""
+    in_batch = ModelRunner(runner.model, runner.served, runner.device, "fp32", preprocess_in_batch=True)
+    clips = clips_of_mixed_sizes(4, runner.frames_per_clip)
+    handed_over = [in_batch.prepare(clip) for clip in clips]
+    assert all(frame.dtype == torch.uint8 for clip in handed_over for frame in clip)
+    expected = runner.predict([runner.prepare(clip) for clip in clips])
+    assert in_batch.predict(handed_over) == pytest.approx(expected, abs=0.02)
+
+
 @cuda
-def test_cuda_autocast_stays_close_to_fp32(tiny_checkpoint, reference_model):
-    runner = ModelRunner.load(make_settings(tiny_checkpoint, device="cuda"))
-    assert runner.dtype in ("bf16", "fp16")
-    clips = torch.randn(4, runner.frames_per_clip, 3, 32, 32)
-    with torch.inference_mode():
-        expected = torch.sigmoid(reference_model(clips)).numpy()
-    assert runner.predict(clips) == pytest.approx(expected, abs=2e-2)
-    runner.warm_up([1, 4])
+def test_cuda_autocast_stays_close_to_fp32(tiny_checkpoint, runner):
+    on_gpu = ModelRunner.load(make_settings(tiny_checkpoint, device="cuda"))
+    assert on_gpu.precision in ("bf16", "fp16") and on_gpu.preprocess_in_batch
+    clips = clips_of_mixed_sizes(4, on_gpu.frames_per_clip)
+    expected = runner.predict([runner.prepare(clip) for clip in clips])
+    assert on_gpu.predict([on_gpu.prepare(clip) for clip in clips]) == pytest.approx(expected, abs=2e-2)
+    on_gpu.warm_up([1, 4])
     metrics = Metrics()
-    metrics.set_model("tiny", "v", "mars", runner.device, runner.dtype)
+    metrics.set_model("tiny", "v", "mars", on_gpu.device, on_gpu.precision)
     assert b"vtfpar_gpu_memory_allocated_bytes" in metrics.exposition()

@@ -79,6 +79,17 @@ def test_not_ready_until_warmed_up(tiny_checkpoint, runner):
         assert post(running.url).status_code == 200
 
 
+def test_a_failed_warm_up_stops_the_server_so_a_supervisor_restarts_it(tiny_checkpoint, runner):
+    class BrokenWarmUp(GatedRunner):
+        def warm_up(self, sizes):
+            raise RuntimeError("CUDA error: out of memory")
+
+    with serving(make_settings(tiny_checkpoint), runner=BrokenWarmUp(runner), wait_ready=False) as running:
+        running.thread.join(timeout=20)
+        assert not running.thread.is_alive(), "the server kept running with a model it cannot serve"
+        assert running.server.failed
+
+
 def test_a_full_queue_gives_429_and_a_stale_clip_503(tiny_checkpoint, runner):
     gated = GatedRunner(runner)
     settings = make_settings(
@@ -228,4 +239,4 @@ def test_without_a_checkpoint_the_demo_model_is_served_or_its_absence_explained(
         with pytest.raises(StartupError, match="demo checkpoint .* is not installed; set VTFPAR_CHECKPOINT"):
             ModelRunner.load(settings)
     else:
-        assert ModelRunner.load(settings).identity.demo is True
+        assert ModelRunner.load(settings).served.demo is True

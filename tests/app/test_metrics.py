@@ -27,7 +27,19 @@ EXPECTED = {
     "vtfpar_model_info": "gauge",
 }
 # Every label the service uses; request ids, file names and the like must never become labels.
-ALLOWED_LABELS = {"endpoint", "status", "reason", "codec", "le", "name", "version", "schema", "device", "dtype"}
+ALLOWED_LABELS = {
+    "endpoint",
+    "status",
+    "reason",
+    "codec",
+    "le",
+    "name",
+    "version",
+    "schema",
+    "device",
+    "precision",
+    "outcome",
+}
 
 
 @pytest.fixture(scope="module")
@@ -47,20 +59,22 @@ def test_the_documented_metrics_are_exposed(server, exposition):
     for name, kind in EXPECTED.items():
         assert name in families and families[name].type == kind, name
     info = families["vtfpar_model_info"].samples[0]
-    identity = server.service.runner.identity
+    served = server.service.runner.served
     assert info.value == 1 and info.labels == {
         "name": "tiny",
-        "version": identity.version,
+        "version": served.version,
         "schema": "mars",
         "device": "cpu",
-        "dtype": "fp32",
+        "precision": "fp32",
     }
     requests = {(s.labels["endpoint"], s.labels["status"]) for s in families["vtfpar_requests"].samples}
     assert ("/predict", "200") in requests and ("/predict", "415") in requests and ("unmatched", "404") in requests
     reasons = {s.labels["reason"] for s in families["vtfpar_rejections"].samples}
     assert reasons >= {"unsupported_media_type", "not_found"}
-    decode = {s.labels["codec"] for s in families["vtfpar_decode_duration_seconds"].samples}
-    assert "h264" in decode
+    decode = {(s.labels["codec"], s.labels["outcome"]) for s in families["vtfpar_decode_duration_seconds"].samples}
+    assert ("h264", "ok") in decode and ("unknown", "error") in decode  # failures are timed too
+    waits = {s.labels["outcome"] for s in families["vtfpar_queue_wait_seconds"].samples}
+    assert "ok" in waits
     assert families["vtfpar_ready"].samples[0].value == 1
     # GPU memory gauges exist only on CUDA.
     assert "vtfpar_gpu_memory_allocated_bytes" not in families

@@ -35,7 +35,7 @@ def test_each_container_gives_the_direct_model_answer(server, direct, reference_
     answer = check_answer(response.json(), decode_all(data), direct)
     assert answer.input.source == "video"
     assert answer.model.name == "tiny" and answer.model.schema_name == "mars" and answer.model.demo is False
-    assert answer.model.version == server.service.runner.identity.digest[:12]
+    assert answer.model.version == server.service.runner.served.digest[:12]
     schema = reference_model.schema
     assert [a.name for a in answer.attributes] == schema.names
     assert [a.group for a in answer.attributes] == [a.group for a in schema.attributes]
@@ -64,6 +64,15 @@ def test_a_tracklet_of_crops_gives_the_direct_model_answer(server, direct, fmt):
     assert response.status_code == 200, response.text
     answer = check_answer(response.json(), [decode_image(c) for c in crops], direct)
     assert answer.input.source == "frames" and answer.input.container == fmt.lower()
+
+
+def test_a_tracklet_of_crops_of_different_sizes_gives_the_direct_model_answer(server, direct):
+    """Tracker crops change size from frame to frame; each is padded and resized on its own."""
+    crops = [image_bytes(frames(1, width=40 + 4 * i, height=120 - 6 * i, seed=i)[0], "PNG") for i in range(7)]
+    files = [("frames", (f"{i:04d}.png", crop)) for i, crop in enumerate(crops)]
+    response = httpx.post(f"{server.url}/predict", files=files)
+    assert response.status_code == 200, response.text
+    check_answer(response.json(), [decode_image(c) for c in crops], direct)
 
 
 def test_the_request_id_is_accepted_and_echoed(server):
@@ -120,8 +129,8 @@ def _batches(server) -> dict:
 def test_info_echoes_the_model_and_every_limit(server):
     info = InfoResponse.model_validate(httpx.get(f"{server.url}/info").json())
     settings = server.settings
-    assert info.model.digest == server.service.runner.identity.digest and info.model.version == info.model.digest[:12]
-    assert info.model.frames_per_clip == 4 and info.device == "cpu" and info.dtype == "fp32"
+    assert info.model.digest == server.service.runner.served.digest and info.model.version == info.model.digest[:12]
+    assert info.model.frames_per_clip == 4 and info.device == "cpu" and info.precision == "fp32"
     assert len(info.attributes) == 43 and len(info.groups) == 14
     for name, value in {**info.limits, **info.batching}.items():
         assert getattr(settings, name) == value
@@ -132,9 +141,12 @@ def test_info_echoes_the_model_and_every_limit(server):
         "max_frames_decoded",
         "decode_timeout_s",
         "max_upload_frames",
+        "max_side",
+        "max_aspect_ratio",
     } <= set(info.limits)
     assert {"max_batch_clips", "max_batch_wait_ms", "max_queue", "queue_timeout_s"} <= set(info.batching)
     assert info.decoding["decode_workers"] == settings.decode_workers
+    assert info.decoding["codecs"] == list(settings.allowed_codecs) and "mpegts" in info.decoding["containers"]
 
 
 def test_the_openapi_schema_documents_uploads_answers_and_errors(server):

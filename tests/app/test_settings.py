@@ -15,7 +15,7 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
         "CHECKPOINT": "/models/vtfpar/b16.safetensors",
         "BACKBONE_WEIGHTS": "/models/clip",
         "DEVICE": "cpu",
-        "DTYPE": "fp32",
+        "PRECISION": "fp32",
         "WARMUP": "false",
         "TORCH_THREADS": "1",
         "MAX_BATCH_CLIPS": "16",
@@ -27,12 +27,15 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
         "MAX_UPLOAD_BYTES": "1000",
         "MAX_UPLOAD_FRAMES": "12",
         "MAX_PIXELS": "640",
+        "MAX_SIDE": "320",
+        "MAX_ASPECT_RATIO": "4.5",
         "MAX_DURATION_S": "5",
         "MAX_FRAMES_DECODED": "99",
         "MIN_FRAMES": "2",
         "DECODE_TIMEOUT_S": "1.5",
         "DECODE_WORKERS": "3",
         "DECODE_THREADS": "1",
+        "ALLOWED_CODECS": "h264, MSMPEG4V3",
         "HOST": "127.0.0.1",
         "PORT": "9000",
         "DRAIN_TIMEOUT_S": "11",
@@ -47,6 +50,15 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
     assert settings.max_batch_clips == 16 and settings.max_batch_wait_ms == 2.5 and settings.warmup is False
     assert settings.max_upload_bytes == 1000 and settings.decode_workers == 3 and settings.port == 9000
     assert settings.log_json is False and settings.log_level == "debug"
+    assert settings.allowed_codecs == ("h264", "msmpeg4v3") and settings.max_aspect_ratio == 4.5
+
+
+def test_a_batch_wait_as_long_as_the_queue_timeout_is_refused(monkeypatch):
+    """Every lone clip would wait for its batch to fill until its queue timeout had passed: 503 for all."""
+    monkeypatch.setenv("VTFPAR_MAX_BATCH_WAIT_MS", "2000")
+    monkeypatch.setenv("VTFPAR_QUEUE_TIMEOUT_S", "2")
+    with pytest.raises(pydantic.ValidationError, match="max_batch_wait_ms must be shorter than queue_timeout_s"):
+        Settings()
 
 
 def test_defaults_serve_on_port_8000_of_every_interface(monkeypatch):
@@ -59,7 +71,7 @@ def test_defaults_serve_on_port_8000_of_every_interface(monkeypatch):
 
 @pytest.mark.parametrize(
     "name, value",
-    [("MAX_BATCH_CLIPS", "0"), ("DEVICE", "tpu"), ("DTYPE", "int8"), ("MAX_QUEUE", "many"), ("QUEUE_TIMEOUT_S", "-1")],
+    [("MAX_BATCH_CLIPS", "0"), ("DEVICE", "tpu"), ("PRECISION", "int8"), ("ALLOWED_CODECS", ","), ("MAX_QUEUE", "many"), ("QUEUE_TIMEOUT_S", "-1")],
 )
 def test_invalid_values_are_refused_at_startup(monkeypatch, name, value):
     monkeypatch.setenv(f"VTFPAR_{name}", value)
