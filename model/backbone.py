@@ -13,10 +13,12 @@ import contextlib
 import hashlib
 import logging
 import os
+import pickle
 from pathlib import Path
 
 import open_clip
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from .config import CLIP_CONFIG_DIR
@@ -97,7 +99,7 @@ def build_clip(arch: str, weights: str | None, force_quick_gelu: bool = False) -
         if "Unknown model" in str(exc) or "not found" in str(exc).lower():
             raise BackboneError(f"cannot build CLIP {arch!r} with weights {weights!r}: {exc}") from None
         raise BackboneError(f"cannot load CLIP {arch!r} weights {weights!r}: {exc}") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, pickle.UnpicklingError, SafetensorError) as exc:  # corrupt weights files
         raise BackboneError(f"cannot load CLIP {arch!r} weights {weights!r}: {exc}") from None
 
 
