@@ -21,6 +21,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.BAD_REQUEST: 400,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.UPLOAD_TIMEOUT: 408,
     ErrorCode.PAYLOAD_TOO_LARGE: 413,
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
     ErrorCode.UNDECODABLE_MEDIA: 422,
@@ -39,6 +40,9 @@ STATUS: dict[ErrorCode, int] = {
 }
 # Statuses that tell the client to come back later.
 RETRY_LATER = {429, 503}
+# Statuses sent before the body was read to its end: the connection closes, instead of the server reading on
+# whatever a slow sender still has to send.
+CLOSE_CONNECTION = {408}
 _HTTP_CODES = {
     400: ErrorCode.BAD_REQUEST,
     404: ErrorCode.NOT_FOUND,
@@ -53,6 +57,8 @@ def error_response(error: ServiceError, retry_after_s: int, headers: dict[str, s
     headers = dict(headers or {})
     if status in RETRY_LATER:
         headers["Retry-After"] = str(retry_after_s)
+    if status in CLOSE_CONNECTION:
+        headers["Connection"] = "close"
     return JSONResponse(
         {"error": {"code": error.code.value, "message": error.message}}, status_code=status, headers=headers
     )

@@ -43,6 +43,7 @@ ServiceDep = Annotated[Service, Depends(get_service)]
 def _errors(*statuses: int) -> dict:
     descriptions = {
         400: "Malformed request: missing, extra or empty parts.",
+        408: "The request body was not complete within the upload deadline (VTFPAR_UPLOAD_TIMEOUT_S).",
         413: "Upload larger than the byte limit, or too many frame files.",
         415: "Content type, container, codec or image format not accepted (playlists are refused).",
         422: "Media that cannot be used: undecodable, no video stream, too few frames, too long, too many pixels, "
@@ -101,18 +102,21 @@ _PREDICT_OPENAPI = {
     "/predict",
     response_model=PredictResponse,
     summary="Attribute probabilities for one clip",
-    responses=_errors(400, 413, 415, 422, 429, 503),
+    responses=_errors(400, 408, 413, 415, 422, 429, 503),
     openapi_extra=_PREDICT_OPENAPI,
 )
 async def predict(request: Request, service: ServiceDep) -> PredictResponse:
-    """Send one `video` file, or several `frames` image files (multipart), or a raw body with a `video/*`
-    content type. The model sees `frames_per_clip` frames sampled evenly over the clip."""
+    """Send one `video` file, or one or more `frames` image files (multipart), or a raw video body. The model
+    sees `frames_per_clip` frames sampled evenly over the clip."""
     start = time.perf_counter()
     settings = service.settings
-    with service.admit():
-        upload = await read_upload(request, settings.max_upload_bytes, settings.max_upload_frames)
+    with service.admit() as admission:
+        upload = await read_upload(
+            request, settings.max_upload_bytes, settings.max_upload_frames, settings.upload_timeout_s
+        )
         service.metrics.upload_bytes.observe(upload.bytes_read)
         try:
+            admission.body_received()
             clip = await (
                 service.decoder.video(upload.video)
                 if upload.video is not None
@@ -196,6 +200,7 @@ async def info(service: ServiceDep) -> InfoResponse:
             name: getattr(settings, name)
             for name in (
                 "max_upload_bytes",
+                "upload_timeout_s",
                 "max_upload_frames",
                 "max_pixels",
                 "max_duration_s",
@@ -211,6 +216,7 @@ async def info(service: ServiceDep) -> InfoResponse:
                 "max_batch_wait_ms",
                 "max_queue",
                 "queue_timeout_s",
+                "max_concurrent_uploads",
                 "max_concurrent_requests",
                 "retry_after_s",
             )
