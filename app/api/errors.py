@@ -1,6 +1,7 @@
 """The one place where error codes become HTTP statuses, and every error becomes ``{"error": {...}}``.
 
-FastAPI's own errors (request validation, unknown route, wrong method) are mapped into the same shape.
+FastAPI's own errors (request validation, unknown route, wrong method) are mapped into the same shape, and so is
+any exception nothing else handled (a 500, logged with its traceback).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import ErrorCode, ServiceError
 from ..metrics import Metrics
@@ -83,11 +85,40 @@ def install_error_handlers(app: FastAPI, retry_after_s: int, metrics: Metrics) -
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         return respond(ServiceError(ErrorCode.BAD_REQUEST, f"invalid request: {problems}"))
 
-    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
+    def unexpected_error() -> JSONResponse:
         return respond(ServiceError(ErrorCode.INTERNAL_ERROR, "internal error"))
 
     app.add_exception_handler(ServiceError, service_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(Exception, unexpected_error)
+    # Not add_exception_handler(Exception): Starlette runs that one outside every middleware, where the response
+    # gets no X-Request-Id and the log line no request id, and then re-raises for the server to log it again.
+    app.add_middleware(UnexpectedErrorMiddleware, respond=unexpected_error)
+
+
+class UnexpectedErrorMiddleware:
+    """Answers an exception no handler took with a 500 error body, and logs it once with its traceback.
+
+    Added before the request context middleware, so it runs inside it: the request id is still set."""
+
+    def __init__(self, app: ASGIApp, respond) -> None:
+        self.app = app
+        self.respond = respond
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        except Exception:
+            if started:  # too late for an error body; the server closes the connection
+                raise
+            log.exception("unhandled error")
+            await self.respond()(scope, receive, send)
