@@ -25,7 +25,7 @@ from .schemas import (
     PredictResponse,
     prediction_response,
 )
-from .uploads import read_upload
+from .uploads import RAW_CONTENT_TYPES, read_upload
 
 router = APIRouter()
 
@@ -59,14 +59,17 @@ def _errors(*statuses: int) -> dict:
     return responses
 
 
+_BINARY = {"type": "string", "format": "binary", "minLength": 1}  # an empty file is refused
 _PREDICT_OPENAPI = {
     "parameters": [
         {
             "name": "X-Request-Id",
             "in": "header",
             "required": False,
-            "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
-            "description": "Echoed in the response header, the body and the logs; generated when absent.",
+            # Any value is accepted: one that does not match the pattern is replaced by a generated id.
+            "schema": {"type": "string"},
+            "description": "Your id for this request (letters, digits and `. _ : -`, up to 128 characters; "
+            "anything else is replaced by a generated id). Echoed in the response header, the body and the logs.",
         }
     ],
     "requestBody": {
@@ -74,25 +77,39 @@ _PREDICT_OPENAPI = {
         "content": {
             "multipart/form-data": {
                 "schema": {
-                    "type": "object",
-                    "properties": {
-                        "video": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "One clip: mp4/mov, webm/mkv, avi or gif.",
+                    "oneOf": [
+                        {
+                            "title": "Video",
+                            "type": "object",
+                            "properties": {
+                                "video": {**_BINARY, "description": "One clip: mp4/mov, webm/mkv, avi or gif."}
+                            },
+                            "required": ["video"],
+                            "additionalProperties": False,
                         },
-                        "frames": {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                            "description": "A tracklet: JPEG/PNG crops of one size, in temporal order.",
+                        {
+                            "title": "Frames",
+                            "type": "object",
+                            "properties": {
+                                "frames": {
+                                    "type": "array",
+                                    "items": _BINARY,
+                                    "minItems": 1,
+                                    "description": "A tracklet: JPEG/PNG crops in temporal order (at most "
+                                    "VTFPAR_MAX_UPLOAD_FRAMES, see /info).",
+                                }
+                            },
+                            "required": ["frames"],
+                            "additionalProperties": False,
                         },
-                    },
+                    ]
+                },
+                "encoding": {
+                    "video": {"contentType": ", ".join(RAW_CONTENT_TYPES)},
+                    "frames": {"contentType": "image/jpeg, image/png"},
                 },
             },
-            "video/*": {
-                "schema": {"type": "string", "format": "binary"},
-                "example": "curl --data-binary @clip.mp4 -H 'Content-Type: video/mp4' .../predict",
-            },
+            **{content_type: {"schema": _BINARY} for content_type in RAW_CONTENT_TYPES},
         },
     },
 }
