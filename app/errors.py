@@ -13,6 +13,7 @@ class ErrorCode(StrEnum):
     BAD_REQUEST = "bad_request"  # malformed request: missing/extra fields, empty upload
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
+    UPLOAD_TIMEOUT = "upload_timeout"  # the body was not complete within the upload deadline
     PAYLOAD_TOO_LARGE = "payload_too_large"  # upload bytes or number of frame files above the limit
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"  # content type, container, codec or image format refused
     UNDECODABLE_MEDIA = "undecodable_media"  # corrupt or truncated media

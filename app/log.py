@@ -1,10 +1,15 @@
-"""Structured logs: one JSON object per line, carrying the id of the request being served."""
+"""Logs carrying the id of the request being served: one JSON object per line, or one plain-text line.
+
+Either way a client cannot forge a line: JSON escapes every control character, and the plain-text formatter
+escapes them in the message (a path sent as ``/x%0a...`` arrives decoded, with a real newline in it).
+"""
 
 from __future__ import annotations
 
 import contextvars
 import json
 import logging
+import re
 import time
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
@@ -35,9 +40,32 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators: whatever a log viewer may break a line on.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with control characters written as Python escapes (``\\n``, ``\\x1b``, ``\\u2028``)."""
+    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
+
+
+class TextFormatter(logging.Formatter):
+    """``time level logger [request id]: message``, the message on one line; a traceback follows it."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"{self.formatTime(record)} {record.levelname} {record.name}"
+        request_id = request_id_var.get()
+        if request_id:
+            line += f" [{request_id}]"
+        line += ": " + escape_controls(record.getMessage())
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
 def log_config(level: str, json_logs: bool) -> dict:
     """A ``logging.config.dictConfig`` for the app and uvicorn's own loggers (passed to uvicorn as log_config)."""
-    formatter = {"()": JsonFormatter} if json_logs else {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    formatter = {"()": JsonFormatter if json_logs else TextFormatter}
     handler = {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"}
     return {
         "version": 1,
@@ -48,6 +76,8 @@ def log_config(level: str, json_logs: bool) -> dict:
             "app": {"handlers": ["default"], "level": level.upper(), "propagate": False},
             "uvicorn": {"handlers": ["default"], "level": level.upper(), "propagate": False},
             "uvicorn.error": {"level": level.upper()},
+            # A warning per malformed multipart header: clients choose how many, and get a 400 saying why.
+            "python_multipart": {"level": "ERROR"},
         },
         "root": {"handlers": ["default"], "level": "WARNING"},
     }

@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None, runner: ModelRunner | None = No
     app.state.metrics = metrics
     install_error_handlers(app, settings.retry_after_s, metrics)
     app.include_router(router)
+    # Added last, so outermost: its request id is set while the error middleware above logs and answers.
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app
 

@@ -54,7 +54,14 @@ class Metrics(BatchObserver, DecodeObserver):
             buckets=REQUEST_BUCKETS,
             registry=registry,
         )
-        self.in_flight = Gauge("vtfpar_requests_in_flight", "/predict requests being handled", registry=registry)
+        self.uploads_in_flight = Gauge(
+            "vtfpar_uploads_in_flight", "/predict request bodies being received", registry=registry
+        )
+        self.in_flight = Gauge(
+            "vtfpar_requests_in_flight",
+            "/predict requests whose body has arrived, being decoded, queued or run",
+            registry=registry,
+        )
         self.rejections = Counter("vtfpar_rejections", "Requests refused, by error code", ["reason"], registry=registry)
         self.upload_bytes = Histogram(
             "vtfpar_upload_bytes", "Request body size of /predict uploads", buckets=UPLOAD_BUCKETS, registry=registry

@@ -39,7 +39,12 @@ class Service:
         self.warmed_up = False
         self.failed = False  # warm-up failed: the server exits (non-zero) so that a supervisor restarts it
         self.draining = False
-        self._in_flight = 0
+        self._uploads = _Slots(
+            settings.max_concurrent_uploads, self.metrics.uploads_in_flight, "request bodies are being received"
+        )
+        self._requests = _Slots(
+            settings.max_concurrent_requests, self.metrics.in_flight, "requests are being decoded or run"
+        )
         self._warmup_task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         served = runner.served
@@ -86,20 +91,54 @@ class Service:
 
     @contextlib.contextmanager
     def admit(self):
-        """Admission for one /predict request: ready, and under the concurrency cap."""
+        """Admission for one /predict request, in two steps, so that slow senders cannot starve decoding.
+
+        On arrival the service must be ready and one of ``max_concurrent_uploads`` upload slots free; the body then
+        has ``upload_timeout_s`` to arrive. Once it has, ``admission.body_received()`` trades the upload slot for
+        one of ``max_concurrent_requests`` slots for decoding, queueing and inference. A request that never
+        finishes its body holds an upload slot until its deadline, never one of the slots real work needs."""
         if not self.ready:
             raise ServiceError(
                 ErrorCode.NOT_READY,
                 "the service is draining" if self.draining else "the model is still loading or warming up",
             )
-        if self._in_flight >= self.settings.max_concurrent_requests:
-            raise ServiceError(
-                ErrorCode.OVERLOADED, f"{self.settings.max_concurrent_requests} requests are being handled already"
-            )
-        self._in_flight += 1
-        self.metrics.in_flight.set(self._in_flight)
+        admission = Admission(self._uploads, self._requests)
         try:
-            yield
+            yield admission
         finally:
-            self._in_flight -= 1
-            self.metrics.in_flight.set(self._in_flight)
+            admission.release()
+
+
+class _Slots:
+    """A counted capacity, mirrored in a gauge; full means 429 overloaded."""
+
+    def __init__(self, limit: int, gauge, what: str) -> None:
+        self.limit, self.gauge, self.what = limit, gauge, what
+        self.count = 0
+
+    def take(self) -> None:
+        if self.count >= self.limit:
+            raise ServiceError(ErrorCode.OVERLOADED, f"{self.limit} {self.what} already")
+        self.count += 1
+        self.gauge.set(self.count)
+
+    def release(self) -> None:
+        self.count -= 1
+        self.gauge.set(self.count)
+
+
+class Admission:
+    """One /predict request's place: an upload slot while its body arrives, then a processing slot."""
+
+    def __init__(self, uploads: _Slots, requests: _Slots) -> None:
+        uploads.take()
+        self._held, self._requests = uploads, requests
+
+    def body_received(self) -> None:
+        if self._held is not self._requests:
+            self._requests.take()  # may refuse; the upload slot is released on the way out all the same
+            self._held.release()
+            self._held = self._requests
+
+    def release(self) -> None:
+        self._held.release()

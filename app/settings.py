@@ -47,12 +47,21 @@ class Settings(BaseSettings):
         10.0, gt=0, description="A clip queued longer than this is dropped with 503 queue_timeout."
     )
     max_concurrent_requests: int = Field(
-        128, ge=1, description="/predict requests handled at once (upload, decode, queue); beyond it 429 overloaded."
+        128,
+        ge=1,
+        description="/predict requests whose body has arrived, handled at once (decode, queue, forward pass); "
+        "beyond it 429 overloaded.",
+    )
+    max_concurrent_uploads: int = Field(
+        256, ge=1, description="/predict bodies being received at once; beyond it 429 overloaded before reading."
     )
     retry_after_s: int = Field(1, ge=0, description="Retry-After sent with 429 and 503.")
 
     # Upload and media limits (all checked before any frame is decoded)
     max_upload_bytes: int = Field(64 * 1024 * 1024, ge=1, description="Request body bytes, counted while streaming.")
+    upload_timeout_s: float = Field(
+        30.0, gt=0, description="A /predict body not complete this long after its headers gets 408 upload_timeout."
+    )
     max_upload_frames: int = Field(1000, ge=1, description="Image files in one frames upload.")
     max_pixels: int = Field(3840 * 2160, ge=1, description="Width x height of a video or image.")
     max_side: int = Field(4096, ge=1, description="Longest side of a video frame or image, in pixels.")

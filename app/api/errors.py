@@ -1,6 +1,7 @@
 """The one place where error codes become HTTP statuses, and every error becomes ``{"error": {...}}``.
 
-FastAPI's own errors (request validation, unknown route, wrong method) are mapped into the same shape.
+FastAPI's own errors (request validation, unknown route, wrong method) are mapped into the same shape, and so is
+any exception nothing else handled (a 500, logged with its traceback).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import ErrorCode, ServiceError
 from ..metrics import Metrics
@@ -21,6 +23,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.BAD_REQUEST: 400,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.UPLOAD_TIMEOUT: 408,
     ErrorCode.PAYLOAD_TOO_LARGE: 413,
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
     ErrorCode.UNDECODABLE_MEDIA: 422,
@@ -39,6 +42,9 @@ STATUS: dict[ErrorCode, int] = {
 }
 # Statuses that tell the client to come back later.
 RETRY_LATER = {429, 503}
+# Statuses sent before the body was read to its end: the connection closes, instead of the server reading on
+# whatever a slow sender still has to send.
+CLOSE_CONNECTION = {408}
 _HTTP_CODES = {
     400: ErrorCode.BAD_REQUEST,
     404: ErrorCode.NOT_FOUND,
@@ -53,6 +59,8 @@ def error_response(error: ServiceError, retry_after_s: int, headers: dict[str, s
     headers = dict(headers or {})
     if status in RETRY_LATER:
         headers["Retry-After"] = str(retry_after_s)
+    if status in CLOSE_CONNECTION:
+        headers["Connection"] = "close"
     return JSONResponse(
         {"error": {"code": error.code.value, "message": error.message}}, status_code=status, headers=headers
     )
@@ -77,11 +85,40 @@ def install_error_handlers(app: FastAPI, retry_after_s: int, metrics: Metrics) -
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         return respond(ServiceError(ErrorCode.BAD_REQUEST, f"invalid request: {problems}"))
 
-    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
+    def unexpected_error() -> JSONResponse:
         return respond(ServiceError(ErrorCode.INTERNAL_ERROR, "internal error"))
 
     app.add_exception_handler(ServiceError, service_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(Exception, unexpected_error)
+    # Not add_exception_handler(Exception): Starlette runs that one outside every middleware, where the response
+    # gets no X-Request-Id and the log line no request id, and then re-raises for the server to log it again.
+    app.add_middleware(UnexpectedErrorMiddleware, respond=unexpected_error)
+
+
+class UnexpectedErrorMiddleware:
+    """Answers an exception no handler took with a 500 error body, and logs it once with its traceback.
+
+    Added before the request context middleware, so it runs inside it: the request id is still set."""
+
+    def __init__(self, app: ASGIApp, respond) -> None:
+        self.app = app
+        self.respond = respond
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        except Exception:
+            if started:  # too late for an error body; the server closes the connection
+                raise
+            log.exception("unhandled error")
+            await self.respond()(scope, receive, send)

@@ -24,7 +24,7 @@ from .schemas import (
     PredictResponse,
     prediction_response,
 )
-from .uploads import read_upload
+from .uploads import RAW_CONTENT_TYPES, read_upload
 
 router = APIRouter()
 
@@ -42,6 +42,7 @@ ServiceDep = Annotated[Service, Depends(get_service)]
 def _errors(*statuses: int) -> dict:
     descriptions = {
         400: "Malformed request: missing, extra or empty parts.",
+        408: "The request body was not complete within the upload deadline (VTFPAR_UPLOAD_TIMEOUT_S).",
         413: "Upload larger than the byte limit, or too many frame files.",
         415: "Content type, container, codec or image format not accepted (playlists are refused).",
         422: "Media that cannot be used: undecodable, no video stream, too few frames, too long, too many pixels, "
@@ -57,14 +58,17 @@ def _errors(*statuses: int) -> dict:
     return responses
 
 
+_BINARY = {"type": "string", "format": "binary", "minLength": 1}  # an empty file is refused
 _PREDICT_OPENAPI = {
     "parameters": [
         {
             "name": "X-Request-Id",
             "in": "header",
             "required": False,
-            "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
-            "description": "Echoed in the response header, the body and the logs; generated when absent.",
+            # Any value is accepted: one that does not match the pattern is replaced by a generated id.
+            "schema": {"type": "string"},
+            "description": "Your id for this request (letters, digits and `. _ : -`, up to 128 characters; "
+            "anything else is replaced by a generated id). Echoed in the response header, the body and the logs.",
         }
     ],
     "requestBody": {
@@ -72,25 +76,39 @@ _PREDICT_OPENAPI = {
         "content": {
             "multipart/form-data": {
                 "schema": {
-                    "type": "object",
-                    "properties": {
-                        "video": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "One clip: mp4/mov, webm/mkv, avi, gif or mpeg-ts.",
+                    "oneOf": [
+                        {
+                            "title": "Video",
+                            "type": "object",
+                            "properties": {
+                                "video": {**_BINARY, "description": "One clip: mp4/mov, webm/mkv, avi, gif or mpeg-ts."}
+                            },
+                            "required": ["video"],
+                            "additionalProperties": False,
                         },
-                        "frames": {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                            "description": "A tracklet: JPEG/PNG crops of one size, in temporal order.",
+                        {
+                            "title": "Frames",
+                            "type": "object",
+                            "properties": {
+                                "frames": {
+                                    "type": "array",
+                                    "items": _BINARY,
+                                    "minItems": 1,
+                                    "description": "A tracklet: JPEG/PNG crops in temporal order (at most "
+                                    "VTFPAR_MAX_UPLOAD_FRAMES, see /info).",
+                                }
+                            },
+                            "required": ["frames"],
+                            "additionalProperties": False,
                         },
-                    },
+                    ]
+                },
+                "encoding": {
+                    "video": {"contentType": ", ".join(RAW_CONTENT_TYPES)},
+                    "frames": {"contentType": "image/jpeg, image/png"},
                 },
             },
-            "video/*": {
-                "schema": {"type": "string", "format": "binary"},
-                "example": "curl --data-binary @clip.mp4 -H 'Content-Type: video/mp4' .../predict",
-            },
+            **{content_type: {"schema": _BINARY} for content_type in RAW_CONTENT_TYPES},
         },
     },
 }
@@ -100,18 +118,21 @@ _PREDICT_OPENAPI = {
     "/predict",
     response_model=PredictResponse,
     summary="Attribute probabilities for one clip",
-    responses=_errors(400, 413, 415, 422, 429, 503),
+    responses=_errors(400, 408, 413, 415, 422, 429, 503),
     openapi_extra=_PREDICT_OPENAPI,
 )
 async def predict(request: Request, service: ServiceDep) -> PredictResponse:
-    """Send one `video` file, or several `frames` image files (multipart), or a raw body with a `video/*`
-    content type. The model sees `frames_per_clip` frames sampled evenly over the clip."""
+    """Send one `video` file, or one or more `frames` image files (multipart), or a raw video body. The model
+    sees `frames_per_clip` frames sampled evenly over the clip."""
     start = time.perf_counter()
     settings = service.settings
-    with service.admit():
-        upload = await read_upload(request, settings.max_upload_bytes, settings.max_upload_frames)
+    with service.admit() as admission:
+        upload = await read_upload(
+            request, settings.max_upload_bytes, settings.max_upload_frames, settings.upload_timeout_s
+        )
         service.metrics.upload_bytes.observe(upload.bytes_read)
         try:
+            admission.body_received()
             clip = await (
                 service.decoder.video(upload.video)
                 if upload.video is not None
@@ -194,6 +215,7 @@ async def info(service: ServiceDep) -> InfoResponse:
             name: getattr(settings, name)
             for name in (
                 "max_upload_bytes",
+                "upload_timeout_s",
                 "max_upload_frames",
                 "max_pixels",
                 "max_side",
@@ -211,6 +233,7 @@ async def info(service: ServiceDep) -> InfoResponse:
                 "max_batch_wait_ms",
                 "max_queue",
                 "queue_timeout_s",
+                "max_concurrent_uploads",
                 "max_concurrent_requests",
                 "retry_after_s",
             )

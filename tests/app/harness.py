@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.main import build_server, create_app
 from app.settings import Settings
@@ -64,3 +65,12 @@ def serving(settings: Settings, runner=None, wait_ready: bool = True):
         yield running
     finally:
         running.stop()
+
+
+def metric(url: str, name: str, **labels) -> float:
+    """The value of one sample in a live server's /metrics (0 when absent)."""
+    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return 0.0

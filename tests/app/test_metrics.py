@@ -15,6 +15,7 @@ EXPECTED = {
     "vtfpar_requests": "counter",
     "vtfpar_request_duration_seconds": "histogram",
     "vtfpar_requests_in_flight": "gauge",
+    "vtfpar_uploads_in_flight": "gauge",
     "vtfpar_rejections": "counter",
     "vtfpar_upload_bytes": "histogram",
     "vtfpar_decode_duration_seconds": "histogram",

@@ -144,7 +144,9 @@ def test_info_echoes_the_model_and_every_limit(server):
         "max_side",
         "max_aspect_ratio",
     } <= set(info.limits)
+    assert {"upload_timeout_s"} <= set(info.limits)
     assert {"max_batch_clips", "max_batch_wait_ms", "max_queue", "queue_timeout_s"} <= set(info.batching)
+    assert {"max_concurrent_uploads", "max_concurrent_requests"} <= set(info.batching)
     assert info.decoding["decode_workers"] == settings.decode_workers
     assert info.decoding["codecs"] == list(settings.allowed_codecs) and "mpegts" in info.decoding["containers"]
 
@@ -153,10 +155,14 @@ def test_the_openapi_schema_documents_uploads_answers_and_errors(server):
     spec = httpx.get(f"{server.url}/openapi.json").json()
     predict = spec["paths"]["/predict"]["post"]
     body = predict["requestBody"]["content"]
-    assert set(body["multipart/form-data"]["schema"]["properties"]) == {"video", "frames"}
-    assert "video/*" in body
+    video, tracklet = body["multipart/form-data"]["schema"]["oneOf"]  # one or the other, never both
+    assert (video["required"], tracklet["required"]) == (["video"], ["frames"])
+    assert video["additionalProperties"] is tracklet["additionalProperties"] is False
+    raw = set(body) - {"multipart/form-data"}
+    assert {"video/mp4", "video/webm", "video/x-msvideo", "image/gif", "application/octet-stream"} <= raw
+    assert not any(content_type.endswith("*") for content_type in raw)
     assert predict["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/PredictResponse")
-    for status in ("400", "413", "415", "422", "429", "503"):
+    for status in ("400", "408", "413", "415", "422", "429", "503"):
         assert predict["responses"][status]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
     assert "Retry-After" in predict["responses"]["429"]["headers"]
     for path in ("/health/live", "/health/ready", "/info", "/metrics"):

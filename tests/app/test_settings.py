@@ -23,8 +23,10 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
         "MAX_QUEUE": "7",
         "QUEUE_TIMEOUT_S": "3",
         "MAX_CONCURRENT_REQUESTS": "9",
+        "MAX_CONCURRENT_UPLOADS": "10",
         "RETRY_AFTER_S": "4",
         "MAX_UPLOAD_BYTES": "1000",
+        "UPLOAD_TIMEOUT_S": "7.5",
         "MAX_UPLOAD_FRAMES": "12",
         "MAX_PIXELS": "640",
         "MAX_SIDE": "320",
@@ -49,6 +51,7 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
     assert settings.checkpoint == Path("/models/vtfpar/b16.safetensors")
     assert settings.max_batch_clips == 16 and settings.max_batch_wait_ms == 2.5 and settings.warmup is False
     assert settings.max_upload_bytes == 1000 and settings.decode_workers == 3 and settings.port == 9000
+    assert settings.upload_timeout_s == 7.5 and settings.max_concurrent_uploads == 10
     assert settings.log_json is False and settings.log_level == "debug"
     assert settings.allowed_codecs == ("h264", "msmpeg4v3") and settings.max_aspect_ratio == 4.5
 
@@ -71,7 +74,16 @@ def test_defaults_serve_on_port_8000_of_every_interface(monkeypatch):
 
 @pytest.mark.parametrize(
     "name, value",
-    [("MAX_BATCH_CLIPS", "0"), ("DEVICE", "tpu"), ("PRECISION", "int8"), ("ALLOWED_CODECS", ","), ("MAX_QUEUE", "many"), ("QUEUE_TIMEOUT_S", "-1")],
+    [
+        ("MAX_BATCH_CLIPS", "0"),
+        ("DEVICE", "tpu"),
+        ("PRECISION", "int8"),
+        ("ALLOWED_CODECS", ","),
+        ("MAX_QUEUE", "many"),
+        ("QUEUE_TIMEOUT_S", "-1"),
+        ("UPLOAD_TIMEOUT_S", "0"),
+        ("MAX_CONCURRENT_UPLOADS", "0"),
+    ],
 )
 def test_invalid_values_are_refused_at_startup(monkeypatch, name, value):
     monkeypatch.setenv(f"VTFPAR_{name}", value)
