@@ -48,8 +48,7 @@ class Preprocess:
         square = np.ascontiguousarray(pad_to_square(frame))
         if not square.flags.writeable:  # e.g. np.asarray(PIL image); torch refuses to share read-only memory
             square = square.copy()
-        square = torch.from_numpy(square)
-        image = square.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+        image = torch.from_numpy(square).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
         if image.shape[-1] != self.image_size:
             # Bilinear with antialiasing approximates the reference's PIL resize on both up- and downscaling.
             image = F.interpolate(
