@@ -1,6 +1,6 @@
 """VTFPAR++: frozen CLIP taps -> spatial + temporal side nets -> text/visual fusion -> one logit per attribute.
 
-Shapes follow method.md 1.1 (B clips of T frames, L patches, width W, A attributes):
+Shapes follow docs/method.md §1.1 (B clips of T frames, L patches, width W, A attributes):
 frames [B,T,3,S,S] -> taps [B*T,L,C] -> spatial [B,1+L,W] (mean over frames) + temporal [B,1+L,W] (mean over
 tapped layers) -> concat(text [B,A,W], visual) -> fusion block(s) + LayerNorm -> head i on text token i -> BN.
 """

@@ -1,4 +1,4 @@
-"""The two trainable side networks that read the frozen CLIP taps (method.md 1.3-1.4).
+"""The two trainable side networks that read the frozen CLIP taps (docs/method.md §1.3-1.4).
 
 Both are built from timm ViT blocks (the reference uses a 240-wide timm ViT); only the parts the reference
 actually runs are built here.

@@ -10,8 +10,8 @@
                                      (the generic manifest format, for the manifest reader and serving tests)
 
 so ``--data DIR`` trains on it with the MARS reader. Identities share their appearance over 1-3 tracklets
-(different cameras, poses and motions). Attribute frequencies follow the real MARS file's priors (method.md
-3.5) by default; pose and motion priors are assumed (the later release's counts are not available here).
+(different cameras, poses and motions). Attribute frequencies follow the real MARS file's priors (docs/method.md
+§3.3) by default; pose and motion priors are assumed (the later release's counts are not available here).
 ``--priors uniform`` draws every class equally often instead. Deterministic for a seed.
 """
 
@@ -34,7 +34,7 @@ from model import load_schema
 from .mars import HEADER, SPLIT_FOLDERS, encode_labels, frame_name, tracklet_name
 from .render import make_look, plan_motion, render_tracklet
 
-# Class counts of the published mars_attributes.csv (method.md 3.5).
+# Class counts of the published mars_attributes.csv (docs/method.md §3.3).
 MARS_CLASS_COUNTS = {
     "Tops.c": (2861, 578, 1367, 1255, 1695, 4276, 1053, 1768, 1507),
     "Bottoms.c": (1087, 15, 6573, 265, 2599, 487, 113, 2904, 1510, 807),
