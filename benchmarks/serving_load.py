@@ -13,11 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,10 +23,10 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
-# Run from a checkout: the repository root (with app/ and model/) comes first on the path.
+# Run from a checkout: the repository root (app/, model/, and tests/ for its server and clip helpers) comes first
+# on the path.
 sys.path.insert(0, str(ROOT))
 
-import av  # noqa: E402
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -38,6 +34,8 @@ from model_throughput import build_runner, measure  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from model import save_checkpoint  # noqa: E402
+from tests.app.media import encode  # noqa: E402
+from tests.servers import AppProcess  # noqa: E402
 
 
 def synthetic_clips(count: int, frames: int, width: int, height: int, fps: int = 25) -> list[bytes]:
@@ -46,19 +44,13 @@ def synthetic_clips(count: int, frames: int, width: int, height: int, fps: int =
     for seed in range(count):
         rng = np.random.default_rng(seed)
         background = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
-        buffer = io.BytesIO()
-        with av.open(buffer, "w", format="mp4") as out:
-            stream = out.add_stream("libx264", rate=fps)
-            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            for i in range(frames):
-                image = background.copy()
-                top = (i * 3 + seed) % (height // 2)
-                image[top : top + height // 2, width // 4 : 3 * width // 4] = (seed * 37 % 256, 120, i * 9 % 256)
-                for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                    out.mux(packet)
-            for packet in stream.encode():
-                out.mux(packet)
-        clips.append(buffer.getvalue())
+        images = []
+        for i in range(frames):
+            image = background.copy()
+            top = (i * 3 + seed) % (height // 2)
+            image[top : top + height // 2, width // 4 : 3 * width // 4] = (seed * 37 % 256, 120, i * 9 % 256)
+            images.append(image)
+        clips.append(encode("mp4", images, fps=fps))
     return clips
 
 
@@ -118,56 +110,12 @@ async def _batch_totals(client: httpx.AsyncClient) -> tuple[float, float]:
     return values["vtfpar_batch_size_clips_count"], values["vtfpar_batch_size_clips_sum"]
 
 
-class ServerProcess:
-    """``python -m app`` on a free loopback port, configured through VTFPAR_* variables."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = tempfile.TemporaryFile(mode="w+")
-        full_env = {
-            **os.environ,
-            "VTFPAR_HOST": "127.0.0.1",
-            "VTFPAR_PORT": str(port),
-            "VTFPAR_LOG_LEVEL": "warning",
-            "PYTHONPATH": str(ROOT),
-            **env,
-        }
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "app"], env=full_env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT
-        )
-
-    def wait_ready(self, timeout: float = 600) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self.log.seek(0)
-                raise RuntimeError(f"the server exited:\n{self.log.read()}")
-            try:
-                if httpx.get(f"{self.url}/health/ready").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("the server did not become ready")
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-
-
 def serve_and_load(env: dict[str, str], clips: list[bytes], args) -> LoadResult:
-    server = ServerProcess(env)
-    try:
-        server.wait_ready()
+    """Start ``python -m app`` with ``env`` on a free loopback port, load it, stop it."""
+    settings = {"VTFPAR_LOG_LEVEL": "warning", "PYTHONPATH": str(ROOT), **env}
+    with tempfile.TemporaryDirectory() as folder, AppProcess(settings, Path(folder) / "server.log", cwd=ROOT) as server:
+        server.wait_ready(timeout_s=600)
         return asyncio.run(generate_load(server.url, clips, args.concurrency, args.seconds))
-    finally:
-        server.stop()
 
 
 def report(name: str, result: LoadResult) -> None:

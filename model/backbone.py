@@ -15,9 +15,11 @@ import logging
 import os
 import pickle
 from pathlib import Path
+from typing import TypeAlias
 
 import open_clip
 import torch
+from open_clip.transformer import VisionTransformer
 from safetensors import SafetensorError
 from torch import nn
 
@@ -26,6 +28,10 @@ from .precision import TORCH_DTYPES
 
 # Project-local open_clip architectures (the tiny test tower) are registered like open_clip's own configs.
 open_clip.add_model_config(CLIP_CONFIG_DIR)
+
+# What open_clip.create_model builds. open_clip ships no type information, so to mypy these names are Any: they
+# say what the code expects (attribute access on a plain nn.Module would not type-check).
+ClipModel: TypeAlias = open_clip.CLIP | open_clip.CustomTextCLIP | open_clip.CoCa
 
 
 class BackboneError(ValueError):
@@ -81,7 +87,7 @@ def _intended_random_init():
         logging.getLogger().removeFilter(log_filter)
 
 
-def build_clip(arch: str, weights: str | None, force_quick_gelu: bool = False) -> nn.Module:
+def build_clip(arch: str, weights: str | None, force_quick_gelu: bool = False) -> ClipModel:
     """Create the whole open_clip CLIP model (both towers) from an architecture and a weights source."""
     kwargs = {"pretrained_text": False, "force_quick_gelu": force_quick_gelu}
     try:
@@ -104,7 +110,7 @@ def build_clip(arch: str, weights: str | None, force_quick_gelu: bool = False) -
 
 
 @torch.no_grad()
-def encode_phrases(clip_model: nn.Module, arch: str, phrases: list[str]) -> torch.Tensor:
+def encode_phrases(clip_model: ClipModel, arch: str, phrases: list[str]) -> torch.Tensor:
     """The projected, unnormalised EOT embedding of each phrase: ``[A, embed_dim]`` in fp32."""
     tokenizer = open_clip.get_tokenizer(arch)
     was_training = clip_model.training
@@ -123,7 +129,7 @@ class FrozenCLIPTaps(nn.Module):
     ``forward_intermediates`` does not expose the post-``ln_pre`` tokens, hence this short walk over the tower.
     """
 
-    def __init__(self, visual: nn.Module, taps: tuple[int, ...], dtype: str = "fp32"):
+    def __init__(self, visual: VisionTransformer, taps: tuple[int, ...], dtype: str = "fp32"):
         super().__init__()
         num_blocks = len(visual.transformer.resblocks)
         if taps[-1] > num_blocks:
@@ -135,7 +141,7 @@ class FrozenCLIPTaps(nn.Module):
         del visual.transformer.resblocks[taps[-1] :]
         self.visual = visual
         self.taps = tuple(taps)
-        self.width = visual.transformer.width
+        self.width: int = visual.transformer.width
         self.grid = tuple(visual.grid_size)
         self.image_size = tuple(visual.image_size)
         self.dtype = TORCH_DTYPES[dtype]

@@ -1,6 +1,6 @@
 """VTFPAR++: frozen CLIP taps -> spatial + temporal side nets -> text/visual fusion -> one logit per attribute.
 
-Shapes follow method.md 1.1 (B clips of T frames, L patches, width W, A attributes):
+Shapes follow docs/method.md §1.1 (B clips of T frames, L patches, width W, A attributes):
 frames [B,T,3,S,S] -> taps [B*T,L,C] -> spatial [B,1+L,W] (mean over frames) + temporal [B,1+L,W] (mean over
 tapped layers) -> concat(text [B,A,W], visual) -> fusion block(s) + LayerNorm -> head i on text token i -> BN.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .backbone import FrozenCLIPTaps, build_clip, encode_phrases
+from .backbone import ClipModel, FrozenCLIPTaps, build_clip, encode_phrases
 from .config import ConfigError, VTFPARConfig
 from .preprocess import Preprocess
 from .schema import AttributeSchema
@@ -37,6 +37,8 @@ class AttributeHeads(nn.Module):
 
 
 class VTFPAR(nn.Module):
+    text_embeddings: torch.Tensor  # a buffer (see __init__), declared for the type checker
+
     def __init__(
         self, config: VTFPARConfig, schema: AttributeSchema, backbone: FrozenCLIPTaps, text_embeddings: torch.Tensor
     ):
@@ -130,7 +132,7 @@ class VTFPAR(nn.Module):
         return self.forward_head(self.forward_features(frames))
 
 
-def build_backbone(config: VTFPARConfig, weights: str | None) -> tuple[nn.Module, FrozenCLIPTaps]:
+def build_backbone(config: VTFPARConfig, weights: str | None) -> tuple[ClipModel, FrozenCLIPTaps]:
     """The whole CLIP model (for its text tower) and the frozen, pruned image-tower taps."""
     clip = build_clip(config.clip_arch, weights, config.clip_force_quick_gelu)
     return clip, FrozenCLIPTaps(clip.visual, config.taps, config.backbone_dtype)
@@ -139,7 +141,8 @@ def build_backbone(config: VTFPARConfig, weights: str | None) -> tuple[nn.Module
 def create_model(config: VTFPARConfig, schema: AttributeSchema, device: str | torch.device = "cpu") -> VTFPAR:
     """A fresh VTFPAR++ (random side nets) on a frozen CLIP tower; the text tower runs once, here."""
     clip, backbone = build_backbone(config, config.clip_weights)
-    tokenizer_name = config.clip_weights if (config.clip_weights or "").startswith("local-dir:") else config.clip_arch
+    weights = config.clip_weights or ""
+    tokenizer_name = weights if weights.startswith("local-dir:") else config.clip_arch
     text_embeddings = encode_phrases(clip, tokenizer_name, schema.phrases)
     model = VTFPAR(config, schema, backbone, text_embeddings)
     return model.to(device)

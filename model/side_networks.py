@@ -1,4 +1,4 @@
-"""The two trainable side networks that read the frozen CLIP taps (method.md 1.3-1.4).
+"""The two trainable side networks that read the frozen CLIP taps (docs/method.md §1.3-1.4).
 
 Both are built from timm ViT blocks (the reference uses a 240-wide timm ViT); only the parts the reference
 actually runs are built here.
@@ -22,7 +22,7 @@ def side_block(width: int, heads: int, mlp_ratio: float, drop_path: float = 0.0)
         mlp_ratio=mlp_ratio,
         qkv_bias=True,
         drop_path=drop_path,
-        norm_layer=partial(nn.LayerNorm, eps=1e-6),
+        norm_layer=partial(nn.LayerNorm, eps=1e-6),  # type: ignore[arg-type]  # timm annotates a class; a partial works
     )
     for module in block.modules():
         init_weights_vit_timm(module)

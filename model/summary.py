@@ -36,7 +36,7 @@ def count_flops(model: VTFPAR, frames: torch.Tensor) -> dict[str, float]:
 
 
 def summarize(preset: str, attributes: str = "mars", frames: int | None = None) -> dict:
-    overrides = {"clip_weights": None}
+    overrides: dict[str, object] = {"clip_weights": None}
     if frames is not None:
         overrides["frames"] = frames
     config = get_config(preset, **overrides)

@@ -7,10 +7,6 @@ from __future__ import annotations
 import concurrent.futures
 import csv
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -22,6 +18,8 @@ from model import load_schema
 from model.checkpoint import read_metadata
 from training.metrics import compute_metrics
 from training.synthetic import generate
+
+from .servers import AppProcess
 
 FRESH_SEED = 20261126  # the demo trained on seed 7
 
@@ -46,32 +44,13 @@ def fresh_clips(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def demo_server():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+def demo_server(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith("VTFPAR_")}
-    env.update(VTFPAR_HOST="127.0.0.1", VTFPAR_PORT=str(port), VTFPAR_DEVICE="cpu", VTFPAR_TORCH_THREADS="1")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            assert process.poll() is None, process.stdout.read()
-            try:
-                if httpx.get(f"{url}/health/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the demo service was not ready within a minute"
-            time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        output = process.communicate(timeout=30)[0]
-    assert "serving the built-in demo model" in output
+    settings = {"VTFPAR_DEVICE": "cpu", "VTFPAR_TORCH_THREADS": "1"}
+    with AppProcess(settings, tmp_path_factory.mktemp("demo") / "app.log", base_env=env) as app:
+        app.wait_ready(timeout_s=60)
+        yield app.url
+    assert "serving the built-in demo model" in app.output()
 
 
 def test_demo_checkpoint_records_its_held_out_metrics():

@@ -1,4 +1,4 @@
-"""Training augmentation of method.md 2.3: Resize -> Pad -> RandomCrop -> RandomHorizontalFlip.
+"""Training augmentation of docs/method.md §2.3: Resize -> Pad -> RandomCrop -> RandomHorizontalFlip.
 
 Applied to frames already made square by ``model.Preprocess.squares`` (values in [0, 1]) and
 before ``Preprocess.normalize``, so training and serving share every other step. The reference pads 10 pixels

@@ -1,4 +1,4 @@
-"""The paper's loss (method.md 2.1): BCE with per-column weights from the training split's positive ratios.
+"""The paper's loss (docs/method.md §2.1): BCE with per-column weights from the training split's positive ratios.
 
 For column j with positive ratio r_j, a positive label weighs exp(1 - r_j) and a negative one exp(r_j), so rare
 positives count more. The weighted BCE is summed over columns and divided by the batch size only. (The reference

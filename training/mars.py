@@ -8,7 +8,7 @@ Layout (``ROOT`` is what ``--data`` points at)::
 
 One CSV row per tracklet, keyed by (person-id, camera, tracklet), with one integer per attribute *kind*. The
 split is where the tracklet's frames are: MARS puts its train identities under ``bbox_train/`` and its test
-identities under ``bbox_test/``, which gives the 8,298 / 8,062 tracklet split of method.md 3.1. Frames of
+identities under ``bbox_test/``, which gives the 8,298 / 8,062 tracklet split of docs/method.md §3.1. Frames of
 tracklets without a row (MARS's distractors and junk identities) are ignored.
 
 Two releases exist. The first (the published file, 16,360 rows) has 12 kinds and maps onto the 32-column

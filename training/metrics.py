@@ -1,4 +1,4 @@
-"""Evaluation metrics (method.md 4.1 and 4.3) with per-group and per-attribute tables.
+"""Evaluation metrics (docs/method.md §4.1 and §4.2) with per-group and per-attribute tables.
 
 - **VTFPAR++ protocol** (what the paper reports): positive iff p > threshold (0.45). Per group, TP/TN/FP/FN are
   summed over all (sample, column) pairs of the group's columns; Accuracy/Precision/Recall/F1 of each group are

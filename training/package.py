@@ -10,7 +10,7 @@ column (43 for ``mars``, 36 for ``duke``), read by position in the schema's colu
 one tracklet name per line. Duke folders are DukeMTMC-VideoReID's ``<seq>/<view>`` flattened to ``<seq><view>``.
 
 MARS columns 1 and 8: this project's ``mars`` schema puts "bottom short" at column 1 and "bottom skirt" at 8
-(the raw MARS order); VTFPAR++'s own phrase list names them the other way round (method.md 3.2, 7.2). Heads are
+(the raw MARS order); VTFPAR++'s own phrase list names them the other way round (docs/method.md §3.2). Heads are
 per column, so training learns whatever the package's columns hold; only the text phrase attached differs.
 """
 

@@ -53,21 +53,35 @@ HAT_COLOURS = ((250, 250, 250), (230, 40, 40), (250, 200, 0), (30, 90, 230), (25
 SHOES = (30, 28, 26)
 BIKE = (25, 25, 25)
 
-# Per view (raw MARS pose 0-4: frontal, lateral-frontal, lateral, lateral-back, back): how much of the body's
-# width faces the camera, how much of the face shows, and how visible a stride is (it happens in the plane of
-# motion, seen best from the side).
+# Raw MARS pose classes: five views, and a tracklet whose view changes.
+FRONTAL, LATERAL_FRONTAL, LATERAL, LATERAL_BACK, BACK, POSE_VARIES = range(6)
+VIEWS = (FRONTAL, LATERAL_FRONTAL, LATERAL, LATERAL_BACK, BACK)
+SIDEWAYS_VIEWS = (LATERAL_FRONTAL, LATERAL, LATERAL_BACK)  # the body moves the way it faces
+# Per view: how much of the body's width faces the camera, how much of the face shows, and how visible a stride
+# is (it happens in the plane of motion, seen best from the side).
 VIEW_WIDTH = (1.0, 0.8, 0.55, 0.8, 1.0)
 VIEW_FACE = (1.0, 0.62, 0.35, 0.12, 0.0)
 VIEW_STRIDE = (0.35, 0.7, 1.0, 0.7, 0.35)
 
-# Motion: fraction of the free horizontal room crossed over the tracklet, stride cycles per tracklet, stride
-# amplitude (fraction of u; similar for all, so one frame's stride says little). Index = raw MARS motion class
-# (walking, running, riding, staying).
+# Raw MARS motion classes.
+WALKING, RUNNING, RIDING, STAYING, MOTION_VARIES = range(5)
+# Per motion (walking, running, riding, staying): fraction of the free horizontal room crossed over the
+# tracklet, stride cycles per tracklet, stride amplitude (fraction of u; similar for all, so one frame's stride
+# says little).
 MOTION_DRIFT = (0.5, 0.9, 1.0, 0.0)
 MOTION_CYCLES = (1.3, 3.2, 1.8, 0.0)
 MOTION_STRIDE = (0.11, 0.13, 0.07, 0.11)
-RIDING, STAYING, VARIES = 2, 3, 5
-STAYING_WITH_BIKE = 0.3
+VARYING_MOTIONS = (WALKING, RUNNING, STAYING)  # what "motion varies" switches between
+RUNNING_BOB = 0.035  # vertical bounce of a runner, fraction of u
+STAYING_WITH_BIKE = 0.3  # share of stayers standing astride a bicycle
+AGE_OLD = 3  # raw MARS age class "old": drawn with grey hair
+
+# Body geometry, in fractions of the person's height u (y measured down from the top of the head).
+SHOULDER_Y, HIP_Y = 0.145, 0.5
+HEAD_Y, HEAD_RY, HEAD_RX = 0.075, 0.07, 0.056
+WHEEL_RADIUS, WHEEL_OFFSET = 0.13, 0.22  # bicycle wheels, and their distance from the body's centre line
+PEDAL_RADIUS = 0.07
+SADDLE_LIFT = 0.07  # how much higher a rider sits
 
 
 @dataclass(frozen=True)
@@ -146,7 +160,7 @@ def _garment(name: str, palette: dict, rng: np.random.Generator) -> Fill:
 
 def make_look(raw: dict[str, int], rng: np.random.Generator) -> Look:
     """Appearance from raw MARS values (``Tops.c``, ``Bottoms.c``, ``Age``, ``Tops.l``, ...)."""
-    old = raw["Age"] == 3
+    old = raw["Age"] == AGE_OLD
     hair_palette = GREY_HAIR if old else HAIR
     return Look(
         top=_garment(TOP_ORDER[raw["Tops.c"]], TOP_COLOURS, rng),
@@ -169,16 +183,16 @@ def make_look(raw: dict[str, int], rng: np.random.Generator) -> Look:
 
 def plan_motion(pose: int, motion: int, num_frames: int, rng: np.random.Generator) -> list[BodyState]:
     """Per-frame body states for a tracklet with raw MARS ``pose`` (0-5) and ``motion`` (0-4)."""
-    if pose == VARIES:
-        start = int(rng.integers(0, 5))
-        end = int(rng.choice([v for v in range(5) if abs(v - start) >= 2]))
+    if pose == POSE_VARIES:
+        start = int(rng.integers(0, len(VIEWS)))
+        end = int(rng.choice([v for v in VIEWS if abs(v - start) >= 2]))
         views = np.rint(np.linspace(start, end, num_frames)).astype(int)
     else:
         views = np.full(num_frames, pose)
     facing = int(rng.choice([-1, 1]))
 
-    if motion == 4:  # varies: two different motions, switching somewhere in the middle
-        first, second = rng.choice([0, 1, 3], size=2, replace=False)
+    if motion == MOTION_VARIES:  # two different motions, switching somewhere in the middle
+        first, second = rng.choice(list(VARYING_MOTIONS), size=2, replace=False)
         switch = int(round(num_frames * rng.uniform(0.35, 0.65)))
         per_frame = [int(first)] * switch + [int(second)] * (num_frames - switch)
     else:
@@ -189,7 +203,7 @@ def plan_motion(pose: int, motion: int, num_frames: int, rng: np.random.Generato
     phase = np.cumsum([rng.uniform(0, 2 * math.pi)] + [2 * math.pi * MOTION_CYCLES[m] / steps for m in per_frame[1:]])
     span = max(drift[-1], 1e-6)
     start = rng.uniform(0, 1 - min(span, 1.0)) if span < 1 else 0.0
-    direction = facing if pose in (1, 2, 3) else int(rng.choice([-1, 1]))
+    direction = facing if pose in SIDEWAYS_VIEWS else int(rng.choice([-1, 1]))
     centres = start + np.minimum(drift, 1.0) if direction > 0 else 1 - start - np.minimum(drift, 1.0)
     # Staying frames do not advance the phase: the legs hold whatever stride they had.
     bike = motion == RIDING or (motion == STAYING and rng.random() < STAYING_WITH_BIKE)
@@ -200,7 +214,7 @@ def plan_motion(pose: int, motion: int, num_frames: int, rng: np.random.Generato
             centre=float(np.clip(centres[t], 0, 1)),
             phase=float(phase[t]),
             stride=MOTION_STRIDE[m],
-            bob=0.035 * abs(math.sin(phase[t])) if m == 1 else 0.0,
+            bob=RUNNING_BOB * abs(math.sin(phase[t])) if m == RUNNING else 0.0,
             on_bike=bike,
         )
         for t, m in enumerate(per_frame)
@@ -254,113 +268,186 @@ class Canvas:
         self._paint(min(y0, y1) - pad, max(y0, y1) + pad, min(x0, x1) - pad, max(x0, x1) + pad, mask, fill, u)
 
 
+@dataclass(frozen=True)
+class Figure:
+    """Where one frame's body goes on the canvas: the scale, the centre line and the measures the parts share."""
+
+    u: float  # this person's height in pixels
+    top: float  # y of the top of the head
+    cx: float
+    foot_y: float
+    view: int
+    facing: int
+    width: float  # VIEW_WIDTH of the view
+    stride_seen: float  # VIEW_STRIDE of the view
+    swing: float  # horizontal foot offset of the stride in this frame
+    shoulder_half: float
+    waist_half: float
+
+    @classmethod
+    def place(cls, look: Look, state: BodyState, foot_y: float, centre_x: float, u: float) -> Figure:
+        u = u * look.height
+        width, stride_seen = VIEW_WIDTH[state.view], VIEW_STRIDE[state.view]
+        lift = SADDLE_LIFT if state.on_bike else 0.0
+        # Gender cue: a broad-shouldered V torso (male) or a narrow-shouldered A torso (female).
+        return cls(
+            u=u,
+            top=foot_y - u * (1 + lift) - state.bob * u,
+            cx=centre_x,
+            foot_y=foot_y,
+            view=state.view,
+            facing=state.facing,
+            width=width,
+            stride_seen=stride_seen,
+            swing=math.sin(state.phase) * state.stride * u * stride_seen,
+            shoulder_half=(0.17 if not look.female else 0.085) * u * width,
+            waist_half=(0.12 if not look.female else 0.125) * u * width,
+        )
+
+    def y(self, fraction: float) -> float:
+        return self.top + fraction * self.u
+
+    @property
+    def behind(self) -> int:
+        """The side of the body facing away from the direction of view in lateral poses."""
+        return -self.facing
+
+
 def draw_person(canvas: Canvas, look: Look, state: BodyState, foot_y: float, centre_x: float, u: float) -> None:
-    """Draw one pedestrian with feet at ``foot_y``, centred at ``centre_x``; an adult is ``u`` pixels tall."""
-    u = u * look.height
-    view, facing = state.view, state.facing
-    width, stride_seen = VIEW_WIDTH[view], VIEW_STRIDE[view]
-    lift = 0.07 if state.on_bike else 0.0
-    top = foot_y - u * (1 + lift) - state.bob * u
+    """Draw one pedestrian with feet at ``foot_y``, centred at ``centre_x``; an adult is ``u`` pixels tall.
 
-    def y(f):
-        return top + f * u
-
-    cx = centre_x
-    swing = math.sin(state.phase) * state.stride * u * stride_seen
-    skin, hair, shoes = Fill(look.skin), Fill(look.hair), Fill(SHOES)
-
+    Parts are painted back to front, so the order of the calls below is the occlusion order.
+    """
+    figure = Figure.place(look, state, foot_y, centre_x, u)
     if state.on_bike:
-        wheel_rx = 0.13 * u * max(stride_seen, 0.3)
-        for side in (-1, 1):
-            canvas.ellipse(
-                foot_y - 0.13 * u, cx + side * 0.22 * u * stride_seen, 0.13 * u, wheel_rx, Fill(BIKE), inner=0.7
-            )
-        canvas.segment(foot_y - 0.13 * u, cx - 0.22 * u * stride_seen, y(0.55), cx, 0.025 * u, Fill(BIKE))
-        canvas.segment(foot_y - 0.13 * u, cx + 0.22 * u * stride_seen, y(0.55), cx, 0.025 * u, Fill(BIKE))
-
-    # Gender cue: a broad-shouldered V torso (male) or a narrow-shouldered A torso (female).
-    shoulder_half = (0.17 if not look.female else 0.085) * u * width
-    waist_half = (0.12 if not look.female else 0.125) * u * width
-    behind = -facing  # the side of the body facing away from the direction of view in lateral poses
-
-    if look.backpack is not None and view == 2:
-        canvas.rect(
-            y(0.17),
-            y(0.42),
-            cx + behind * waist_half + min(behind, 0) * 0.08 * u,
-            cx + behind * waist_half + max(behind, 0) * 0.08 * u,
-            Fill(look.backpack),
-        )
-
-    # Legs: hip to foot, feet swinging apart with the stride phase (pedalling in a circle when riding).
-    leg_half = 0.045 * u
-    hip_y = y(0.5)
-    for side in (-1, 1):
-        hip_x = cx + side * 0.055 * u * width
-        if state.on_bike:
-            angle = state.phase + (0 if side > 0 else math.pi)
-            foot = (foot_y - 0.13 * u + 0.07 * u * math.sin(angle), cx + 0.07 * u * math.cos(angle) * stride_seen)
-        else:
-            foot = (foot_y - 0.03 * u, hip_x + side * swing)
-        knee = (hip_y + 0.45 * (foot[0] - hip_y), hip_x + 0.45 * (foot[1] - hip_x))
-        thigh = look.bottom
-        shin = skin if (look.short_bottom or look.skirt) else look.bottom
-        canvas.segment(hip_y, hip_x, knee[0], knee[1], 2 * leg_half, thigh, u)
-        canvas.segment(knee[0], knee[1], foot[0], foot[1], 2 * leg_half * 0.9, shin, u)
-        canvas.ellipse(foot[0], foot[1] + 0.02 * u * (facing if view == 2 else 0), 0.025 * u, 0.05 * u, shoes)
-    canvas.rect(y(0.47), y(0.56), cx - waist_half, cx + waist_half, look.bottom, u)
-    if look.skirt:
-        hem = 0.7 if look.short_bottom else 0.9
-        canvas.trapezoid(y(0.47), y(hem), cx, waist_half, waist_half + 0.07 * u * width, look.bottom, u)
-
-    # Arms: at the sides when seen from the front or back, one arm swinging over the torso from the side.
-    arm_half = 0.045 * u
-    sleeve_end = 0.26 if look.short_sleeves else 0.46
-    if view == 2:
-        arm_positions = [cx - swing * 0.8]
-    else:
-        arm_positions = [cx - shoulder_half - arm_half * 0.6, cx + shoulder_half + arm_half * 0.6]
-    canvas.trapezoid(y(0.145), y(0.5), cx, shoulder_half, waist_half, look.top, u)
-    hands = []
-    for index, arm_x in enumerate(arm_positions):
-        hand_x = arm_x - (swing * 0.8 if view != 2 else 0) * (1 if index == 0 else -1) * 0.3
-        canvas.segment(y(0.16), arm_x, y(sleeve_end), arm_x + (hand_x - arm_x) * sleeve_end, 2 * arm_half, look.top, u)
-        canvas.segment(
-            y(sleeve_end), arm_x + (hand_x - arm_x) * sleeve_end, y(0.5), hand_x, 2 * arm_half * 0.85, skin, u
-        )
-        hands.append(hand_x)
-
+        _draw_bicycle(canvas, figure)
+    if look.backpack is not None and figure.view == LATERAL:
+        _draw_backpack_seen_from_the_side(canvas, figure, look.backpack)
+    _draw_legs(canvas, figure, look, state)
+    hands = _draw_torso_and_arms(canvas, figure, look)
     if look.backpack is not None:
-        if view in (3, 4):
-            shift = behind * 0.04 * u if view == 3 else 0.0
-            canvas.rect(
-                y(0.17), y(0.45), cx + shift - 0.12 * u * width, cx + shift + 0.12 * u * width, Fill(look.backpack)
-            )
-        elif view in (0, 1):
-            for side in (-1, 1):
-                strap_x = cx + side * 0.07 * u * width
-                canvas.rect(y(0.145), y(0.38), strap_x - 0.03 * u, strap_x + 0.03 * u, Fill(look.backpack))
+        _draw_backpack_seen_from_front_or_back(canvas, figure, look.backpack)
     if look.shoulder_bag is not None:
-        side = look.bag_side
-        canvas.segment(
-            y(0.15),
-            cx - side * shoulder_half * 0.8,
-            y(0.45),
-            cx + side * waist_half,
-            0.035 * u,
-            Fill(look.shoulder_bag),
-        )
-        bag_x = cx + side * (waist_half + 0.04 * u)
-        canvas.rect(y(0.38), y(0.56), bag_x - 0.08 * u, bag_x + 0.08 * u, Fill(look.shoulder_bag))
+        _draw_shoulder_bag(canvas, figure, look.shoulder_bag, look.bag_side)
     if look.handbag is not None:
         hand_x = hands[0] if len(hands) == 1 else hands[0 if look.bag_side < 0 else 1]
-        canvas.segment(y(0.48), hand_x, y(0.52), hand_x, 0.015 * u, Fill(look.handbag))
-        canvas.rect(y(0.52), y(0.68), hand_x - 0.075 * u, hand_x + 0.075 * u, Fill(look.handbag))
+        _draw_handbag(canvas, figure, look.handbag, hand_x)
+    _draw_head(canvas, figure, look)
 
-    # Head: skin where the face shows, hair elsewhere; long hair falls to the shoulders.
-    head_y, head_ry, head_rx = y(0.075), 0.07 * u, 0.056 * u
+
+def _draw_bicycle(canvas: Canvas, figure: Figure) -> None:
+    u, cx = figure.u, figure.cx
+    wheel_y = figure.foot_y - WHEEL_RADIUS * u
+    wheel_rx = WHEEL_RADIUS * u * max(figure.stride_seen, 0.3)
+    wheel_xs = [cx + side * WHEEL_OFFSET * u * figure.stride_seen for side in (-1, 1)]
+    for wheel_x in wheel_xs:
+        canvas.ellipse(wheel_y, wheel_x, WHEEL_RADIUS * u, wheel_rx, Fill(BIKE), inner=0.7)
+    for wheel_x in wheel_xs:  # the frame: from each hub up to the saddle
+        canvas.segment(wheel_y, wheel_x, figure.y(0.55), cx, 0.025 * u, Fill(BIKE))
+
+
+def _draw_backpack_seen_from_the_side(canvas: Canvas, figure: Figure, colour: tuple) -> None:
+    u, behind = figure.u, figure.behind
+    back_x = figure.cx + behind * figure.waist_half
+    canvas.rect(
+        figure.y(0.17),
+        figure.y(0.42),
+        back_x + min(behind, 0) * 0.08 * u,
+        back_x + max(behind, 0) * 0.08 * u,
+        Fill(colour),
+    )
+
+
+def _draw_legs(canvas: Canvas, figure: Figure, look: Look, state: BodyState) -> None:
+    """Hip to foot, feet swinging apart with the stride phase (pedalling in a circle when riding); then the
+    waistband and, for a skirt, the skirt over the thighs."""
+    u, cx = figure.u, figure.cx
+    leg_half = 0.045 * u
+    hip_y = figure.y(HIP_Y)
+    thigh = look.bottom
+    shin = Fill(look.skin) if (look.short_bottom or look.skirt) else look.bottom
+    for side in (-1, 1):
+        hip_x = cx + side * 0.055 * u * figure.width
+        if state.on_bike:
+            angle = state.phase + (0 if side > 0 else math.pi)
+            foot = (
+                figure.foot_y - WHEEL_RADIUS * u + PEDAL_RADIUS * u * math.sin(angle),
+                cx + PEDAL_RADIUS * u * math.cos(angle) * figure.stride_seen,
+            )
+        else:
+            foot = (figure.foot_y - 0.03 * u, hip_x + side * figure.swing)
+        knee = (hip_y + 0.45 * (foot[0] - hip_y), hip_x + 0.45 * (foot[1] - hip_x))
+        canvas.segment(hip_y, hip_x, knee[0], knee[1], 2 * leg_half, thigh, u)
+        canvas.segment(knee[0], knee[1], foot[0], foot[1], 2 * leg_half * 0.9, shin, u)
+        toe = 0.02 * u * (figure.facing if figure.view == LATERAL else 0)
+        canvas.ellipse(foot[0], foot[1] + toe, 0.025 * u, 0.05 * u, Fill(SHOES))
+    waist_half = figure.waist_half
+    canvas.rect(figure.y(0.47), figure.y(0.56), cx - waist_half, cx + waist_half, look.bottom, u)
+    if look.skirt:
+        hem = 0.7 if look.short_bottom else 0.9
+        canvas.trapezoid(
+            figure.y(0.47), figure.y(hem), cx, waist_half, waist_half + 0.07 * u * figure.width, look.bottom, u
+        )
+
+
+def _draw_torso_and_arms(canvas: Canvas, figure: Figure, look: Look) -> list[float]:
+    """The torso, then the arms: at the sides when seen from the front or back, one arm swinging over the torso
+    from the side. Returns the x of each hand."""
+    u, cx, y, swing = figure.u, figure.cx, figure.y, figure.swing
+    arm_half = 0.045 * u
+    sleeve_end = 0.26 if look.short_sleeves else 0.46
+    if figure.view == LATERAL:
+        arm_positions = [cx - swing * 0.8]
+    else:
+        shoulder_half = figure.shoulder_half
+        arm_positions = [cx - shoulder_half - arm_half * 0.6, cx + shoulder_half + arm_half * 0.6]
+    canvas.trapezoid(y(SHOULDER_Y), y(HIP_Y), cx, figure.shoulder_half, figure.waist_half, look.top, u)
+    hands = []
+    for index, arm_x in enumerate(arm_positions):
+        hand_x = arm_x - (swing * 0.8 if figure.view != LATERAL else 0) * (1 if index == 0 else -1) * 0.3
+        elbow_x = arm_x + (hand_x - arm_x) * sleeve_end
+        canvas.segment(y(0.16), arm_x, y(sleeve_end), elbow_x, 2 * arm_half, look.top, u)
+        canvas.segment(y(sleeve_end), elbow_x, y(HIP_Y), hand_x, 2 * arm_half * 0.85, Fill(look.skin), u)
+        hands.append(hand_x)
+    return hands
+
+
+def _draw_backpack_seen_from_front_or_back(canvas: Canvas, figure: Figure, colour: tuple) -> None:
+    """The pack itself from behind; only its two straps from the front."""
+    u, cx, y = figure.u, figure.cx, figure.y
+    if figure.view in (LATERAL_BACK, BACK):
+        shift = figure.behind * 0.04 * u if figure.view == LATERAL_BACK else 0.0
+        half = 0.12 * u * figure.width
+        canvas.rect(y(0.17), y(0.45), cx + shift - half, cx + shift + half, Fill(colour))
+    elif figure.view in (FRONTAL, LATERAL_FRONTAL):
+        for side in (-1, 1):
+            strap_x = cx + side * 0.07 * u * figure.width
+            canvas.rect(y(SHOULDER_Y), y(0.38), strap_x - 0.03 * u, strap_x + 0.03 * u, Fill(colour))
+
+
+def _draw_shoulder_bag(canvas: Canvas, figure: Figure, colour: tuple, side: int) -> None:
+    """A strap across the chest from the opposite shoulder, and the bag at the hip."""
+    u, cx, y = figure.u, figure.cx, figure.y
+    canvas.segment(
+        y(0.15), cx - side * figure.shoulder_half * 0.8, y(0.45), cx + side * figure.waist_half, 0.035 * u, Fill(colour)
+    )
+    bag_x = cx + side * (figure.waist_half + 0.04 * u)
+    canvas.rect(y(0.38), y(0.56), bag_x - 0.08 * u, bag_x + 0.08 * u, Fill(colour))
+
+
+def _draw_handbag(canvas: Canvas, figure: Figure, colour: tuple, hand_x: float) -> None:
+    u, y = figure.u, figure.y
+    canvas.segment(y(0.48), hand_x, y(0.52), hand_x, 0.015 * u, Fill(colour))
+    canvas.rect(y(0.52), y(0.68), hand_x - 0.075 * u, hand_x + 0.075 * u, Fill(colour))
+
+
+def _draw_head(canvas: Canvas, figure: Figure, look: Look) -> None:
+    """Skin where the face shows, hair elsewhere; long hair falls to the shoulders; a hat with a brim."""
+    u, cx, y, view, facing = figure.u, figure.cx, figure.y, figure.view, figure.facing
+    hair = Fill(look.hair)
+    head_y, head_ry, head_rx = y(HEAD_Y), HEAD_RY * u, HEAD_RX * u
     face_edge = head_rx * (1 - 2 * VIEW_FACE[view])
-    canvas.ellipse(head_y, cx, head_ry, head_rx, skin)
+    canvas.ellipse(head_y, cx, head_ry, head_rx, Fill(look.skin))
     canvas.ellipse(
         head_y,
         cx,
@@ -370,19 +457,18 @@ def draw_person(canvas: Canvas, look: Look, state: BodyState, foot_y: float, cen
         keep=lambda yy, xx: (yy < head_y - 0.3 * head_ry) | ((xx - cx) * facing < face_edge),
     )
     if look.long_hair:
-        if view == 4 or view == 3:
+        if view in (LATERAL_BACK, BACK):
             canvas.rect(head_y, y(0.34), cx - 0.07 * u, cx + 0.07 * u, hair)
-        elif view == 2:
-            back_x = cx + behind * head_rx * 0.6
+        elif view == LATERAL:
+            back_x = cx + figure.behind * head_rx * 0.6
             canvas.rect(head_y, y(0.34), back_x - 0.045 * u, back_x + 0.045 * u, hair)
         else:
             for side in (-1, 1):
-                canvas.rect(
-                    head_y, y(0.32), cx + side * head_rx * 0.8 - 0.035 * u, cx + side * head_rx * 0.8 + 0.035 * u, hair
-                )
+                lock_x = cx + side * head_rx * 0.8
+                canvas.rect(head_y, y(0.32), lock_x - 0.035 * u, lock_x + 0.035 * u, hair)
     if look.hat is not None:
         canvas.rect(y(-0.05), y(0.03), cx - 0.07 * u, cx + 0.07 * u, Fill(look.hat))
-        brim_shift = 0.03 * u * facing if view == 2 else 0.0
+        brim_shift = 0.03 * u * facing if view == LATERAL else 0.0
         canvas.rect(y(0.02), y(0.05), cx - 0.12 * u + brim_shift, cx + 0.12 * u + brim_shift, Fill(look.hat))
 
 

@@ -1,4 +1,4 @@
-"""The learning-rate schedule of method.md 2.2: linear warm-up, then cosine decay, set once per epoch.
+"""The learning-rate schedule of docs/method.md §2.2: linear warm-up, then cosine decay, set once per epoch.
 
 It reproduces timm's ``CosineLRScheduler(t_initial=epochs, lr_min, warmup_t, warmup_lr_init, cycle_limit=1,
 warmup_prefix=False, t_in_epochs=True)`` stepped with the epoch number 1..E at the start of each epoch. A

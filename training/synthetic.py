@@ -10,8 +10,8 @@
                                      (the generic manifest format, for the manifest reader and serving tests)
 
 so ``--data DIR`` trains on it with the MARS reader. Identities share their appearance over 1-3 tracklets
-(different cameras, poses and motions). Attribute frequencies follow the real MARS file's priors (method.md
-3.5) by default; pose and motion priors are assumed (the later release's counts are not available here).
+(different cameras, poses and motions). Attribute frequencies follow the real MARS file's priors (docs/method.md
+§3.3) by default; pose and motion priors are assumed (the later release's counts are not available here).
 ``--priors uniform`` draws every class equally often instead. Deterministic for a seed.
 """
 
@@ -34,7 +34,7 @@ from model import load_schema
 from .mars import HEADER, SPLIT_FOLDERS, encode_labels, frame_name, tracklet_name
 from .render import make_look, plan_motion, render_tracklet
 
-# Class counts of the published mars_attributes.csv (method.md 3.5).
+# Class counts of the published mars_attributes.csv (docs/method.md §3.3).
 MARS_CLASS_COUNTS = {
     "Tops.c": (2861, 578, 1367, 1255, 1695, 4276, 1053, 1768, 1507),
     "Bottoms.c": (1087, 15, 6573, 265, 2599, 487, 113, 2904, 1510, 807),
@@ -168,6 +168,7 @@ def _write_job(args: tuple[TrackletJob, Path, int, tuple[int, int], str | None])
 
 def generate(
     out: str | Path,
+    *,
     tracklets: int,
     seed: int = 0,
     frames_per_tracklet: tuple[int, int] = (16, 16),
@@ -179,18 +180,14 @@ def generate(
 ) -> Path:
     """Write a synthetic MARS-layout dataset to ``out`` (see the module docstring); returns ``out``."""
     out = Path(out)
-    if tracklets < 2:
-        raise ValueError("need at least 2 tracklets")
-    if priors not in PRIORS:
-        raise ValueError(f"unknown priors {priors!r}; expected one of {PRIORS}")
-    if videos is not None and videos not in VIDEO_CODECS:
-        raise ValueError(f"unknown video container {videos!r}; expected one of {sorted(VIDEO_CODECS)}")
-    if size[0] % 2 or size[1] % 2:
-        raise ValueError(f"frame size {size} must be even (video encoders need it)")
-    if not (0.0 < test_fraction < 1.0):
-        raise ValueError("test fraction must be between 0 and 1")
-    if frames_per_tracklet[0] < 1 or frames_per_tracklet[1] < frames_per_tracklet[0]:
-        raise ValueError(f"invalid frames-per-tracklet range {frames_per_tracklet}")
+    _check_settings(
+        tracklets=tracklets,
+        frames_per_tracklet=frames_per_tracklet,
+        size=size,
+        priors=priors,
+        test_fraction=test_fraction,
+        videos=videos,
+    )
     jobs = plan_dataset(tracklets, seed, priors, test_fraction, frames_per_tracklet)
     out.mkdir(parents=True, exist_ok=True)
     for folder in SPLIT_FOLDERS.values():
@@ -205,19 +202,9 @@ def generate(
         for task in tasks:
             _write_job(task)
 
-    with open(out / "mars_attributes.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(HEADER)
-        for job in jobs:
-            writer.writerow([job.pid, job.camera, job.number] + [job.raw[kind] for kind in HEADER[3:]])
+    _write_label_file(out / "mars_attributes.csv", jobs)
     if videos:
-        schema = load_schema("mars")
-        with open(out / "videos" / "manifest.csv", "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["path", "split", *schema.names])
-            for job in jobs:
-                name = tracklet_name(job.pid, job.camera, job.number)
-                writer.writerow([f"{name}.{videos}", job.split, *encode_labels(job.raw, schema).tolist()])
+        _write_video_manifest(out / "videos" / "manifest.csv", jobs, videos)
     settings = {
         "generator": "training.synthetic",
         "tracklets": tracklets,
@@ -232,6 +219,49 @@ def generate(
     }
     (out / "synthetic.json").write_text(json.dumps(settings, indent=1) + "\n")
     return out
+
+
+def _check_settings(
+    *,
+    tracklets: int,
+    frames_per_tracklet: tuple[int, int],
+    size: tuple[int, int],
+    priors: str,
+    test_fraction: float,
+    videos: str | None,
+) -> None:
+    if tracklets < 2:
+        raise ValueError("need at least 2 tracklets")
+    if priors not in PRIORS:
+        raise ValueError(f"unknown priors {priors!r}; expected one of {PRIORS}")
+    if videos is not None and videos not in VIDEO_CODECS:
+        raise ValueError(f"unknown video container {videos!r}; expected one of {sorted(VIDEO_CODECS)}")
+    if size[0] % 2 or size[1] % 2:
+        raise ValueError(f"frame size {size} must be even (video encoders need it)")
+    if not (0.0 < test_fraction < 1.0):
+        raise ValueError("test fraction must be between 0 and 1")
+    if frames_per_tracklet[0] < 1 or frames_per_tracklet[1] < frames_per_tracklet[0]:
+        raise ValueError(f"invalid frames-per-tracklet range {frames_per_tracklet}")
+
+
+def _write_label_file(path: Path, jobs: list[TrackletJob]) -> None:
+    """The MARS label file: one row of raw per-kind values per tracklet."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(HEADER)
+        for job in jobs:
+            writer.writerow([job.pid, job.camera, job.number] + [job.raw[kind] for kind in HEADER[3:]])
+
+
+def _write_video_manifest(path: Path, jobs: list[TrackletJob], videos: str) -> None:
+    """The generic manifest of the clips: path, split and one 0/1 column per ``mars`` schema attribute."""
+    schema = load_schema("mars")
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "split", *schema.names])
+        for job in jobs:
+            name = tracklet_name(job.pid, job.camera, job.number)
+            writer.writerow([f"{name}.{videos}", job.split, *encode_labels(job.raw, schema).tolist()])
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -284,14 +314,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = generate(
             args.out,
-            args.tracklets,
-            args.seed,
-            args.frames_per_tracklet,
-            args.size,
-            args.priors,
-            args.test_fraction,
-            args.videos,
-            args.workers,
+            tracklets=args.tracklets,
+            seed=args.seed,
+            frames_per_tracklet=args.frames_per_tracklet,
+            size=args.size,
+            priors=args.priors,
+            test_fraction=args.test_fraction,
+            videos=args.videos,
+            workers=args.workers,
         )
     except ValueError as exc:
         parser.error(str(exc))

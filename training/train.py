@@ -1,7 +1,7 @@
 """``python -m training.train`` / ``vtfpar-train``: train VTFPAR++ and write checkpoints in ``model/``'s format.
 
-Defaults follow the paper's code (method.md 2): Adam, lr 1e-3 with a 5-epoch linear warm-up from 1 % and a
-cosine decay to 0.2 % over 30 epochs (set per epoch), batch 16 clips, the weighted BCE of 2.1, Resize/Pad/
+Defaults follow the paper's code (docs/method.md §2): Adam, lr 1e-3 with a 5-epoch linear warm-up from 1 % and a
+cosine decay to 0.2 % over 30 epochs (set per epoch), batch 16 clips, the weighted BCE of §2.1, Resize/Pad/
 RandomCrop/HFlip per frame, evaluation on the test split after every epoch. Frames are sampled in temporal
 order by default (``--sampling random_subset`` is the reference's unordered sampling).
 

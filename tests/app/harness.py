@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -13,6 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.main import build_server, create_app
 from app.settings import Settings
+
+from ..servers import loopback_socket, wait_until_ok
 
 
 def make_settings(checkpoint: Path, **overrides) -> Settings:
@@ -26,9 +26,7 @@ class RunningServer:
     def __init__(self, app, settings: Settings) -> None:
         self.app = app
         self.settings = settings
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock = loopback_socket()
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         # log_config=None leaves pytest's logging alone.
         self.server = build_server(app, settings, host="127.0.0.1", port=0, log_config=None)
@@ -39,17 +37,10 @@ class RunningServer:
         return self.app.state.service
 
     def start(self, wait_ready: bool = True) -> RunningServer:
+        """Start serving; return once the server answers (and, with ``wait_ready``, once it is ready)."""
         self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the server did not start")
-            time.sleep(0.01)
-        if wait_ready:
-            while httpx.get(f"{self.url}/health/ready").status_code != 200:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the server did not become ready")
-                time.sleep(0.02)
+        probe = "/health/ready" if wait_ready else "/health/live"
+        wait_until_ok(f"{self.url}{probe}", alive=self.thread.is_alive, timeout_s=60)
         return self
 
     def stop(self) -> None:

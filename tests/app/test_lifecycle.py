@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 
 import httpx
 import pytest
 
+from ..servers import AppProcess
 from .harness import make_settings, serving
 from .media import encode, frames
 
@@ -176,57 +173,29 @@ def test_sigterm_stops_readiness_at_once_and_finishes_accepted_work(tiny_checkpo
         assert not running.thread.is_alive()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _serve_subprocess(env_overrides: dict) -> subprocess.Popen:
-    env = {**os.environ, "VTFPAR_HOST": "127.0.0.1", "VTFPAR_DEVICE": "cpu", **env_overrides}
-    return subprocess.Popen(
-        [sys.executable, "-m", "app"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-
-
-def test_python_m_app_serves_from_env_and_exits_cleanly_on_sigterm(tiny_checkpoint):
-    port = _free_port()
-    process = _serve_subprocess(
-        {"VTFPAR_CHECKPOINT": str(tiny_checkpoint), "VTFPAR_PORT": str(port), "VTFPAR_MAX_BATCH_CLIPS": "3"}
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None and time.monotonic() < deadline, "the server did not become ready"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        assert httpx.get(f"http://127.0.0.1:{port}/info").json()["batching"]["max_batch_clips"] == 3
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
+def test_python_m_app_serves_from_env_and_exits_cleanly_on_sigterm(tiny_checkpoint, tmp_path):
+    settings = {"VTFPAR_CHECKPOINT": str(tiny_checkpoint), "VTFPAR_DEVICE": "cpu", "VTFPAR_MAX_BATCH_CLIPS": "3"}
+    with AppProcess(settings, tmp_path / "app.log") as app:
+        app.wait_ready(timeout_s=60)
+        assert httpx.get(f"{app.url}/info").json()["batching"]["max_batch_clips"] == 3
+        app.process.send_signal(signal.SIGTERM)
+        app.process.wait(timeout=30)
+    output = app.output()
     # uvicorn re-raises the signal once shut down, so the exit status says "terminated by SIGTERM".
-    assert process.returncode in (0, -signal.SIGTERM), output
+    assert app.process.returncode in (0, -signal.SIGTERM), output
     assert '"msg": "draining: not ready' in output  # JSON logs by default
     assert "Application shutdown complete" in output
 
 
 def test_a_missing_checkpoint_stops_startup_with_a_clear_message(tmp_path):
-    process = _serve_subprocess(
-        {
-            "VTFPAR_CHECKPOINT": str(tmp_path / "nope.safetensors"),
-            "VTFPAR_PORT": str(_free_port()),
-            "VTFPAR_LOG_JSON": "false",
-        }
-    )
-    output, _ = process.communicate(timeout=60)
-    assert process.returncode == 3
-    assert f"cannot load the model: VTFPAR_CHECKPOINT={tmp_path / 'nope.safetensors'} does not exist" in output
+    settings = {
+        "VTFPAR_CHECKPOINT": str(tmp_path / "nope.safetensors"),
+        "VTFPAR_DEVICE": "cpu",
+        "VTFPAR_LOG_JSON": "false",
+    }
+    with AppProcess(settings, tmp_path / "app.log") as app:
+        assert app.process.wait(timeout=60) == 3
+    assert f"cannot load the model: VTFPAR_CHECKPOINT={tmp_path / 'nope.safetensors'} does not exist" in app.output()
 
 
 def test_without_a_checkpoint_the_demo_model_is_served_or_its_absence_explained(tmp_path, monkeypatch):

@@ -3,22 +3,19 @@
 The service is `python -m app` serving a tiny random checkpoint on CPU; Prometheus scrapes it every second.
 """
 
-import io
 import json
-import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import av
 import httpx
 import numpy as np
 import pytest
 
 from model import create_model, get_config, load_schema, save_checkpoint
+
+from ..app.media import encode
+from ..servers import LOOPBACK, AppProcess, ServerProcess, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 180  # a cold torch import on two busy cores is slow
@@ -30,47 +27,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def synthesize_mp4(frames: int = 8, width: int = 64, height: int = 32) -> bytes:
     """A short h264 clip of noise frames: decodable, and all the tiny model needs."""
-    buffer = io.BytesIO()
     rng = np.random.default_rng(0)
-    with av.open(buffer, mode="w", format="mp4") as container:
-        stream = container.add_stream("h264", rate=8)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for _ in range(frames):
-            image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode())
-    return buffer.getvalue()
-
-
-def wait_until_ok(url: str, process: subprocess.Popen, log: Path, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"{process.args[0]} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"{url} not OK after {timeout_s:.0f} s:\n{log.read_text()[-3000:]}")
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    return encode("mp4", [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(frames)], fps=8)
 
 
 @pytest.fixture(scope="module")
@@ -79,25 +39,10 @@ def service(tmp_path_factory):
     folder = tmp_path_factory.mktemp("service")
     checkpoint = folder / "tiny.safetensors"
     save_checkpoint(create_model(get_config("tiny"), load_schema("mars")), checkpoint)
-    port = free_port()
-    env = {
-        **os.environ,
-        "VTFPAR_CHECKPOINT": str(checkpoint),
-        "VTFPAR_DEVICE": "cpu",
-        "VTFPAR_HOST": "127.0.0.1",
-        "VTFPAR_PORT": str(port),
-    }
-    log = folder / "service.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app"], cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ok(f"{url}/health/ready", process, log, STARTUP_TIMEOUT_S)
-        yield url
-    finally:
-        stop(process)
+    settings = {"VTFPAR_CHECKPOINT": str(checkpoint), "VTFPAR_DEVICE": "cpu"}
+    with AppProcess(settings, folder / "service.log", cwd=REPO) as app:
+        app.wait_ready(STARTUP_TIMEOUT_S)
+        yield app.url
 
 
 @pytest.fixture(scope="module")
@@ -116,25 +61,16 @@ def prometheus(service, tmp_path_factory):
             }
         )
     )
-    port = free_port()
-    log = folder / "prometheus.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [
-                PROMETHEUS,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={folder / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ok(f"{url}/-/ready", process, log, 60)
+    url = f"http://{LOOPBACK}:{free_port()}"
+    command = [
+        PROMETHEUS,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={folder / 'data'}",
+        f"--web.listen-address={url.removeprefix('http://')}",
+    ]
+    with ServerProcess(command, folder / "prometheus.log") as process:
+        process.wait_until_ok(f"{url}/-/ready", 60)
         yield url
-    finally:
-        stop(process)
 
 
 def predict(service: str, video: bytes) -> httpx.Response:

@@ -67,12 +67,12 @@ def test_unrun_clip_blocks_are_not_kept(tiny_model):
 
 def test_paper_model_size_and_compute():
     summary = summarize("vtfpar-b16", "mars")
-    # method.md 1.9: 15,036,610 trainable parameters in the reference, of which 2,856,961 are built but
+    # docs/method.md §1.7: 15,036,610 trainable parameters in the reference, of which 2,856,961 are built but
     # never run (spatial block 8, temporal patch embed / blocks 7-8 / projection layers, visual_embed,
     # spa_embed, tem_embed, w_temporal). This build creates only the modules on the forward path, so its
     # count is exactly the reference's forward-path figure.
     assert summary["trainable_params"] == 12_179_649
-    # method.md 1.9 measured 494.5 GFLOP per clip in the reference: 256.3 of them re-running the text tower
+    # docs/method.md §1.7: 494.5 GFLOP per clip in the reference: 256.3 of them re-running the text tower
     # and 17.45 running a 12th CLIP block nobody reads. Neither happens here, so about 220.8 remain.
     assert summary["gflops_per_clip"] == pytest.approx(494.5 - 256.3 - 17.45, abs=1.0)
     assert summary["gflops_by_module"]["spatial"] == pytest.approx(15.6, abs=0.2)

@@ -1,4 +1,4 @@
-"""The paper's loss (method.md 2.1) and learning-rate schedule (2.2)."""
+"""The paper's loss (docs/method.md §2.1) and learning-rate schedule (§2.2)."""
 
 import math
 
@@ -35,7 +35,7 @@ def test_loss_is_not_averaged_over_attributes():
     assert ten.item() == pytest.approx(10 * one.item())
 
 
-# method.md 2.2, [DERIVED] values, as printed there.
+# The learning rates docs/method.md §2.2 prints, with its rounding.
 PAPER_LR = {
     1: "2.08e-4",
     2: "4.06e-4",

@@ -132,7 +132,7 @@ def test_every_row_of_the_published_label_file_parses():
     assert schema.name == "mars-v1" and len(rows) == 16360
     labels = np.stack([labels for _, labels in rows.values()])
     counts = dict(zip(schema.names, labels.sum(axis=0).tolist(), strict=True))
-    # method.md 3.5's value counts, through the documented polarity.
+    # docs/method.md §3.3's value counts, through the documented polarity.
     assert counts["top_short"] == 15334 and counts["bottom_short"] == 9975 and counts["bottom_skirt"] == 2249
     assert counts["female"] == 6771 and counts["long_hair"] == 5571 and counts["hat"] == 552
     assert counts["age_teenager"] == 13161 and counts["bottom_purple"] == 15

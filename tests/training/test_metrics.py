@@ -1,4 +1,4 @@
-"""Metrics of method.md 4.1 (VTFPAR++ protocol) and 4.3 (mA, instance metrics) on toy cases."""
+"""Metrics of docs/method.md §4.1 (VTFPAR++ protocol) and §4.2 (mA, instance metrics) on toy cases."""
 
 import numpy as np
 import pytest

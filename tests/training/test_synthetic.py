@@ -9,7 +9,21 @@ import numpy as np
 import pytest
 
 from training.mars import load_mars
-from training.render import Canvas, draw_person, make_look, plan_motion
+from training.render import (
+    BACK,
+    FRONTAL,
+    LATERAL,
+    MOTION_VARIES,
+    POSE_VARIES,
+    RUNNING,
+    STAYING,
+    VIEWS,
+    WALKING,
+    Canvas,
+    draw_person,
+    make_look,
+    plan_motion,
+)
 from training.synthetic import MARS_ROWS, generate, main, plan_dataset
 
 
@@ -96,35 +110,35 @@ def draw(look, state):
         ("handbag", (160, 30, 60)),
     ],
 )
-@pytest.mark.parametrize("view", [0, 2, 4])
+@pytest.mark.parametrize("view", [FRONTAL, LATERAL, BACK])
 def test_every_appearance_attribute_changes_the_pixels_in_every_view(field, value, view):
     look = make_look(BASE_RAW, np.random.default_rng(0))
     if field in ("top", "bottom"):
         value = make_look({**BASE_RAW, "Tops.c": 7, "Bottoms.c": 5}, np.random.default_rng(0)).__dict__[field]
     changed = dataclasses.replace(look, **{field: value})
-    state = plan_motion(view, 3, 4, np.random.default_rng(0))[0]
+    state = plan_motion(view, STAYING, 4, np.random.default_rng(0))[0]
     difference = np.abs(draw(look, state) - draw(changed, state)).sum(axis=-1) > 30
     assert difference.sum() >= 20, f"{field} barely visible ({difference.sum()} pixels) in view {view}"
 
 
 def test_views_differ_and_motion_needs_several_frames():
     look = make_look(BASE_RAW, np.random.default_rng(0))
-    views = [draw(look, plan_motion(view, 3, 2, np.random.default_rng(1))[0]) for view in range(5)]
-    for i in range(5):
-        for j in range(i + 1, 5):
+    views = [draw(look, plan_motion(view, STAYING, 2, np.random.default_rng(1))[0]) for view in VIEWS]
+    for i in range(len(views)):
+        for j in range(i + 1, len(views)):
             assert np.abs(views[i] - views[j]).sum() > 0, (i, j)
-    staying = plan_motion(0, 3, 12, np.random.default_rng(2))
+    staying = plan_motion(FRONTAL, STAYING, 12, np.random.default_rng(2))
     assert len({(s.centre, s.phase) for s in staying}) == 1  # nothing moves
-    walking, running = (plan_motion(2, m, 12, np.random.default_rng(2)) for m in (0, 1))
+    walking, running = (plan_motion(LATERAL, m, 12, np.random.default_rng(2)) for m in (WALKING, RUNNING))
     walk_span = abs(walking[-1].centre - walking[0].centre)
     run_span = abs(running[-1].centre - running[0].centre)
     assert 0 < walk_span < run_span
     # One frame of a stayer looks like one frame of a walker: same stride amplitude range.
     assert abs(staying[0].stride - walking[0].stride) < 0.03
-    varies = plan_motion(0, 4, 12, np.random.default_rng(3))
+    varies = plan_motion(FRONTAL, MOTION_VARIES, 12, np.random.default_rng(3))
     steps = np.abs(np.diff([s.centre for s in varies]))
     assert steps.max() - steps.min() > 0.01  # the speed changes within the tracklet
-    turning = plan_motion(5, 0, 12, np.random.default_rng(4))
+    turning = plan_motion(POSE_VARIES, WALKING, 12, np.random.default_rng(4))
     assert abs(turning[-1].view - turning[0].view) >= 2
 
 
