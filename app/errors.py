@@ -23,6 +23,8 @@ class ErrorCode(StrEnum):
     TOO_MANY_PIXELS = "too_many_pixels"
     BAD_FRAME_SIZE = "bad_frame_size"  # a side longer than max_side, or sides too unequal (max_aspect_ratio)
     DECODE_TIMEOUT = "decode_timeout"
+    BAD_TRACKS = "bad_tracks"  # a tracks file (MOT text or JSON) that cannot be read, or boxes outside the video
+    DETECTION_OFF = "detection_off"  # /predict/scene on a server without a configured detector
     QUEUE_FULL = "queue_full"
     OVERLOADED = "overloaded"  # too many requests in flight
     NOT_READY = "not_ready"  # loading, warming up or draining

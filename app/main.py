@@ -1,6 +1,7 @@
 """The app factory: settings in, a FastAPI app out, with the model loaded and warmed up by its lifespan.
 
-``create_app(settings, runner=...)`` lets tests serve a runner they built (or wrapped) themselves.
+``create_app(settings, runner=..., detector=...)`` lets tests serve a runner (and a person detector for
+/predict/scene) they built (or wrapped) themselves.
 Run with ``python -m app`` / ``vtfpar-serve``, or ``uvicorn --factory app.main:create_app``.
 """
 
@@ -23,17 +24,22 @@ from .log import log_config
 from .metrics import Metrics
 from .service import Service
 from .settings import Settings
+from .tracks import Detector, load_scene
 
 log = logging.getLogger(__name__)
 
 DESCRIPTION = """\
 Video pedestrian attribute recognition (VTFPAR++). POST a pedestrian clip, or a tracklet of crops, to
-`/predict` and get a probability and a thresholded decision for every attribute of the model's schema.
-Requests are batched dynamically; `/metrics` shows batch sizes, queue and decode times.
+`/predict` and get a probability and a thresholded decision for every attribute of the model's schema; POST
+camera footage and its tracks (MOT text or JSON) to `/predict/tracks`, or the footage alone to `/predict/scene`
+where the service runs its own detector and tracker, and get them per person. Requests are batched dynamically;
+`/metrics` shows batch sizes, queue and decode times.
 """
 
 
-def create_app(settings: Settings | None = None, runner: ModelRunner | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, runner: ModelRunner | None = None, detector: Detector | None = None
+) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics()
 
@@ -42,11 +48,12 @@ def create_app(settings: Settings | None = None, runner: ModelRunner | None = No
         # Loading fails fast (the process exits with the reason); warm-up runs after startup, and
         # /health/ready turns 200 when it is done.
         try:
-            model_runner = runner or await asyncio.to_thread(ModelRunner.load, settings)
+            model_runner = runner if runner is not None else await asyncio.to_thread(ModelRunner.load, settings)
+            scene = await asyncio.to_thread(load_scene, settings, model_runner.device, detector)
         except (StartupError, CheckpointError) as exc:
             log.error("cannot load the model: %s", exc)
             raise
-        service = Service(settings, model_runner, metrics)
+        service = Service(settings, model_runner, metrics, scene)
         app.state.service = service
         await service.start()
         try:

@@ -1,4 +1,5 @@
-"""The running service: model runner, decoder, batcher, metrics and the readiness state, wired together.
+"""The running service: model runner, decoder, batcher, the tracks pipeline, metrics and the readiness state,
+wired together.
 
 Routes reach it through a FastAPI dependency, so tests can build one around a fake runner.
 """
@@ -15,18 +16,29 @@ from .errors import ErrorCode, ServiceError
 from .inference import ModelRunner, warmup_batch_sizes
 from .metrics import Metrics
 from .settings import Settings
+from .tracks import SceneTracker, TrackLimits, TrackPipeline
 
 log = logging.getLogger(__name__)
 
 
 class Service:
-    def __init__(self, settings: Settings, runner: ModelRunner, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        runner: ModelRunner,
+        metrics: Metrics | None = None,
+        scene: SceneTracker | None = None,
+    ) -> None:
         self.settings = settings
         self.runner = runner
         self.metrics = metrics or Metrics()
         self.limits = DecodeLimits.from_settings(settings)
         self.decoder = Decoder(
             self.limits, settings.decode_workers, runner.frames_per_clip, runner.prepare, observer=self.metrics
+        )
+        # /predict/tracks and /predict/scene; scene is None when built-in detection is off.
+        self.tracks = TrackPipeline(
+            runner.frames_per_clip, self.limits, TrackLimits.from_settings(settings), runner.prepare, scene
         )
         self.batcher = Batcher(
             runner.predict,

@@ -73,6 +73,26 @@ class Settings(BaseSettings):
     min_frames: int = Field(1, ge=1, description="Fewest frames a clip or frames upload must have.")
     decode_timeout_s: float = Field(10.0, gt=0, description="Wall-clock deadline for demuxing and decoding one upload.")
 
+    # /predict/tracks and /predict/scene
+    max_tracks: int = Field(
+        64,
+        ge=1,
+        description="Tracks one /predict/tracks request may send; never more than max_queue, since each track "
+        "waits in the queue as one clip.",
+    )
+    max_track_boxes: int = Field(100_000, ge=1, description="Boxes one /predict/tracks request may send.")
+    detector: str | None = Field(
+        None,
+        description="torchvision person detector for /predict/scene (e.g. fasterrcnn_mobilenet_v3_large_fpn); "
+        "unset = built-in detection and tracking off.",
+    )
+    detector_weights: Path | None = Field(
+        None,
+        description="Local weights file of the detector; unset = torchvision's download of its COCO weights "
+        "(needs internet once).",
+    )
+    detection_interval: int = Field(1, ge=1, description="/predict/scene runs the detector on every k-th frame.")
+
     # Decoding resources
     decode_workers: int = Field(
         default_factory=lambda: min(4, os.cpu_count() or 1),

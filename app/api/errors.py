@@ -33,6 +33,8 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.TOO_MANY_PIXELS: 422,
     ErrorCode.BAD_FRAME_SIZE: 422,
     ErrorCode.DECODE_TIMEOUT: 422,
+    ErrorCode.BAD_TRACKS: 422,
+    ErrorCode.DETECTION_OFF: 404,
     ErrorCode.QUEUE_FULL: 429,
     ErrorCode.OVERLOADED: 429,
     ErrorCode.NOT_READY: 503,

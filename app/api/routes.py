@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Annotated
 
 import torch
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from ..decoding.sniff import IMAGE_KINDS, VIDEO_KINDS
 from ..errors import ErrorCode, ServiceError
 from ..log import request_id_var
 from ..metrics import CONTENT_TYPE
 from ..service import Service
+from ..tracks import submit_tracks
 from .schemas import (
     AttributeInfo,
     ErrorResponse,
@@ -22,9 +24,12 @@ from .schemas import (
     InfoResponse,
     ModelInfo,
     PredictResponse,
+    SceneInfo,
+    TracksResponse,
     prediction_response,
+    tracks_response,
 )
-from .uploads import RAW_CONTENT_TYPES, read_upload
+from .uploads import PREDICT_FORM, RAW_CONTENT_TYPES, SCENE_FORM, TRACKS_FORM, Form, read_upload
 
 router = APIRouter()
 
@@ -42,11 +47,12 @@ ServiceDep = Annotated[Service, Depends(get_service)]
 def _errors(*statuses: int) -> dict:
     descriptions = {
         400: "Malformed request: missing, extra or empty parts.",
+        404: "Built-in detection is off on this server (detection_off): send your own tracks to /predict/tracks.",
         408: "The request body was not complete within the upload deadline (VTFPAR_UPLOAD_TIMEOUT_S).",
-        413: "Upload larger than the byte limit, or too many frame files.",
+        413: "Upload larger than the byte limit, or too many frame files, tracks or boxes.",
         415: "Content type, container, codec or image format not accepted (playlists are refused).",
         422: "Media that cannot be used: undecodable, no video stream, too few frames, too long, too many pixels, "
-        "frames of different sizes, decode deadline passed.",
+        "frames of different sizes, decode deadline passed; tracks that cannot be read or do not fit the video.",
         429: "Queue full or too many requests in flight; retry after Retry-After seconds.",
         503: "Not ready (loading, warming up or draining) or queued too long; retry after Retry-After seconds.",
     }
@@ -59,33 +65,34 @@ def _errors(*statuses: int) -> dict:
 
 
 _BINARY = {"type": "string", "format": "binary", "minLength": 1}  # an empty file is refused
+_REQUEST_ID = {
+    "name": "X-Request-Id",
+    "in": "header",
+    "required": False,
+    # Any value is accepted: one that does not match the pattern is replaced by a generated id.
+    "schema": {"type": "string"},
+    "description": "Your id for this request (letters, digits and `. _ : -`, up to 128 characters; "
+    "anything else is replaced by a generated id). Echoed in the response header, the body and the logs.",
+}
+_VIDEO_PART = {**_BINARY, "description": "One clip: mp4/mov, webm/mkv, avi, gif or mpeg-ts."}
+_VIDEO_FORM = {
+    "title": "Video",
+    "type": "object",
+    "properties": {"video": _VIDEO_PART},
+    "required": ["video"],
+    "additionalProperties": False,
+}
+_RAW_VIDEO = {content_type: {"schema": _BINARY} for content_type in RAW_CONTENT_TYPES}
+_VIDEO_ENCODING = {"video": {"contentType": ", ".join(RAW_CONTENT_TYPES)}}
 _PREDICT_OPENAPI = {
-    "parameters": [
-        {
-            "name": "X-Request-Id",
-            "in": "header",
-            "required": False,
-            # Any value is accepted: one that does not match the pattern is replaced by a generated id.
-            "schema": {"type": "string"},
-            "description": "Your id for this request (letters, digits and `. _ : -`, up to 128 characters; "
-            "anything else is replaced by a generated id). Echoed in the response header, the body and the logs.",
-        }
-    ],
+    "parameters": [_REQUEST_ID],
     "requestBody": {
         "required": True,
         "content": {
             "multipart/form-data": {
                 "schema": {
                     "oneOf": [
-                        {
-                            "title": "Video",
-                            "type": "object",
-                            "properties": {
-                                "video": {**_BINARY, "description": "One clip: mp4/mov, webm/mkv, avi, gif or mpeg-ts."}
-                            },
-                            "required": ["video"],
-                            "additionalProperties": False,
-                        },
+                        _VIDEO_FORM,
                         {
                             "title": "Frames",
                             "type": "object",
@@ -103,15 +110,74 @@ _PREDICT_OPENAPI = {
                         },
                     ]
                 },
-                "encoding": {
-                    "video": {"contentType": ", ".join(RAW_CONTENT_TYPES)},
-                    "frames": {"contentType": "image/jpeg, image/png"},
-                },
+                "encoding": {**_VIDEO_ENCODING, "frames": {"contentType": "image/jpeg, image/png"}},
             },
-            **{content_type: {"schema": _BINARY} for content_type in RAW_CONTENT_TYPES},
+            **_RAW_VIDEO,
         },
     },
 }
+_TRACKS_OPENAPI = {
+    "parameters": [_REQUEST_ID],
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "video": {**_BINARY, "description": "Camera footage: mp4/mov, webm/mkv, avi, gif or mpeg-ts."},
+                        "tracks": {
+                            **_BINARY,
+                            "description": "The boxes: MOT Challenge text (frame,id,left,top,width,height[,...] "
+                            'per line, frames 1-based) or JSON ([{"frame": 1, "id": 3, "box": [l, t, w, h]}, ...]). '
+                            "At most VTFPAR_MAX_TRACKS tracks and VTFPAR_MAX_TRACK_BOXES boxes (see /info).",
+                        },
+                    },
+                    "required": ["video", "tracks"],
+                    "additionalProperties": False,
+                },
+                "encoding": {**_VIDEO_ENCODING, "tracks": {"contentType": "text/plain, text/csv, application/json"}},
+            }
+        },
+    },
+}
+_SCENE_OPENAPI = {
+    "parameters": [_REQUEST_ID],
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": _VIDEO_FORM, "encoding": _VIDEO_ENCODING},
+            **_RAW_VIDEO,
+        },
+    },
+}
+Margin = Annotated[
+    float,
+    Query(
+        ge=0,
+        le=1,
+        description="Grow each box by this fraction of its width on the left and right, and of its height above "
+        "and below, before cropping (clipped to the frame).",
+    ),
+]
+
+
+@contextlib.asynccontextmanager
+async def _received_and_decoded(request: Request, service: Service, form: Form, decode):
+    """Admission, the body, then ``decode(upload)`` on the decode pool; the request keeps its processing slot
+    until the caller's block (queue and model) is done."""
+    settings = service.settings
+    with service.admit() as admission:
+        upload = await read_upload(
+            request, settings.max_upload_bytes, settings.max_upload_frames, settings.upload_timeout_s, form
+        )
+        service.metrics.upload_bytes.observe(upload.bytes_read)
+        try:
+            admission.body_received()
+            decoded = await decode(upload)
+        finally:
+            await upload.close()
+        yield decoded
 
 
 @router.post(
@@ -125,24 +191,77 @@ async def predict(request: Request, service: ServiceDep) -> PredictResponse:
     """Send one `video` file, or one or more `frames` image files (multipart), or a raw video body. The model
     sees `frames_per_clip` frames sampled evenly over the clip."""
     start = time.perf_counter()
-    settings = service.settings
-    with service.admit() as admission:
-        upload = await read_upload(
-            request, settings.max_upload_bytes, settings.max_upload_frames, settings.upload_timeout_s
-        )
-        service.metrics.upload_bytes.observe(upload.bytes_read)
-        try:
-            admission.body_received()
-            clip = await (
-                service.decoder.video(upload.video)
-                if upload.video is not None
-                else service.decoder.images(upload.frames)
-            )
-        finally:
-            await upload.close()
+
+    def decode(upload):
+        if upload.video is not None:
+            return service.decoder.video(upload.video)
+        return service.decoder.images(upload.frames)
+
+    async with _received_and_decoded(request, service, PREDICT_FORM, decode) as clip:
         result = await _unless_client_leaves(request, service.batcher.submit(clip.model_input))
     return prediction_response(
         request_id_var.get() or "", service.runner, clip, result, total_s=time.perf_counter() - start
+    )
+
+
+@router.post(
+    "/predict/tracks",
+    response_model=TracksResponse,
+    summary="Attribute probabilities for every track of a full-frame video",
+    responses=_errors(400, 408, 413, 415, 422, 429, 503),
+    openapi_extra=_TRACKS_OPENAPI,
+)
+async def predict_tracks(request: Request, service: ServiceDep, margin: Margin = 0.0) -> TracksResponse:
+    """Send the `video` (camera footage) and its `tracks` (MOT text or JSON). Each track's boxes are sampled as
+    /predict samples a clip, cropped (all tracks from one decode pass) and run through the model as one clip."""
+    start = time.perf_counter()
+    pipeline = service.tracks
+
+    def decode(upload):
+        return service.decoder.run(lambda deadline: pipeline.read_tracks(upload.video, upload.tracks, margin, deadline))
+
+    return await _answer_tracks(request, service, TRACKS_FORM, decode, start, with_boxes=False)
+
+
+@router.post(
+    "/predict/scene",
+    response_model=TracksResponse,
+    summary="Attribute probabilities for every person the service's own detector and tracker find",
+    responses=_errors(400, 404, 408, 413, 415, 422, 429, 503),
+    openapi_extra=_SCENE_OPENAPI,
+)
+async def predict_scene(request: Request, service: ServiceDep, margin: Margin = 0.0) -> TracksResponse:
+    """Send the `video` alone (multipart or a raw body): the configured detector runs on every k-th frame,
+    ByteTrack joins its boxes into tracks, and each track is answered as /predict/tracks answers it, with its
+    boxes. 404 `detection_off` unless a detector is configured (VTFPAR_DETECTOR; /info says)."""
+    start = time.perf_counter()
+    pipeline = service.tracks
+    if pipeline.scene is None:
+        raise ServiceError(
+            ErrorCode.DETECTION_OFF,
+            "built-in detection is off on this server (VTFPAR_DETECTOR is unset): send your own tracks to "
+            "/predict/tracks",
+        )
+
+    def decode(upload):
+        return service.decoder.run(lambda deadline: pipeline.read_scene(upload.video, margin, deadline))
+
+    return await _answer_tracks(request, service, SCENE_FORM, decode, start, with_boxes=True)
+
+
+async def _answer_tracks(request: Request, service: Service, form: Form, decode, start: float, with_boxes: bool):
+    async with _received_and_decoded(request, service, form, decode) as prepared:
+        submitted = time.perf_counter()
+        results = await _unless_client_leaves(request, submit_tracks(service.batcher, prepared))
+        model_s = time.perf_counter() - submitted
+    return tracks_response(
+        request_id_var.get() or "",
+        service.runner,
+        prepared,
+        results,
+        model_s=model_s,
+        total_s=time.perf_counter() - start,
+        with_boxes=with_boxes,
     )
 
 
@@ -224,6 +343,8 @@ async def info(service: ServiceDep) -> InfoResponse:
                 "max_frames_decoded",
                 "min_frames",
                 "decode_timeout_s",
+                "max_tracks",
+                "max_track_boxes",
             )
         },
         batching={
@@ -245,6 +366,19 @@ async def info(service: ServiceDep) -> InfoResponse:
             "codecs": list(settings.allowed_codecs),
             "image_formats": [k.name for k in IMAGE_KINDS],
         },
+        scene=_scene_info(service),
+    )
+
+
+def _scene_info(service: Service) -> SceneInfo:
+    scene, settings = service.tracks.scene, service.settings
+    weights = settings.detector_weights
+    return SceneInfo(
+        enabled=scene is not None,
+        detector=scene.detector.name if scene is not None else None,
+        detector_weights=str(weights) if scene is not None and weights is not None else None,
+        detection_interval=settings.detection_interval,
+        tracker=scene.tracker if scene is not None else None,
     )
 
 

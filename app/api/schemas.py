@@ -70,6 +70,77 @@ class PredictResponse(BaseModel):
     timings: Timings
 
 
+class TracksInput(BaseModel):
+    source: Literal["video"]
+    container: str = Field(examples=["mp4"], description="mp4, matroska, avi, gif or mpegts.")
+    codec: str = Field(examples=["h264"])
+    width: int
+    height: int
+    duration_s: float | None
+    total_frames: int = Field(description="Frames in the video.")
+    frames_decoded: int = Field(
+        description="Frames actually decoded, for all tracks together (and, for /predict/scene, for detection)."
+    )
+    tracks_source: Literal["mot", "json", "detector"] = Field(
+        description="Where the tracks came from: the request's MOT text or JSON, or the service's own detector."
+    )
+    boxes: int = Field(description="Boxes in all tracks.")
+    margin: float = Field(
+        description="Fraction of each box's width (height) added on its left and right (above and below)."
+    )
+
+
+class TrackResult(BaseModel):
+    track_id: int = Field(description="The track's id, as in the tracks sent (from the tracker for /predict/scene).")
+    first_frame: int = Field(description="First frame with a box of this track (1-based, as in MOT files).")
+    last_frame: int = Field(description="Last frame with a box of this track (1-based).")
+    boxes: int = Field(description="Boxes this track has.")
+    frames_used: list[int] = Field(
+        description="The frames (1-based) whose crops the model saw, in order: the track's boxes sampled as /predict "
+        "samples a clip's frames (repeated when the track has fewer boxes than the model takes).",
+        examples=[[12, 37, 62, 87, 112, 137]],
+    )
+    boxes_used: list[list[int]] = Field(
+        description="The crop cut from each of those frames, [left, top, width, height] in whole pixels: the box "
+        "grown by the margin and clipped to the frame."
+    )
+    track_boxes: list[list[float]] | None = Field(
+        None,
+        description="/predict/scene only: every box of the track, [frame (1-based), left, top, width, height]. "
+        "Null for /predict/tracks, whose boxes the client sent.",
+    )
+    attributes: list[AttributeResult] = Field(description="Every attribute, in the schema's column order.")
+    groups: list[GroupResult] = Field(description="The winning class of each one-of-N group.")
+    batch_size: int = Field(description="Clips in the forward pass that served this track.")
+
+
+class SkippedTrackResult(BaseModel):
+    track_id: int
+    first_frame: int = Field(description="1-based.")
+    last_frame: int = Field(description="1-based.")
+    boxes: int
+    reason: str = Field(examples=["2 box(es); at least 4 needed (VTFPAR_MIN_FRAMES)"])
+
+
+class TracksTimings(BaseModel):
+    decode_s: float = Field(
+        description="Reading the tracks, demux, decode, cropping and preprocessing (and detection, for /predict/scene)."
+    )
+    model_s: float = Field(
+        description="From the first track's submission to the last track's answer: queue waits and forward passes."
+    )
+    total_s: float = Field(description="From the request's arrival to the response.")
+
+
+class TracksResponse(BaseModel):
+    request_id: str
+    model: ModelRef
+    input: TracksInput
+    tracks: list[TrackResult] = Field(description="The tracks the model ran on, by track id.")
+    skipped: list[SkippedTrackResult] = Field(description="Tracks not run, each with the reason.")
+    timings: TracksTimings
+
+
 class ErrorBody(BaseModel):
     code: str = Field(examples=["unsupported_media_type"])
     message: str = Field(examples=["unrecognised format: expected a video (mp4/mov, webm/mkv, avi, gif or mpeg-ts)"])
@@ -129,6 +200,64 @@ def prediction_response(request_id: str, runner, clip, result, total_s: float) -
     )
 
 
+def tracks_response(
+    request_id: str, runner, prepared, results, model_s: float, total_s: float, with_boxes: bool = False
+) -> TracksResponse:
+    """The /predict/tracks (or /predict/scene, ``with_boxes``) body for a PreparedTracks and its batch rows."""
+    served, index = runner.served, prepared.index
+    tracks = []
+    for track, result in zip(prepared.tracks, results, strict=True):
+        plan = track.plan
+        attributes, groups = interpret(runner.schema, runner.thresholds, result.probabilities)
+        tracks.append(
+            TrackResult(
+                track_id=plan.track_id,
+                first_frame=plan.boxes[0].frame + 1,
+                last_frame=plan.boxes[-1].frame + 1,
+                boxes=len(plan.boxes),
+                frames_used=[box.frame + 1 for box in plan.used],
+                boxes_used=[region.ltwh() for region in plan.regions],
+                track_boxes=[_box_row(box) for box in plan.boxes] if with_boxes else None,
+                attributes=attributes,
+                groups=groups,
+                batch_size=result.batch_size,
+            )
+        )
+    return TracksResponse(
+        request_id=request_id,
+        model=ModelRef(name=served.name, version=served.version, schema=served.schema, demo=served.demo),
+        input=TracksInput(
+            source="video",
+            container=index.kind.name,
+            codec=index.codec,
+            width=index.width,
+            height=index.height,
+            duration_s=index.duration_s,
+            total_frames=index.total_frames,
+            frames_decoded=prepared.frames_decoded,
+            tracks_source=prepared.source,
+            boxes=prepared.box_count,
+            margin=prepared.margin,
+        ),
+        tracks=tracks,
+        skipped=[
+            SkippedTrackResult(
+                track_id=track.track_id,
+                first_frame=track.boxes[0].frame + 1,
+                last_frame=track.boxes[-1].frame + 1,
+                boxes=len(track.boxes),
+                reason=track.reason,
+            )
+            for track in prepared.skipped
+        ],
+        timings=TracksTimings(decode_s=prepared.decode_s, model_s=model_s, total_s=total_s),
+    )
+
+
+def _box_row(box) -> list[float]:
+    return [box.frame + 1, *(round(value, 1) for value in (box.left, box.top, box.width, box.height))]
+
+
 class ModelInfo(BaseModel):
     name: str
     version: str
@@ -154,6 +283,16 @@ class GroupInfo(BaseModel):
     attributes: list[str]
 
 
+class SceneInfo(BaseModel):
+    enabled: bool = Field(description="False: /predict/scene answers 404 detection_off (VTFPAR_DETECTOR is unset).")
+    detector: str | None = Field(examples=["fasterrcnn_mobilenet_v3_large_fpn"])
+    detector_weights: str | None = Field(
+        description="The local weights file, or null for torchvision's downloaded COCO weights."
+    )
+    detection_interval: int = Field(description="The detector runs on every k-th frame.")
+    tracker: str | None = Field(examples=["bytetrack (trackers 2.6.1)"])
+
+
 class InfoResponse(BaseModel):
     model: ModelInfo
     device: str = Field(examples=["cuda:0"])
@@ -166,3 +305,4 @@ class InfoResponse(BaseModel):
     limits: dict[str, float | int] = Field(description="Every upload and media limit in force.")
     batching: dict[str, float | int] = Field(description="Batching, queue and admission knobs in force.")
     decoding: dict[str, float | int | list[str]] = Field(description="Decode pool, threads and accepted formats.")
+    scene: SceneInfo = Field(description="Built-in detection and tracking for /predict/scene.")

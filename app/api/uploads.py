@@ -1,4 +1,5 @@
-"""Reading a /predict body: multipart (``video`` or ``frames`` files) or a raw video body.
+"""Reading a request body: multipart files (``video`` or ``frames`` for /predict, ``video`` and ``tracks`` for
+/predict/tracks, each endpoint's :class:`Form`) or a raw video body.
 
 The body is read from the ASGI stream under three bounds: the byte limit (a Content-Length above it is refused
 before anything is read, a chunked or lying body is cut off as soon as the count passes it), a deadline (a body
@@ -45,7 +46,38 @@ RAW_CONTENT_TYPES = (
     *(content_type for kind in VIDEO_KINDS for content_type in CONTAINER_CONTENT_TYPES[kind.name]),
     "application/octet-stream",
 )
-FILE_FIELDS = ("video", "frames")
+
+
+@dataclass(frozen=True)
+class Form:
+    """The multipart file fields an endpoint takes: each accepted combination of fields, which fields hold one
+    file at most, and whether a raw video body will do instead."""
+
+    combinations: tuple[frozenset[str], ...]
+    single: frozenset[str]
+    raw_video: bool
+    expected: str  # what to send, as error messages say it
+
+    @property
+    def fields(self) -> frozenset[str]:
+        return frozenset().union(*self.combinations)
+
+
+PREDICT_FORM = Form(
+    combinations=(frozenset({"video"}), frozenset({"frames"})),
+    single=frozenset({"video"}),
+    raw_video=True,
+    expected="either one 'video' file or one or more 'frames' files",
+)
+TRACKS_FORM = Form(
+    combinations=(frozenset({"video", "tracks"}),),
+    single=frozenset({"video", "tracks"}),
+    raw_video=False,
+    expected="one 'video' file and one 'tracks' file (MOT text or JSON)",
+)
+SCENE_FORM = Form(
+    combinations=(frozenset({"video"}),), single=frozenset({"video"}), raw_video=True, expected="one 'video' file"
+)
 
 
 class BodySpool:
@@ -129,6 +161,7 @@ class Upload:
     spool: BodySpool
     video: BinaryIO | None = None
     frames: list[BinaryIO] = field(default_factory=list)
+    tracks: BinaryIO | None = None
     bytes_read: int = 0
 
     async def close(self) -> None:
@@ -162,16 +195,19 @@ def _too_large(limit: int) -> ServiceError:
     return ServiceError(ErrorCode.PAYLOAD_TOO_LARGE, f"the upload is larger than {limit} bytes")
 
 
-async def read_upload(request: Request, max_bytes: int, max_frames: int, timeout_s: float) -> Upload:
+async def read_upload(
+    request: Request, max_bytes: int, max_frames: int, timeout_s: float, form: Form = PREDICT_FORM
+) -> Upload:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(max_bytes)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "multipart/form-data" and content_type not in RAW_CONTENT_TYPES:
+    if content_type != "multipart/form-data" and not (form.raw_video and content_type in RAW_CONTENT_TYPES):
+        raw = f", or a raw body with one of {', '.join(RAW_CONTENT_TYPES)}" if form.raw_video else ""
         raise ServiceError(
             ErrorCode.UNSUPPORTED_MEDIA_TYPE,
-            f"Content-Type {content_type or '(none)'!r} is not accepted: send multipart/form-data with a 'video' "
-            f"file or 'frames' image files, or a raw body with one of {', '.join(RAW_CONTENT_TYPES)}",
+            f"Content-Type {content_type or '(none)'!r} is not accepted: send multipart/form-data with "
+            f"{form.expected}{raw}",
         )
     body = _Body(request.receive, max_bytes)
     upload = Upload(BodySpool())
@@ -179,7 +215,7 @@ async def read_upload(request: Request, max_bytes: int, max_frames: int, timeout
     try:
         async with deadline:
             if content_type == "multipart/form-data":
-                await _read_multipart(request.headers.get("content-type", ""), body, upload, max_frames)
+                await _read_multipart(request.headers.get("content-type", ""), body, upload, max_frames, form)
             else:
                 await _read_raw(body, upload)
     except BaseException as exc:
@@ -209,11 +245,12 @@ class _Part:
 
 
 class _MultipartReader:
-    """python-multipart callbacks that keep only what a /predict form needs: each file part's field name and
-    where its bytes lie in the spool. Any other part is refused as soon as its headers are read."""
+    """python-multipart callbacks that keep only what the form needs: each file part's field name and where its
+    bytes lie in the spool. Any other part is refused as soon as its headers are read."""
 
-    def __init__(self, max_files: int) -> None:
+    def __init__(self, max_files: int, form: Form) -> None:
         self.max_files = max_files
+        self.form = form
         self.parts: list[_Part] = []
         self.pending: list[bytes] = []  # file bytes parsed from the current chunk, not yet in the spool
         self.offset = 0  # spool offset of the next file byte
@@ -249,10 +286,8 @@ class _MultipartReader:
     def on_headers_finished(self) -> None:
         _, options = parse_options_header(self._disposition)
         name = options.get(b"name", b"").decode("latin-1")
-        if name not in FILE_FIELDS:
-            raise ServiceError(
-                ErrorCode.BAD_REQUEST, f"unexpected form field {name!r}: send one 'video' file or 'frames' files"
-            )
+        if name not in self.form.fields:
+            raise ServiceError(ErrorCode.BAD_REQUEST, f"unexpected form field {name!r}: send {self.form.expected}")
         if len(self.parts) == self.max_files:
             raise ServiceError(
                 ErrorCode.PAYLOAD_TOO_LARGE, f"more than {self.max_files} files uploaded; the limit is {self.max_files}"
@@ -271,12 +306,12 @@ class _MultipartReader:
         self.complete = True
 
 
-async def _read_multipart(content_type: str, body: _Body, upload: Upload, max_files: int) -> None:
+async def _read_multipart(content_type: str, body: _Body, upload: Upload, max_files: int, form: Form) -> None:
     _, params = parse_options_header(content_type)
     boundary = params.get(b"boundary")
     if not boundary:
         raise ServiceError(ErrorCode.BAD_REQUEST, "malformed multipart body: no boundary in Content-Type")
-    reader = _MultipartReader(max_files)
+    reader = _MultipartReader(max_files, form)
     try:
         parser = MultipartParser(boundary, reader.callbacks())
         async for chunk in body:
@@ -288,13 +323,20 @@ async def _read_multipart(content_type: str, body: _Body, upload: Upload, max_fi
         raise ServiceError(ErrorCode.BAD_REQUEST, f"malformed multipart body: {exc}") from None
     if not reader.complete:
         raise ServiceError(ErrorCode.BAD_REQUEST, "malformed multipart body: it ends before its closing boundary")
-    videos = [part for part in reader.parts if part.name == "video"]
-    frames = [part for part in reader.parts if part.name == "frames"]
-    if bool(videos) == bool(frames):
-        raise ServiceError(ErrorCode.BAD_REQUEST, "send either one 'video' file or one or more 'frames' files")
-    if len(videos) > 1:
-        raise ServiceError(ErrorCode.BAD_REQUEST, f"one 'video' file per request, got {len(videos)}")
+    by_field: dict[str, list[_Part]] = {}
+    for part in reader.parts:
+        by_field.setdefault(part.name, []).append(part)
+    if frozenset(by_field) not in form.combinations:
+        raise ServiceError(ErrorCode.BAD_REQUEST, f"send {form.expected}")
+    for name in sorted(form.single & by_field.keys()):
+        if len(by_field[name]) > 1:
+            raise ServiceError(ErrorCode.BAD_REQUEST, f"one {name!r} file per request, got {len(by_field[name])}")
     if any(part.size == 0 for part in reader.parts):
         raise ServiceError(ErrorCode.BAD_REQUEST, "an uploaded file is empty")
-    upload.video = upload.spool.section(videos[0].offset, videos[0].size) if videos else None
-    upload.frames = [upload.spool.section(part.offset, part.size) for part in frames]
+
+    def section(name: str) -> BinaryIO | None:
+        parts = by_field.get(name)
+        return upload.spool.section(parts[0].offset, parts[0].size) if parts else None
+
+    upload.video, upload.tracks = section("video"), section("tracks")
+    upload.frames = [upload.spool.section(part.offset, part.size) for part in by_field.get("frames", [])]

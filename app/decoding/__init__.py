@@ -1,7 +1,8 @@
 """Uploads to model input: sniffing, PyAV/Pillow decoding under limits, sampling, and the runner's preparation.
 
 :class:`Decoder` runs all of it off the event loop in a bounded thread pool (PyAV and Pillow release the GIL
-while decoding), so at most ``decode_workers`` uploads decode at once.
+while decoding), so at most ``decode_workers`` uploads decode at once. ``/predict/tracks`` runs its own work
+(:mod:`app.tracks`) through the same pool with :meth:`Decoder.run`.
 """
 
 from __future__ import annotations
@@ -13,33 +14,61 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Protocol, TypeVar
 
 import numpy as np
 
 from ..errors import ErrorCode, ServiceError
 from .images import decode_images
 from .limits import Deadline, DecodedMedia, DecodeLimits
-from .video import decode_video
+from .video import FrameCounter, VideoIndex, decode_frames, decode_video, read_index
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "Deadline",
     "DecodeLimits",
     "DecodeObserver",
     "DecodedMedia",
     "Decoder",
+    "FrameCounter",
     "PreparedClip",
+    "VideoIndex",
+    "decode_frames",
     "decode_images",
     "decode_video",
+    "read_index",
 ]
+
+
+class Decoded(Protocol):
+    """What a pool job hands back: the codec and frame count it reports to metrics, and its time on the pool."""
+
+    decode_s: float
+
+    @property
+    def codec(self) -> str: ...
+
+    @property
+    def frames_decoded(self) -> int: ...
+
+
+D = TypeVar("D", bound=Decoded)
 
 
 @dataclass
 class PreparedClip:
     media: DecodedMedia
     model_input: object  # what the runner's ``prepare`` made of the frames: one item of a model batch
-    decode_s: float  # decode, sampling and preparation, on a pool thread
+    decode_s: float = 0.0  # decode, sampling and preparation, on a pool thread
+
+    @property
+    def codec(self) -> str:
+        return self.media.codec
+
+    @property
+    def frames_decoded(self) -> int:
+        return self.media.frames_decoded
 
 
 class DecodeObserver:
@@ -67,18 +96,23 @@ class Decoder:
         self._pool = ThreadPoolExecutor(max_workers=decode_workers, thread_name_prefix="decode")
 
     async def video(self, file: BinaryIO) -> PreparedClip:
-        return await self._run(decode_video, file)
+        return await self.run(lambda deadline: self._prepared(decode_video, file, deadline))
 
     async def images(self, files: Sequence[BinaryIO]) -> PreparedClip:
-        return await self._run(decode_images, files)
+        return await self.run(lambda deadline: self._prepared(decode_images, files, deadline))
 
-    async def _run(self, decode, source) -> PreparedClip:
-        def work() -> PreparedClip:
+    def _prepared(self, decode, source, deadline: Deadline) -> PreparedClip:
+        media = decode(source, self.frames_per_clip, self.limits, deadline)
+        return PreparedClip(media=media, model_input=self.prepare(media.frames))
+
+    async def run(self, work: Callable[[Deadline], D]) -> D:
+        """Run ``work`` on the pool within one upload's decode deadline; its ``decode_s`` is set here."""
+
+        def job() -> D:
             start = time.perf_counter()
             deadline = Deadline(self.limits.decode_timeout_s)
             try:
-                media = decode(source, self.frames_per_clip, self.limits, deadline)
-                model_input = self.prepare(media.frames)
+                result = work(deadline)
                 deadline.check()
             except ServiceError as exc:
                 outcome = "timeout" if exc.code == ErrorCode.DECODE_TIMEOUT else "error"
@@ -90,13 +124,13 @@ class Decoder:
                 log.exception("decoding failed unexpectedly")
                 self.observer.on_decode("unknown", "error", time.perf_counter() - start, None)
                 raise ServiceError(ErrorCode.UNDECODABLE_MEDIA, "the upload could not be decoded") from None
-            seconds = time.perf_counter() - start
-            self.observer.on_decode(media.codec, "ok", seconds, media.frames_decoded)
-            return PreparedClip(media=media, model_input=model_input, decode_s=seconds)
+            result.decode_s = time.perf_counter() - start
+            self.observer.on_decode(result.codec, "ok", result.decode_s, result.frames_decoded)
+            return result
 
         # The copied context carries the request id into the pool thread's log lines.
         context = contextvars.copy_context()
-        return await asyncio.get_running_loop().run_in_executor(self._pool, context.run, work)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, context.run, job)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

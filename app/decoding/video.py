@@ -1,17 +1,20 @@
-"""Pick the model's frames out of an uploaded video with PyAV, decoding as little as possible.
+"""Pick frames out of an uploaded video with PyAV, decoding as little as possible.
 
-Two passes over the uploaded file. The first only demuxes: it checks the codec allow-list, the frame size
-and the duration, and reads every packet's timestamp and keyframe flag, which gives the exact frame count and
-the presentation time of each frame (variable frame rate included) without decoding anything. Frame indices
-come from ``model.sample_frame_indices`` (the sampling training uses); the second pass then decodes only what
-those frames need: forward from the start for nearby frames, and a seek to the keyframe before a target when
-that skips enough frames.
+Two passes over the uploaded file. The first (:func:`read_index`) only demuxes: it checks the codec allow-list,
+the frame size and the duration, and reads every packet's timestamp and keyframe flag, which gives the exact
+frame count and the presentation time of each frame (variable frame rate included) without decoding anything.
+The second (:func:`decode_frames`) decodes only what a sorted set of display-order frames needs: forward for
+nearby frames, and a seek to the keyframe before a target when that skips enough frames. ``decode_video`` asks
+it for the model's frames (``model.sample_frame_indices``, the sampling training uses); ``/predict/tracks``
+for the frames of every track's boxes at once.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -32,9 +35,10 @@ MIN_FRAMES_SKIPPED_BY_SEEK = 8
 
 
 @dataclass(frozen=True)
-class _Index:
-    """What the demux pass learnt about the video stream."""
+class VideoIndex:
+    """What the demux pass learnt about an upload's video stream."""
 
+    kind: MediaKind
     codec: str
     width: int
     height: int
@@ -59,29 +63,76 @@ def decode_video(
 ) -> DecodedMedia:
     """The ``num_frames`` frames sampled from a video upload; ``deadline`` defaults to the limits' own."""
     deadline = deadline or Deadline(limits.decode_timeout_s)
+    index = read_index(file, limits, deadline)
+    limits.check_frame_count(index.total_frames, "the video")
+    indices = sample_frame_indices(index.total_frames, num_frames, "segment_middle")
+    counter = FrameCounter(limits, deadline)
+    picked: dict[int, np.ndarray] = {}
+    decode_frames(file, index, sorted(set(indices)), counter, picked.__setitem__)
+    return DecodedMedia(
+        frames=[picked[i] for i in indices],
+        indices=indices,
+        total_frames=index.total_frames,
+        source="video",
+        container=index.kind.name,
+        codec=index.codec,
+        width=index.width,
+        height=index.height,
+        duration_s=index.duration_s,
+        frames_decoded=counter.total,
+    )
+
+
+def read_index(file: BinaryIO, limits: DecodeLimits, deadline: Deadline) -> VideoIndex:
+    """Sniff the upload and demux it (no decoding): codec, frame size and duration checked against ``limits``."""
     head = file.read(SNIFF_BYTES)
     if not head:
         raise ServiceError(ErrorCode.BAD_REQUEST, "the upload is empty")
     kind = sniff_video(head)
-    try:
-        index = _read_index(file, kind, limits, deadline)
-        limits.check_frame_count(index.total_frames, "the video")
-        indices = sample_frame_indices(index.total_frames, num_frames, "segment_middle")
-        targets = sorted(set(indices))
-        counter = _Counter(limits, deadline)
+    with _ffmpeg_errors(kind):
+        return _read_index(file, kind, limits, deadline)
+
+
+def decode_frames(
+    file: BinaryIO,
+    index: VideoIndex,
+    targets: Sequence[int],
+    counter: FrameCounter,
+    keep: Callable[[int, np.ndarray], None],
+) -> None:
+    """Decode the frames at ``targets`` (sorted, distinct display-order indices) in one pass over the file and
+    hand each to ``keep`` as RGB, once and in order. The plan's cost is checked against the limit first."""
+    if not targets:
+        return
+    kind = index.kind
+    with _ffmpeg_errors(kind):
+        counter.begin_pass()
         if index.frame_pts is None:
-            _check_cost(targets[-1] + 1, limits)
-            picked = _decode_counting(file, kind, targets, counter, limits)
-        else:
-            steps = _plan(index, targets)
-            _check_cost(_cost(steps), limits)
-            try:
-                picked = _decode_steps(file, kind, index.frame_pts, steps, counter, limits)
-            except _SeekMissed:
-                # Counting from the start is a new plan: check its cost, and count its frames afresh.
-                _check_cost(targets[-1] + 1, limits)
-                counter.restart()
-                picked = _decode_counting(file, kind, targets, counter, limits)
+            counter.check_cost(targets[-1] + 1)
+            _decode_counting(file, kind, targets, counter, keep)
+            return
+        steps = _plan(index, targets)
+        counter.check_cost(_cost(steps))
+        kept: set[int] = set()
+
+        def keep_once(position: int, frame: np.ndarray) -> None:
+            kept.add(position)
+            keep(position, frame)
+
+        try:
+            _decode_steps(file, kind, index.frame_pts, steps, counter, keep_once)
+        except _SeekMissed:
+            # Counting from the start is a new plan: check its cost, and count its frames afresh. Frames already
+            # handed over are not handed over again.
+            counter.redo_pass()
+            counter.check_cost(targets[-1] + 1)
+            _decode_counting(file, kind, targets, counter, lambda i, frame: None if i in kept else keep(i, frame))
+
+
+@contextlib.contextmanager
+def _ffmpeg_errors(kind: MediaKind):
+    try:
+        yield
     except av.error.FFmpegError as exc:
         # FFmpeg's message names the upload's file object (a heap address, a descriptor): the log gets it, the
         # client gets what kind of error it was.
@@ -89,18 +140,6 @@ def decode_video(
         raise ServiceError(
             ErrorCode.UNDECODABLE_MEDIA, f"the {kind.name} upload cannot be decoded: {exc.strerror or 'FFmpeg error'}"
         ) from None
-    return DecodedMedia(
-        frames=[picked[i] for i in indices],
-        indices=indices,
-        total_frames=index.total_frames,
-        source="video",
-        container=kind.name,
-        codec=index.codec,
-        width=index.width,
-        height=index.height,
-        duration_s=index.duration_s,
-        frames_decoded=counter.total,
-    )
 
 
 def _open(file: BinaryIO, kind: MediaKind, limits: DecodeLimits) -> av.container.InputContainer:
@@ -118,7 +157,7 @@ def _video_stream(container: av.container.InputContainer, kind: MediaKind) -> av
     return container.streams.video[0]
 
 
-def _read_index(file: BinaryIO, kind: MediaKind, limits: DecodeLimits, deadline: Deadline) -> _Index:
+def _read_index(file: BinaryIO, kind: MediaKind, limits: DecodeLimits, deadline: Deadline) -> VideoIndex:
     with _open(file, kind, limits) as container:
         stream = _video_stream(container, kind)
         # No codec context means FFmpeg has no decoder for the stream at all.
@@ -162,7 +201,8 @@ def _read_index(file: BinaryIO, kind: MediaKind, limits: DecodeLimits, deadline:
         duration_s = float(((last_end or max(known)) - min(known)) * stream.time_base)
         _check_duration(duration_s, limits)
     keyframes = sorted(bisect.bisect_left(frame_pts, k) for k in keyframe_pts) if frame_pts else []
-    return _Index(
+    return VideoIndex(
+        kind=kind,
         codec=codec,
         width=width,
         height=height,
@@ -188,7 +228,7 @@ def _check_duration(duration_s: float | None, limits: DecodeLimits) -> None:
         )
 
 
-def _plan(index: _Index, targets: list[int]) -> list[_Step]:
+def _plan(index: VideoIndex, targets: Sequence[int]) -> list[_Step]:
     """Decode forward by default; seek to a target's keyframe when that skips enough frames."""
     steps, position = [], -1  # position: display index of the last frame decoded
     for target in targets:
@@ -210,22 +250,31 @@ def _cost(steps: list[_Step]) -> int:
     return cost
 
 
-def _check_cost(cost: int, limits: DecodeLimits) -> None:
-    if cost > limits.max_frames_decoded:
-        raise ServiceError(
-            ErrorCode.CLIP_TOO_LONG,
-            f"sampling this video needs {cost} decoded frames; the limit is {limits.max_frames_decoded}",
-        )
+class FrameCounter:
+    """Counts one request's decoded frames against the limit and the deadline, over all its decoding passes.
 
-
-class _Counter:
-    """Counts decoded frames against the limit (per decoding pass) and the deadline (over all passes)."""
+    A pass redone from the start (a seek missed) counts against the limit once; ``total`` counts every frame."""
 
     def __init__(self, limits: DecodeLimits, deadline: Deadline) -> None:
-        self.count, self.total, self.limits, self.deadline = 0, 0, limits, deadline
+        self.limits, self.deadline = limits, deadline
+        self.count = 0  # frames counted against the limit
+        self.total = 0  # frames decoded, redone passes included
+        self._pass_start = 0
 
-    def restart(self) -> None:
-        self.count = 0
+    def begin_pass(self) -> None:
+        self._pass_start = self.count
+
+    def redo_pass(self) -> None:
+        self.count = self._pass_start
+
+    def check_cost(self, cost: int) -> None:
+        """Refuse a plan that would decode more than the limit allows, before decoding it."""
+        needed = self.count + cost
+        if needed > self.limits.max_frames_decoded:
+            raise ServiceError(
+                ErrorCode.CLIP_TOO_LONG,
+                f"sampling this video needs {needed} decoded frames; the limit is {self.limits.max_frames_decoded}",
+            )
 
     def tick(self, frame: av.VideoFrame) -> None:
         self.count += 1
@@ -250,14 +299,11 @@ def _rgb(frame: av.VideoFrame) -> np.ndarray:
     return frame.to_ndarray(format="rgb24")
 
 
-def _decode_steps(
-    file, kind, frame_pts: list[int], steps: list[_Step], counter: _Counter, limits: DecodeLimits
-) -> dict[int, np.ndarray]:
+def _decode_steps(file, kind, frame_pts: list[int], steps: list[_Step], counter: FrameCounter, keep) -> None:
     """Follow the plan, recognising each target by its presentation timestamp."""
-    picked: dict[int, np.ndarray] = {}
-    with _open(file, kind, limits) as container:
+    with _open(file, kind, counter.limits) as container:
         stream = _video_stream(container, kind)
-        _configure_decoder(stream, limits)
+        _configure_decoder(stream, counter.limits)
         frames = container.decode(stream)
         for step in steps:
             if step.keyframe is not None:
@@ -269,26 +315,25 @@ def _decode_steps(
                 if frame.pts is None or frame.pts > target_pts:
                     raise _SeekMissed()
                 if frame.pts == target_pts:
-                    picked[step.target] = _rgb(frame)
+                    keep(step.target, _rgb(frame))
                     break
             else:
                 raise _SeekMissed()
-    return picked
 
 
-def _decode_counting(file, kind, targets: list[int], counter: _Counter, limits: DecodeLimits) -> dict[int, np.ndarray]:
+def _decode_counting(file, kind, targets: Sequence[int], counter: FrameCounter, keep) -> None:
     """Decode from the start, numbering frames in output order; for streams without usable timestamps."""
-    picked: dict[int, np.ndarray] = {}
     wanted = set(targets)
-    with _open(file, kind, limits) as container:
+    with _open(file, kind, counter.limits) as container:
         stream = _video_stream(container, kind)
-        _configure_decoder(stream, limits)
+        _configure_decoder(stream, counter.limits)
         for position, frame in enumerate(container.decode(stream)):
             counter.tick(frame)
             if position in wanted:
-                picked[position] = _rgb(frame)
-                if len(picked) == len(wanted):
-                    return picked
+                keep(position, _rgb(frame))
+                wanted.discard(position)
+                if not wanted:
+                    return
     raise ServiceError(
         ErrorCode.UNDECODABLE_MEDIA,
         f"the video stopped decoding before frame {max(wanted)} of {max(wanted) + 1}+ was reached",

@@ -50,8 +50,8 @@ class RunningServer:
 
 
 @contextlib.contextmanager
-def serving(settings: Settings, runner=None, wait_ready: bool = True):
-    running = RunningServer(create_app(settings, runner=runner), settings).start(wait_ready)
+def serving(settings: Settings, runner=None, wait_ready: bool = True, detector=None):
+    running = RunningServer(create_app(settings, runner=runner, detector=detector), settings).start(wait_ready)
     try:
         yield running
     finally:

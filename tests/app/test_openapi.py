@@ -1,5 +1,5 @@
-"""The OpenAPI document describes the API exactly: a property-based run of schemathesis against a live server,
-with every check, finds no failure and no error."""
+"""The OpenAPI document describes the API exactly: a property-based run of schemathesis against a live server
+(/predict/scene on, with a detector that finds nobody), with every check, finds no failure and no error."""
 
 from __future__ import annotations
 
@@ -7,7 +7,29 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
+from .conftest import E2E_LIMITS
+from .harness import make_settings, serving
+
 CONFIG = Path(__file__).with_name("schemathesis.toml")
+
+
+class NoPeople:
+    """A person detector that finds nobody, so that /predict/scene is on and answers."""
+
+    name = "finds nobody"
+
+    def detect(self, frames):
+        return [(np.zeros((0, 4)), np.zeros(0)) for _ in frames]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_checkpoint):
+    pytest.importorskip("trackers", reason="the 'scene' extra (pip install -e '.[scene]') is not installed")
+    with serving(make_settings(tiny_checkpoint, **E2E_LIMITS), detector=NoPeople()) as running:
+        yield running
 
 
 def test_schemathesis_finds_no_failure_and_no_error(server, tmp_path):

@@ -35,6 +35,11 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
         "MAX_FRAMES_DECODED": "99",
         "MIN_FRAMES": "2",
         "DECODE_TIMEOUT_S": "1.5",
+        "MAX_TRACKS": "5",
+        "MAX_TRACK_BOXES": "500",
+        "DETECTOR": "fasterrcnn_mobilenet_v3_large_fpn",
+        "DETECTOR_WEIGHTS": "/models/detector.pth",
+        "DETECTION_INTERVAL": "3",
         "DECODE_WORKERS": "3",
         "DECODE_THREADS": "1",
         "ALLOWED_CODECS": "h264, MSMPEG4V3",
@@ -54,6 +59,9 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
     assert settings.upload_timeout_s == 7.5 and settings.max_concurrent_uploads == 10
     assert settings.log_json is False and settings.log_level == "debug"
     assert settings.allowed_codecs == ("h264", "msmpeg4v3") and settings.max_aspect_ratio == 4.5
+    assert (settings.max_tracks, settings.max_track_boxes, settings.detection_interval) == (5, 500, 3)
+    assert settings.detector == "fasterrcnn_mobilenet_v3_large_fpn"
+    assert settings.detector_weights == Path("/models/detector.pth")
 
 
 def test_a_batch_wait_as_long_as_the_queue_timeout_is_refused(monkeypatch):
@@ -70,6 +78,7 @@ def test_defaults_serve_on_port_8000_of_every_interface(monkeypatch):
     settings = Settings()
     assert (settings.host, settings.port) == ("0.0.0.0", 8000)
     assert settings.checkpoint is None and settings.uses_demo_checkpoint
+    assert settings.detector is None and settings.max_tracks == 64  # built-in detection is off unless configured
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,151 @@
+"""Attributes per person from a full-frame video: /predict/tracks (the client's tracks) and /predict/scene
+(the service's own detector and tracker).
+
+The pipeline is a few small functions, so that every front end (the FastAPI routes, ``vtfpar-annotate``, another
+server) runs the same steps:
+
+1. ``parse_tracks`` reads the client's MOT text or JSON (or ``SceneTracker.track`` detects and tracks);
+2. ``plan_tracks`` picks each track's boxes (the frames /predict would sample) and its crop regions;
+3. ``cut_crops`` cuts every track's crops in one decode pass over the frames needed;
+4. the runner's ``prepare`` turns each track's crops into one clip;
+5. ``submit_tracks`` sends every track through the batcher at once;
+6. ``app.api.schemas.tracks_response`` writes the answer.
+
+Steps 1-4 run on a decode thread within the upload's decode deadline (:meth:`TrackPipeline.read_tracks`,
+:meth:`TrackPipeline.read_scene`, through ``Decoder.run``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import numpy as np
+
+from ..batching import Batcher, BatchResult
+from ..decoding import Deadline, DecodeLimits, FrameCounter, VideoIndex, read_index
+from .boxes import Box, TrackLimits, Tracks, check_boxes, parse_tracks
+from .plan import Region, SkippedTrack, TrackPlan, cut_crops, plan_tracks
+from .scene import Detector, SceneTracker, TorchvisionDetector, load_scene
+
+__all__ = [
+    "Box",
+    "Detector",
+    "PreparedTrack",
+    "PreparedTracks",
+    "Region",
+    "SceneTracker",
+    "SkippedTrack",
+    "TorchvisionDetector",
+    "TrackLimits",
+    "TrackPipeline",
+    "TrackPlan",
+    "Tracks",
+    "check_boxes",
+    "cut_crops",
+    "load_scene",
+    "parse_tracks",
+    "plan_tracks",
+    "submit_tracks",
+]
+
+
+@dataclass
+class PreparedTrack:
+    plan: TrackPlan
+    model_input: object  # one clip, as the runner's ``prepare`` made it
+
+
+@dataclass
+class PreparedTracks:
+    """Everything decoded and prepared for one request, ready for the batcher."""
+
+    index: VideoIndex
+    source: str  # where the tracks came from: "mot", "json" or "detector"
+    box_count: int
+    margin: float
+    tracks: list[PreparedTrack]
+    skipped: list[SkippedTrack]
+    frames_decoded: int
+    decode_s: float = 0.0
+
+    @property
+    def codec(self) -> str:
+        return self.index.codec
+
+
+@dataclass(frozen=True)
+class TrackPipeline:
+    """What reading tracks needs from the service: limits, the model's clip length and ``prepare``, and the
+    scene tracker when built-in detection is on. Holds no per-request state."""
+
+    frames_per_clip: int
+    limits: DecodeLimits
+    track_limits: TrackLimits
+    prepare: Callable[[list[np.ndarray]], object]
+    scene: SceneTracker | None = None
+
+    def read_tracks(self, video: BinaryIO, tracks_file: BinaryIO, margin: float, deadline: Deadline) -> PreparedTracks:
+        """Steps 1-4 for the client's tracks: parse, plan, cut in one decode pass, prepare. The video is checked
+        first (what it is, its limits), as /predict checks it, then the tracks."""
+        index = read_index(video, self.limits, deadline)
+        tracks = parse_tracks(tracks_file, self.track_limits)
+        check_boxes(tracks, index.total_frames, index.width, index.height)
+        return self._prepare(video, index, tracks, [], margin, FrameCounter(self.limits, deadline))
+
+    def read_scene(self, video: BinaryIO, margin: float, deadline: Deadline) -> PreparedTracks:
+        """Steps 1-4 with the service's own detector and tracker (a detection pass, then the crops pass)."""
+        if self.scene is None:
+            raise RuntimeError("built-in detection is off")  # the routes check first
+        index = read_index(video, self.limits, deadline)
+        counter = FrameCounter(self.limits, deadline)  # both passes count against the request's frame limit
+        tracks, excess = _longest(self.scene.track(video, index, counter), self.track_limits.max_tracks)
+        return self._prepare(video, index, tracks, excess, margin, counter)
+
+    def _prepare(
+        self,
+        video: BinaryIO,
+        index: VideoIndex,
+        tracks: Tracks,
+        skipped: list[SkippedTrack],
+        margin: float,
+        counter: FrameCounter,
+    ) -> PreparedTracks:
+        plans, too_short = plan_tracks(
+            tracks, self.frames_per_clip, self.limits.min_frames, margin, index.width, index.height
+        )
+        crops = cut_crops(video, index, plans, counter)
+        return PreparedTracks(
+            index=index,
+            source=tracks.source,
+            box_count=tracks.box_count,
+            margin=margin,
+            tracks=[PreparedTrack(plan, self.prepare(clip)) for plan, clip in zip(plans, crops, strict=True)],
+            skipped=sorted(too_short + skipped, key=lambda track: track.track_id),
+            frames_decoded=counter.total,
+        )
+
+
+def _longest(tracks: Tracks, max_tracks: int) -> tuple[Tracks, list[SkippedTrack]]:
+    """At most ``max_tracks`` tracks, those with the most boxes; the others are skipped, saying why."""
+    if len(tracks.boxes) <= max_tracks:
+        return tracks, []
+    ranked = sorted(tracks.boxes, key=lambda track_id: (-len(tracks.boxes[track_id]), track_id))
+    reason = (
+        f"the detector found {len(ranked)} tracks; the {max_tracks} with the most boxes are run (VTFPAR_MAX_TRACKS)"
+    )
+    kept = Tracks(tracks.source, {track_id: tracks.boxes[track_id] for track_id in ranked[:max_tracks]})
+    return kept, [SkippedTrack(track_id, tracks.boxes[track_id], reason) for track_id in ranked[max_tracks:]]
+
+
+async def submit_tracks(batcher: Batcher, prepared: PreparedTracks) -> list[BatchResult]:
+    """Step 5: every track through the batcher at once; if one fails (or the caller is cancelled), the others
+    leave the queue."""
+    submitted = [asyncio.ensure_future(batcher.submit(track.model_input)) for track in prepared.tracks]
+    try:
+        return list(await asyncio.gather(*submitted))
+    finally:
+        for task in submitted:
+            task.cancel()

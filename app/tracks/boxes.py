@@ -1,0 +1,212 @@
+"""Reading the ``tracks`` of a /predict/tracks request: MOT Challenge text or JSON, into boxes per track.
+
+MOT text has one box per line, ``frame,id,left,top,width,height[,conf,x,y,z]``: frames 1-based, pixels in the
+video's frame, columns after the sixth ignored. JSON is ``[{"frame": .., "id": .., "box": [l, t, w, h]}, ...]``
+with the same meanings (other keys ignored). The first non-blank byte decides: ``[`` is JSON, anything else MOT.
+
+Everything that can be checked without the video is checked here, each failure naming its line (MOT) or item
+(JSON): numbers, sizes, duplicates, and the request's limits on tracks and boxes. Whether a box fits the video
+(its frame exists, it overlaps the picture) is checked once the video is indexed (:func:`check_boxes`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import BinaryIO, cast
+
+from ..errors import ErrorCode, ServiceError
+
+# The tracks part may hold this many bytes per box allowed: generous for any MOT or JSON writer, and it bounds
+# the memory a JSON document takes before its boxes are counted.
+BYTES_PER_BOX = 256
+
+
+@dataclass(frozen=True)
+class TrackLimits:
+    max_tracks: int
+    max_track_boxes: int
+
+    @classmethod
+    def from_settings(cls, settings) -> TrackLimits:
+        # Each track waits in the queue as one clip: more than the queue holds could never all be queued.
+        return cls(max_tracks=min(settings.max_tracks, settings.max_queue), max_track_boxes=settings.max_track_boxes)
+
+
+@dataclass(frozen=True)
+class Box:
+    frame: int  # 0-based display-order index of the video frame (MOT frame number - 1)
+    left: float
+    top: float
+    width: float
+    height: float
+    where: str  # "line 7" (MOT) or "item 6" (JSON, 0-based): what errors name; "the detector" for its boxes
+
+
+@dataclass
+class Tracks:
+    """Boxes by track id, each track's in frame order."""
+
+    source: str  # "mot", "json" or "detector"
+    boxes: dict[int, list[Box]] = field(default_factory=dict)
+
+    @property
+    def box_count(self) -> int:
+        return sum(len(boxes) for boxes in self.boxes.values())
+
+
+def bad_tracks(where: str, problem: str) -> ServiceError:
+    return ServiceError(ErrorCode.BAD_TRACKS, f"tracks {where}: {problem}")
+
+
+def parse_tracks(file: BinaryIO, limits: TrackLimits) -> Tracks:
+    """The boxes of a MOT text or JSON tracks file, checked on their own (see the module docstring)."""
+    file.seek(0, io.SEEK_END)
+    size = file.tell()
+    file.seek(0)
+    if size > limits.max_track_boxes * BYTES_PER_BOX:
+        raise ServiceError(
+            ErrorCode.PAYLOAD_TOO_LARGE,
+            f"the tracks part is {size} bytes; with at most {limits.max_track_boxes} boxes it may be "
+            f"{limits.max_track_boxes * BYTES_PER_BOX}",
+        )
+    reader = io.BufferedReader(cast(io.RawIOBase, file))  # the upload's section is raw: buffer its lines
+    first = reader.peek(io.DEFAULT_BUFFER_SIZE).lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    builder = _Builder("json" if first == b"[" else "mot", limits)
+    if builder.tracks.source == "json":
+        _read_json(reader.read(), builder)
+    else:
+        _read_mot(reader, builder)
+    if not builder.tracks.boxes:
+        raise bad_tracks("file", "no boxes: expected MOT lines 'frame,id,left,top,width,height' or a JSON array")
+    for boxes in builder.tracks.boxes.values():
+        boxes.sort(key=lambda box: box.frame)
+    return builder.tracks
+
+
+def check_boxes(tracks: Tracks, total_frames: int, width: int, height: int) -> None:
+    """Every box must be in a frame the video has and overlap its ``width`` x ``height`` picture."""
+    for boxes in tracks.boxes.values():
+        for box in boxes:
+            if box.frame >= total_frames:
+                raise bad_tracks(box.where, f"frame {box.frame + 1} is past the video's last frame ({total_frames})")
+            if box.left >= width or box.top >= height or box.left + box.width <= 0 or box.top + box.height <= 0:
+                raise bad_tracks(
+                    box.where,
+                    f"the box (left {box.left:g}, top {box.top:g}, width {box.width:g}, height {box.height:g}) "
+                    f"lies outside the {width}x{height} frame",
+                )
+
+
+_BOX = ("left", "top", "width", "height")
+
+
+class _Builder:
+    """Collects boxes, refusing duplicates and anything beyond the request's limits as soon as it appears."""
+
+    def __init__(self, source: str, limits: TrackLimits) -> None:
+        self.tracks = Tracks(source)
+        self.limits = limits
+        self.count = 0
+        self._seen: dict[tuple[int, int], str] = {}  # (track, frame) -> where its box was
+
+    def add(self, where: str, frame: object, track: object, box: Sequence[object]) -> None:
+        frame_number = _integer(where, "frame", frame)
+        track_id = _integer(where, "id", track)
+        if frame_number < 1:
+            raise bad_tracks(where, f"frame {frame_number}: MOT frames are numbered from 1")
+        if track_id < 0:
+            raise bad_tracks(
+                where,
+                f"track id {track_id}: a negative id marks an untracked detection (MOT det files); send tracks, "
+                "or send the video alone to /predict/scene",
+            )
+        left, top, width, height = (_number(where, name, value) for name, value in zip(_BOX, box, strict=True))
+        if width <= 0 or height <= 0:
+            raise bad_tracks(where, f"the box has width {width:g} and height {height:g}; both must be positive")
+        key = (track_id, frame_number)
+        if key in self._seen:
+            raise bad_tracks(where, f"track {track_id} already has a box in frame {frame_number} ({self._seen[key]})")
+        self._seen[key] = where
+        self.count += 1
+        if self.count > self.limits.max_track_boxes:
+            raise ServiceError(
+                ErrorCode.PAYLOAD_TOO_LARGE,
+                f"tracks {where}: more than {self.limits.max_track_boxes} boxes; the limit is "
+                f"{self.limits.max_track_boxes} (VTFPAR_MAX_TRACK_BOXES)",
+            )
+        boxes = self.tracks.boxes.get(track_id)
+        if boxes is None:
+            if len(self.tracks.boxes) == self.limits.max_tracks:
+                raise ServiceError(
+                    ErrorCode.PAYLOAD_TOO_LARGE,
+                    f"tracks {where}: track {track_id} is one more than the limit of {self.limits.max_tracks} "
+                    "tracks (VTFPAR_MAX_TRACKS, at most VTFPAR_MAX_QUEUE)",
+                )
+            boxes = self.tracks.boxes[track_id] = []
+        boxes.append(Box(frame_number - 1, left, top, width, height, where))
+
+
+def _read_mot(lines: Iterable[bytes], builder: _Builder) -> None:
+    for number, raw in enumerate(lines, start=1):
+        where = f"line {number}"
+        try:
+            line = raw.decode("utf-8-sig" if number == 1 else "utf-8").strip()
+        except UnicodeDecodeError:
+            raise bad_tracks(where, "not UTF-8 text") from None
+        if not line:
+            continue
+        fields = [value.strip() for value in line.split(",")]
+        if len(fields) < 6:
+            raise bad_tracks(
+                where, f"expected 'frame,id,left,top,width,height[,...]', got {len(fields)} field(s): {_quote(line)}"
+            )
+        builder.add(where, fields[0], fields[1], fields[2:6])
+
+
+def _read_json(data: bytes, builder: _Builder) -> None:
+    try:
+        items = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise bad_tracks("file", f"not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})") from None
+    except UnicodeDecodeError:
+        raise bad_tracks("file", "not UTF-8 text") from None
+    except RecursionError:
+        raise bad_tracks("file", "JSON nested too deeply") from None
+    if not isinstance(items, list):
+        raise bad_tracks("file", 'expected a JSON array of {"frame": .., "id": .., "box": [l, t, w, h]}')
+    for number, item in enumerate(items):
+        where = f"item {number}"
+        if not isinstance(item, dict) or not {"frame", "id", "box"} <= item.keys():
+            raise bad_tracks(where, 'expected {"frame": .., "id": .., "box": [left, top, width, height]}')
+        box = item["box"]
+        if not isinstance(box, list) or len(box) != 4:
+            raise bad_tracks(where, "'box' must be [left, top, width, height]")
+        builder.add(where, item["frame"], item["id"], box)
+
+
+def _number(where: str, name: str, value: object) -> float:
+    if isinstance(value, bool):
+        raise bad_tracks(where, f"{name} must be a number, got {value!r}")
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise bad_tracks(where, f"{name} must be a number, got {_quote(str(value))}") from None
+    if not math.isfinite(number):
+        raise bad_tracks(where, f"{name} must be a finite number, got {_quote(str(value))}")
+    return number
+
+
+def _integer(where: str, name: str, value: object) -> int:
+    number = _number(where, name, value)
+    if not number.is_integer():
+        raise bad_tracks(where, f"{name} must be a whole number, got {_quote(str(value))}")
+    return int(number)
+
+
+def _quote(text: str, limit: int = 60) -> str:
+    """Client text in a message: repr-escaped (no control characters reach logs) and cut short."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")

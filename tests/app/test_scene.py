@@ -1,0 +1,151 @@
+"""/predict/scene: the service's own detector and ByteTrack turn a video into tracks, answered as /predict/tracks
+answers the same boxes. A stub detector that returns a synthetic scene's ground truth stands in for a trained
+one (no weights can be downloaded here); a torchvision detector with random weights from a local file checks
+the loading path."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import httpx
+import numpy as np
+import pytest
+import torch
+
+from app.inference import StartupError
+from app.tracks import TorchvisionDetector
+from training.scenes import make_scene
+
+from .conftest import E2E_LIMITS
+from .harness import make_settings, serving
+from .media import decode_all, encode
+
+pytest.importorskip("trackers", reason="the 'scene' extra (pip install -e '.[scene]') is not installed")
+
+INTERVAL = 2
+MIN_VISIBILITY = 0.4  # the stub, like a real detector, misses people mostly hidden behind others
+
+
+class GroundTruthDetector:
+    """Returns the scene's ground-truth boxes of whatever frame it is shown (recognised by its pixels)."""
+
+    name = "ground-truth stub"
+
+    def __init__(self, decoded_frames: list[np.ndarray], boxes) -> None:
+        self.frame_of = {hashlib.sha1(frame.tobytes()).hexdigest(): i for i, frame in enumerate(decoded_frames)}
+        self.boxes = boxes
+        self.shown: list[int] = []
+
+    def detect(self, frames):
+        found = []
+        for frame in frames:
+            index = self.frame_of[hashlib.sha1(frame.tobytes()).hexdigest()]
+            self.shown.append(index)
+            visible = [b for b in self.boxes if b.frame == index and b.visibility >= MIN_VISIBILITY]
+            xyxy = np.array([[b.left, b.top, b.left + b.width, b.top + b.height] for b in visible]).reshape(-1, 4)
+            found.append((xyxy, np.full(len(visible), 0.9)))
+        return found
+
+
+@pytest.fixture(scope="module")
+def scene():
+    made = make_scene(seed=5, walkers=4, num_frames=40, size=(96, 160))
+    video = encode("mp4", made.frames, fps=25)
+    return made, video, decode_all(video)
+
+
+def _iou(a, b) -> float:
+    """Boxes as [left, top, width, height]."""
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+def test_the_scene_is_detected_tracked_and_answered_per_walker(tiny_checkpoint, scene):
+    made, video, decoded = scene
+    detector = GroundTruthDetector(decoded, made.boxes)
+    settings = make_settings(tiny_checkpoint, **E2E_LIMITS, detection_interval=INTERVAL, min_frames=2)
+    with serving(settings, detector=detector) as running:
+        info = httpx.get(f"{running.url}/info").json()["scene"]
+        response = httpx.post(f"{running.url}/predict/scene", files={"video": ("s.mp4", video)}, timeout=60)
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        # The same boxes sent as MOT tracks get the same answer: the scene path is detection, tracking, then
+        # exactly the tracks pipeline.
+        mot = "".join(
+            f"{int(frame)},{track['track_id']},{left},{top},{width},{height}\n"
+            for track in answer["tracks"]
+            for frame, left, top, width, height in track["track_boxes"]
+        )
+        files = {"video": ("s.mp4", video), "tracks": ("t.txt", mot.encode())}
+        replay = httpx.post(f"{running.url}/predict/tracks", files=files, timeout=60).json()
+    assert info["enabled"] and info["detector"] == "ground-truth stub" and info["tracker"].startswith("bytetrack")
+    assert info["detection_interval"] == INTERVAL
+    assert sorted(set(detector.shown)) == list(range(0, 40, INTERVAL))  # every k-th frame, each once
+    assert answer["input"]["tracks_source"] == "detector"
+    assert answer["input"]["frames_decoded"] >= 40 - INTERVAL + 1  # the detection pass decodes up to the end
+
+    # Every box is a walker's ground-truth box on a detected frame, and every walker seen on 3+ detected frames
+    # is in a track. ByteTrack confirms a track on its second detection in a row, and where one walker hides
+    # another it may carry a track over to the other one (as trackers do), so a track is only mostly one walker.
+    seen = [b.track_id for b in made.boxes if b.visibility >= MIN_VISIBILITY and b.frame % INTERVAL == 0]
+    walkers = {walker for walker in seen if seen.count(walker) >= 3}
+    tracked = []
+    for track in answer["tracks"]:
+        assert track["track_id"] >= 1 and all(row[0] % INTERVAL == 1 for row in track["track_boxes"])
+        votes = []
+        for frame, *box in track["track_boxes"]:
+            truth = [b for b in made.boxes if b.frame == frame - 1]
+            best = max(truth, key=lambda b: _iou(box, [b.left, b.top, b.width, b.height]))
+            assert _iou(box, [best.left, best.top, best.width, best.height]) > 0.95
+            votes.append(best.track_id)
+        assert max(votes.count(walker) for walker in votes) >= len(votes) / 2, f"track {track['track_id']}: {votes}"
+        tracked += votes
+    assert len(walkers) >= 3 and walkers <= set(tracked), (walkers, set(tracked))
+    print(f"{len(tracked)} of {len(seen)} detections in {len(answer['tracks'])} tracks")
+    assert len(tracked) >= 0.75 * len(seen)
+    for ours, theirs in zip(answer["tracks"], replay["tracks"], strict=True):
+        assert ours["frames_used"] == theirs["frames_used"] and ours["boxes_used"] == theirs["boxes_used"]
+        np.testing.assert_allclose(
+            [a["probability"] for a in ours["attributes"]], [a["probability"] for a in theirs["attributes"]], atol=1e-5
+        )
+
+
+def test_a_torchvision_detector_loads_its_weights_from_a_local_file(tiny_checkpoint, scene, tmp_path):
+    """Random weights (nothing can be downloaded here): the service starts, says so in /info and answers."""
+    import torchvision
+
+    torch.manual_seed(0)
+    name = "ssdlite320_mobilenet_v3_large"
+    weights = tmp_path / "detector.pth"
+    torch.save(torchvision.models.get_model(name, weights=None, weights_backbone=None).state_dict(), weights)
+    _, video, _ = scene
+    settings = make_settings(
+        tiny_checkpoint, **E2E_LIMITS, detector=name, detector_weights=weights, detection_interval=4
+    )
+    with serving(settings) as running:
+        info = httpx.get(f"{running.url}/info").json()["scene"]
+        response = httpx.post(f"{running.url}/predict/scene", content=video, headers={"Content-Type": "video/mp4"})
+    assert info["detector"] == name and info["detector_weights"] == str(weights) and info["enabled"]
+    assert response.status_code == 200, response.text
+    assert response.json()["input"]["frames_decoded"] >= 37
+
+
+def test_a_detector_that_cannot_load_stops_startup_with_the_reason(tmp_path, monkeypatch):
+    cpu = torch.device("cpu")
+    with pytest.raises(StartupError, match="not a torchvision detection model"):
+        TorchvisionDetector.load("yolo_v99", None, cpu)
+    # No local file: torchvision's download, which the tests' network guard refuses, as an offline host would.
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-cache"))
+    with pytest.raises(StartupError, match="could not be downloaded.*set VTFPAR_DETECTOR_WEIGHTS"):
+        TorchvisionDetector.load("ssdlite320_mobilenet_v3_large", None, cpu)
+    pickled = tmp_path / "code.pth"
+    torch.save({"payload": io.BytesIO(b"not a tensor")}, pickled)  # needs unpickling beyond tensors
+    with pytest.raises(StartupError, match="VTFPAR_DETECTOR_WEIGHTS=.*code.pth cannot be loaded"):
+        TorchvisionDetector.load("ssdlite320_mobilenet_v3_large", pickled, cpu)
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"backbone.weight": torch.zeros(3)}, wrong)
+    with pytest.raises(StartupError, match="wrong.pth cannot be loaded into ssdlite320_mobilenet_v3_large"):
+        TorchvisionDetector.load("ssdlite320_mobilenet_v3_large", wrong, cpu)
