@@ -6,7 +6,8 @@ deadline; ``predict`` runs a batch on the model thread. On CPU, ``prepare`` does
 decode threads run in parallel; the model thread would serialise it). On CUDA, ``prepare`` does the cheap uint8
 half (``Preprocess.fit``: long side resized, short side padded) and copies the result to the GPU on that
 thread's own stream, overlapping the batches running on the model thread; ``predict`` then finishes the resize
-and normalises the whole batch on the GPU. Both use the same ``model.Preprocess`` code.
+and normalises the whole batch on the GPU. Both use the same ``model.Preprocess`` code. With ``VTFPAR_COMPILE``
+the forward pass runs compiled (``app.compiled``) for the batch sizes ``warm_up`` ran.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from model import VTFPAR, load_checkpoint
 from model.precision import autocast, resolve_precision
 
+from .compiled import CompiledForward, resolve_compile
 from .settings import DEMO_CHECKPOINT, Settings
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,7 @@ class ModelRunner:
         device: torch.device,
         precision: str,
         preprocess_in_batch: bool | None = None,
+        compile: bool = False,
     ) -> None:
         self.model = model.eval().to(device)
         self.served = served
@@ -111,6 +114,7 @@ class ModelRunner:
         # Preprocessing in the batch is the GPU path; on CPU it is tested for its logic only (see prepare).
         self.preprocess_in_batch = device.type == "cuda" if preprocess_in_batch is None else preprocess_in_batch
         self._upload = _Uploader(device) if device.type == "cuda" else None
+        self.compiled = CompiledForward(self.model, device) if compile else None
 
     @classmethod
     def load(cls, settings: Settings) -> ModelRunner:
@@ -137,10 +141,17 @@ class ModelRunner:
             demo=settings.uses_demo_checkpoint,
             checkpoint=str(path),
         )
+        compiled = resolve_compile(settings.compile, device)
         log.info(
-            "loaded %s (version %s, schema %s) on %s/%s", served.name, served.version, served.schema, device, precision
+            "loaded %s (version %s, schema %s) on %s/%s, %s",
+            served.name,
+            served.version,
+            served.schema,
+            device,
+            precision,
+            "compiled" if compiled else "eager",
         )
-        return cls(model, served, device, precision)
+        return cls(model, served, device, precision, compile=compiled)
 
     @property
     def frames_per_clip(self) -> int:
@@ -183,10 +194,14 @@ class ModelRunner:
         with torch.inference_mode():
             batch = self._batch(clips)
             with autocast(self.device, self.precision):
-                logits = self.model(batch)
+                logits = (self.compiled or self.model)(batch)
         return torch.sigmoid(logits.float()).cpu().numpy()
 
     def warm_up(self, batch_sizes: list[int]) -> None:
+        """Run every batch size once; when compiled, this compiles (and on CUDA captures) each of them, and later
+        batches are padded up to these sizes."""
+        if self.compiled is not None:
+            self.compiled.sizes = sorted(set(batch_sizes))
         size = self.model.config.image_size
         blank = [np.zeros((size, size, 3), dtype=np.uint8)] * self.frames_per_clip
         for batch_size in batch_sizes:

@@ -29,7 +29,7 @@ class Service:
         metrics: Metrics | None = None,
         scene: SceneTracker | None = None,
     ) -> None:
-        self.settings = settings
+        self.settings = settings = settings.for_device(runner.device.type)  # GPU-sized defaults on CUDA
         self.runner = runner
         self.metrics = metrics or Metrics()
         self.limits = DecodeLimits.from_settings(settings)

@@ -16,6 +16,13 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEMO_CHECKPOINT = Path(__file__).parent / "assets" / "demo.safetensors"
 # FFmpeg decoders of what cameras, phones and browsers write; an operator can admit others (e.g. msmpeg4v3).
 DEFAULT_CODECS = ("av1", "gif", "h264", "hevc", "mjpeg", "mpeg4", "vp8", "vp9")
+# Defaults for a model on a GPU, where a batch of 32 costs little more than one and decoding, not the model, sets
+# the pace: as many decode workers as cores. Applied once the device is known, to the settings not given.
+CUDA_MAX_BATCH_CLIPS = 32
+
+
+def cuda_defaults() -> dict[str, int]:
+    return {"max_batch_clips": CUDA_MAX_BATCH_CLIPS, "decode_workers": os.cpu_count() or 1}
 
 
 class Settings(BaseSettings):
@@ -33,12 +40,19 @@ class Settings(BaseSettings):
         "auto", description="Autocast precision on CUDA (auto = bf16 where supported, else fp16); CPU runs fp32."
     )
     warmup: bool = Field(True, description="Run the batch sizes once before reporting ready.")
+    compile: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="torch.compile the model for the warmed batch sizes, with CUDA graphs on CUDA "
+        "(auto = on with CUDA, off on CPU).",
+    )
     torch_threads: int | None = Field(
         None, ge=1, description="CPU threads for torch (torch.set_num_threads); unset = torch's default (all cores)."
     )
 
     # Dynamic batching and backpressure
-    max_batch_clips: int = Field(8, ge=1, description="Most clips one forward pass takes.")
+    max_batch_clips: int = Field(
+        8, ge=1, description=f"Most clips one forward pass takes ({CUDA_MAX_BATCH_CLIPS} on CUDA)."
+    )
     max_batch_wait_ms: float = Field(
         5.0, ge=0, description="How long the worker waits to fill a batch after its first clip."
     )
@@ -97,7 +111,7 @@ class Settings(BaseSettings):
     decode_workers: int = Field(
         default_factory=lambda: min(4, os.cpu_count() or 1),
         ge=1,
-        description="Uploads decoded at once (a bounded thread pool).",
+        description="Uploads decoded at once (a bounded thread pool); on CUDA, the number of CPUs.",
     )
     decode_threads: int = Field(2, ge=1, description="FFmpeg threads per decode.")
     allowed_codecs: Annotated[tuple[str, ...], NoDecode] = Field(
@@ -130,6 +144,12 @@ class Settings(BaseSettings):
                 "fill would always time out"
             )
         return self
+
+    def for_device(self, device_type: str) -> Settings:
+        """These settings with the GPU-sized defaults when the model runs on CUDA; values given stay."""
+        if device_type != "cuda":
+            return self
+        return self.model_copy(update={k: v for k, v in cuda_defaults().items() if k not in self.model_fields_set})
 
     @property
     def uses_demo_checkpoint(self) -> bool:

@@ -22,6 +22,7 @@ import torch
 from open_clip.transformer import VisionTransformer
 from safetensors import SafetensorError
 from torch import nn
+from torch.nn import functional as F
 
 from .config import CLIP_CONFIG_DIR
 from .precision import TORCH_DTYPES
@@ -121,6 +122,57 @@ def encode_phrases(clip_model: ClipModel, arch: str, phrases: list[str]) -> torc
     return embeddings
 
 
+class SdpaSelfAttention(nn.MultiheadAttention):
+    """``nn.MultiheadAttention`` (same parameters, same state dict) whose self-attention always runs through
+    ``scaled_dot_product_attention``.
+
+    open_clip's blocks call ``nn.MultiheadAttention``, whose inference fast path (eval, no grad, no autocast: the
+    service on CPU) is a fused op that computes softmax(QK^T)V with bmm and softmax on CPU, and which torch.compile
+    keeps as one opaque call; outside that path it already calls SDPA. Routing every case through SDPA gives the
+    flash kernels on CPU and CUDA, eager and compiled. Anything else (weights asked for, a mask, cross-attention)
+    goes to the parent unchanged.
+    """
+
+    @classmethod
+    def replacing(cls, attention: nn.MultiheadAttention) -> SdpaSelfAttention:
+        if not (attention.batch_first and attention._qkv_same_embed_dim and attention.bias_k is None):
+            raise BackboneError("expected open_clip's batch-first self-attention with one packed qkv projection")
+        weight = attention.in_proj_weight
+        replacement = cls(
+            attention.embed_dim,
+            attention.num_heads,
+            dropout=attention.dropout,
+            bias=attention.in_proj_bias is not None,
+            batch_first=True,
+            device=weight.device,
+            dtype=weight.dtype,
+        )
+        replacement.load_state_dict(attention.state_dict())
+        return replacement
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        key_padding_mask: torch.Tensor | None = None,
+        need_weights: bool = True,
+        attn_mask: torch.Tensor | None = None,
+        average_attn_weights: bool = True,
+        is_causal: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        plain = query is key and key is value and key_padding_mask is None and attn_mask is None and not is_causal
+        if need_weights or not plain:
+            return super().forward(
+                query, key, value, key_padding_mask, need_weights, attn_mask, average_attn_weights, is_causal
+            )
+        batch, length, width = query.shape
+        qkv = F.linear(query, self.in_proj_weight, self.in_proj_bias).view(batch, length, 3, self.num_heads, -1)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        attended = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        return self.out_proj(attended.transpose(1, 2).reshape(batch, length, width)), None
+
+
 class FrozenCLIPTaps(nn.Module):
     """CLIP's image tower, frozen, returning patch tokens at chosen layers.
 
@@ -139,6 +191,8 @@ class FrozenCLIPTaps(nn.Module):
         if not visual.transformer.batch_first:
             raise BackboneError("expected an open_clip tower with batch-first blocks (open_clip >= 2.x)")
         del visual.transformer.resblocks[taps[-1] :]
+        for block in visual.transformer.resblocks:
+            block.attn = SdpaSelfAttention.replacing(block.attn)
         self.visual = visual
         self.taps = tuple(taps)
         self.width: int = visual.transformer.width

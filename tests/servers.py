@@ -1,7 +1,7 @@
 """Servers on loopback ports for end-to-end tests: a free port, a started process, a wait until it answers.
 
 Used by the in-process harness (``tests/app/harness.py``), the ``python -m app`` tests, the Prometheus scrape
-test and ``benchmarks/serving_load.py``, so each of them says only what it starts and what it checks.
+test and ``benchmarks.suite``, so each of them says only what it starts and what it checks.
 """
 
 from __future__ import annotations
@@ -97,8 +97,8 @@ class ServerProcess:
 
 
 class AppProcess(ServerProcess):
-    """``python -m app`` on a free loopback port, configured by ``VTFPAR_*`` variables on top of ``base_env``
-    (default: this process's environment)."""
+    """``python -m app`` (or another ``module`` serving the app the same way) on a free loopback port, configured by
+    ``VTFPAR_*`` variables on top of ``base_env`` (default: this process's environment)."""
 
     def __init__(
         self,
@@ -107,6 +107,7 @@ class AppProcess(ServerProcess):
         *,
         base_env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
+        module: str = "app",
     ) -> None:
         self.port = free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
@@ -116,7 +117,7 @@ class AppProcess(ServerProcess):
             "VTFPAR_PORT": str(self.port),
             **settings,
         }
-        super().__init__([sys.executable, "-m", "app"], log, env=env, cwd=cwd)
+        super().__init__([sys.executable, "-m", module], log, env=env, cwd=cwd)
 
     def wait_ready(self, timeout_s: float) -> None:
         self.wait_until_ok(f"{self.url}/health/ready", timeout_s)

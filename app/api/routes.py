@@ -26,7 +26,7 @@ from .schemas import (
     PredictResponse,
     SceneInfo,
     TracksResponse,
-    prediction_response,
+    prediction_json,
     tracks_response,
 )
 from .uploads import PREDICT_FORM, RAW_CONTENT_TYPES, SCENE_FORM, TRACKS_FORM, Form, read_upload
@@ -34,7 +34,7 @@ from .uploads import PREDICT_FORM, RAW_CONTENT_TYPES, SCENE_FORM, TRACKS_FORM, F
 router = APIRouter()
 
 
-def get_service(request: Request) -> Service:
+async def get_service(request: Request) -> Service:  # async: FastAPI would run a plain def on a worker thread
     service = getattr(request.app.state, "service", None)
     if service is None:
         raise ServiceError(ErrorCode.NOT_READY, "the service is starting")
@@ -187,7 +187,7 @@ async def _received_and_decoded(request: Request, service: Service, form: Form, 
     responses=_errors(400, 408, 413, 415, 422, 429, 503),
     openapi_extra=_PREDICT_OPENAPI,
 )
-async def predict(request: Request, service: ServiceDep) -> PredictResponse:
+async def predict(request: Request, service: ServiceDep) -> Response:
     """Send one `video` file, or one or more `frames` image files (multipart), or a raw video body. The model
     sees `frames_per_clip` frames sampled evenly over the clip."""
     start = time.perf_counter()
@@ -199,9 +199,10 @@ async def predict(request: Request, service: ServiceDep) -> PredictResponse:
 
     async with _received_and_decoded(request, service, PREDICT_FORM, decode) as clip:
         result = await _unless_client_leaves(request, service.batcher.submit(clip.model_input))
-    return prediction_response(
+    body = prediction_json(
         request_id_var.get() or "", service.runner, clip, result, total_s=time.perf_counter() - start
     )
+    return Response(body, media_type="application/json")
 
 
 @router.post(
@@ -322,6 +323,7 @@ async def info(service: ServiceDep) -> InfoResponse:
         device=str(runner.device),
         precision=runner.precision,
         torch_threads=torch.get_num_threads(),
+        compiled=runner.compiled is not None,
         attributes=[
             AttributeInfo(name=a.name, group=a.group, phrase=a.phrase, threshold=t)
             for a, t in zip(schema.attributes, runner.thresholds, strict=True)

@@ -1,12 +1,11 @@
-"""Response bodies (they are the OpenAPI schema at /docs) and the turning of one probability row into them."""
+"""Response bodies (they are the OpenAPI schema at /docs) and the turning of one probability row into JSON."""
 
 from __future__ import annotations
 
 from typing import Literal
 
+import pydantic_core
 from pydantic import BaseModel, Field
-
-from model import AttributeSchema
 
 
 class ModelRef(BaseModel):
@@ -154,49 +153,61 @@ class Health(BaseModel):
     status: Literal["ok", "not_ready"]
 
 
-def interpret(
-    schema: AttributeSchema, thresholds: list[float], probabilities
-) -> tuple[list[AttributeResult], list[GroupResult]]:
-    """Attach names, groups and thresholded decisions to one row of probabilities."""
-    probabilities = [float(p) for p in probabilities]
+def _decisions(runner, probabilities) -> tuple[list[dict], list[dict]]:
+    """One row of probabilities as answer data: every attribute with its decision, each one-of group's winner."""
+    schema = runner.schema
+    probabilities = probabilities.tolist()
+    if not all(0.0 <= p <= 1.0 for p in probabilities):  # NaN included: a model bug, never an answer
+        raise ValueError(f"the model returned probabilities outside [0, 1]: {probabilities}")
     attributes = [
-        AttributeResult(name=a.name, group=a.group, probability=p, threshold=t, positive=p > t)
-        for a, p, t in zip(schema.attributes, probabilities, thresholds, strict=True)
+        {"name": a.name, "group": a.group, "probability": p, "threshold": t, "positive": p > t}
+        for a, p, t in zip(schema.attributes, probabilities, runner.thresholds, strict=True)
     ]
     groups = []
     for group in schema.groups:
         if group.kind == "one_of":
             best = max(group.columns, key=lambda column: probabilities[column])
             groups.append(
-                GroupResult(name=group.name, winner=schema.attributes[best].name, probability=probabilities[best])
+                {"name": group.name, "winner": schema.attributes[best].name, "probability": probabilities[best]}
             )
     return attributes, groups
 
 
-def prediction_response(request_id: str, runner, clip, result, total_s: float) -> PredictResponse:
-    """The /predict body for one decoded clip (a PreparedClip) and its row of a batch (a BatchResult)."""
+def prediction_json(request_id: str, runner, clip, result, total_s: float) -> bytes:
+    """The /predict body (``PredictResponse``, by alias) for one decoded clip (a PreparedClip) and its row of a batch
+    (a BatchResult), as JSON.
+
+    Built as plain data and serialised in one call (pydantic's serialiser, as FastAPI would): constructing and
+    validating the ~60 models of an answer cost more server CPU than decoding a small clip. The tests validate
+    every answer against ``PredictResponse``.
+    """
     served, media = runner.served, clip.media
-    attributes, groups = interpret(runner.schema, runner.thresholds, result.probabilities)
-    return PredictResponse(
-        request_id=request_id,
-        model=ModelRef(name=served.name, version=served.version, schema=served.schema, demo=served.demo),
-        input=InputInfo(
-            source=media.source,
-            container=media.container,
-            codec=media.codec,
-            width=media.width,
-            height=media.height,
-            duration_s=media.duration_s,
-            total_frames=media.total_frames,
-            frame_indices=media.indices,
-            frames_decoded=media.frames_decoded,
-        ),
-        attributes=attributes,
-        groups=groups,
-        batch_size=result.batch_size,
-        timings=Timings(
-            decode_s=clip.decode_s, queue_s=result.queue_s, inference_s=result.inference_s, total_s=total_s
-        ),
+    attributes, groups = _decisions(runner, result.probabilities)
+    return pydantic_core.to_json(
+        {
+            "request_id": request_id,
+            "model": {"name": served.name, "version": served.version, "schema": served.schema, "demo": served.demo},
+            "input": {
+                "source": media.source,
+                "container": media.container,
+                "codec": media.codec,
+                "width": media.width,
+                "height": media.height,
+                "duration_s": media.duration_s,
+                "total_frames": media.total_frames,
+                "frame_indices": media.indices,
+                "frames_decoded": media.frames_decoded,
+            },
+            "attributes": attributes,
+            "groups": groups,
+            "batch_size": result.batch_size,
+            "timings": {
+                "decode_s": clip.decode_s,
+                "queue_s": result.queue_s,
+                "inference_s": result.inference_s,
+                "total_s": total_s,
+            },
+        }
     )
 
 
@@ -208,7 +219,7 @@ def tracks_response(
     tracks = []
     for track, result in zip(prepared.tracks, results, strict=True):
         plan = track.plan
-        attributes, groups = interpret(runner.schema, runner.thresholds, result.probabilities)
+        attributes, groups = _decisions(runner, result.probabilities)
         tracks.append(
             TrackResult(
                 track_id=plan.track_id,
@@ -300,6 +311,10 @@ class InfoResponse(BaseModel):
         description="Autocast precision of the forward pass (the head runs in fp32).", examples=["bf16"]
     )
     torch_threads: int = Field(description="CPU threads torch uses (VTFPAR_TORCH_THREADS or torch's default).")
+    compiled: bool = Field(
+        description="The forward pass runs through torch.compile (VTFPAR_COMPILE), with CUDA graphs on CUDA, at the "
+        "warmed batch sizes (1, 2, 4, ... up to max_batch_clips)."
+    )
     attributes: list[AttributeInfo]
     groups: list[GroupInfo]
     limits: dict[str, float | int] = Field(description="Every upload and media limit in force.")

@@ -53,6 +53,17 @@ def test_picked_frames_equal_a_full_decode_at_the_sampled_indices(kind):
         np.testing.assert_array_equal(frame, reference[index])
 
 
+def test_frames_no_other_frame_needs_are_skipped_unless_sampled():
+    """A 2-s H.264 clip in one GOP, B-frames as x264 makes them: the frames up to the last sampled one must be
+    read, but the non-reference B-frames among them need not be decoded; the sampled frames are exact all the same."""
+    data = encode("mp4", frames(50, width=128, height=256), fps=25)
+    reference = decode_all(data)
+    media = decode_video(io.BytesIO(data), T, LIMITS)
+    assert media.frames_decoded < (max(media.indices) + 1) * 3 // 4
+    for index, frame in zip(media.indices, media.frames, strict=True):
+        np.testing.assert_array_equal(frame, reference[index])
+
+
 @pytest.mark.parametrize("kind", ["mp4", "webm", "avi"])
 def test_long_clips_are_sampled_by_seeking_not_decoded_end_to_end(kind):
     data = encode(kind, frames(300, width=32, height=32), gop=20)

@@ -131,6 +131,7 @@ def test_info_echoes_the_model_and_every_limit(server):
     settings = server.settings
     assert info.model.digest == server.service.runner.served.digest and info.model.version == info.model.digest[:12]
     assert info.model.frames_per_clip == 4 and info.device == "cpu" and info.precision == "fp32"
+    assert info.compiled is False, "VTFPAR_COMPILE=auto compiles on CUDA only"
     assert len(info.attributes) == 43 and len(info.groups) == 14
     for name, value in {**info.limits, **info.batching}.items():
         assert getattr(settings, name) == value

@@ -130,7 +130,8 @@ def test_a_torchvision_detector_loads_its_weights_from_a_local_file(tiny_checkpo
         response = httpx.post(f"{running.url}/predict/scene", content=video, headers={"Content-Type": "video/mp4"})
     assert info["detector"] == name and info["detector_weights"] == str(weights) and info["enabled"]
     assert response.status_code == 200, response.text
-    assert response.json()["input"]["frames_decoded"] >= 37
+    decoded = response.json()["input"]
+    assert decoded["frames_decoded"] >= len(range(0, decoded["total_frames"], 4))  # the detection pass ran
 
 
 def test_a_detector_that_cannot_load_stops_startup_with_the_reason(tmp_path, monkeypatch):

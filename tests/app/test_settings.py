@@ -17,6 +17,7 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
         "DEVICE": "cpu",
         "PRECISION": "fp32",
         "WARMUP": "false",
+        "COMPILE": "on",
         "TORCH_THREADS": "1",
         "MAX_BATCH_CLIPS": "16",
         "MAX_BATCH_WAIT_MS": "2.5",
@@ -55,6 +56,7 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
     assert set(Settings.model_fields) == {name.lower() for name in values}, "a setting without an env var test"
     assert settings.checkpoint == Path("/models/vtfpar/b16.safetensors")
     assert settings.max_batch_clips == 16 and settings.max_batch_wait_ms == 2.5 and settings.warmup is False
+    assert settings.compile == "on"
     assert settings.max_upload_bytes == 1000 and settings.decode_workers == 3 and settings.port == 9000
     assert settings.upload_timeout_s == 7.5 and settings.max_concurrent_uploads == 10
     assert settings.log_json is False and settings.log_level == "debug"
@@ -81,10 +83,24 @@ def test_defaults_serve_on_port_8000_of_every_interface(monkeypatch):
     assert settings.detector is None and settings.max_tracks == 64  # built-in detection is off unless configured
 
 
+def test_a_gpu_gets_a_large_batch_and_a_decode_worker_per_core(monkeypatch):
+    for name in list(Settings.model_fields):
+        monkeypatch.delenv(f"VTFPAR_{name.upper()}", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    defaults = Settings()
+    assert defaults.for_device("cpu") == defaults and (defaults.max_batch_clips, defaults.decode_workers) == (8, 4)
+    on_gpu = defaults.for_device("cuda")
+    assert (on_gpu.max_batch_clips, on_gpu.decode_workers) == (32, 16)
+    monkeypatch.setenv("VTFPAR_MAX_BATCH_CLIPS", "12")
+    chosen = Settings(decode_workers=3).for_device("cuda")
+    assert (chosen.max_batch_clips, chosen.decode_workers) == (12, 3), "values given are kept on a GPU"
+
+
 @pytest.mark.parametrize(
     "name, value",
     [
         ("MAX_BATCH_CLIPS", "0"),
+        ("COMPILE", "yes"),
         ("DEVICE", "tpu"),
         ("PRECISION", "int8"),
         ("ALLOWED_CODECS", ","),

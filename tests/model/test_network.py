@@ -1,8 +1,12 @@
+import collections
+
 import pytest
 import torch
+from torch import nn
+from torch.profiler import profile
 
 from model import create_model, get_config, load_schema
-from model.backbone import build_clip, encode_phrases
+from model.backbone import SdpaSelfAttention, build_clip, encode_phrases
 from model.summary import summarize
 
 
@@ -63,6 +67,30 @@ def test_text_embeddings_are_computed_once_and_match_the_text_tower():
 
 def test_unrun_clip_blocks_are_not_kept(tiny_model):
     assert len(tiny_model.backbone.visual.transformer.resblocks) == tiny_model.config.taps[-1]
+
+
+def test_every_attention_runs_through_sdpa_in_inference(tiny_model, clips):
+    """The CLIP blocks (open_clip's nn.MultiheadAttention would take its bmm+softmax fast path here) and the timm
+    side blocks: one scaled_dot_product_attention call per attention layer, no other softmax."""
+    config = tiny_model.config
+    layers = config.taps[-1] + config.spatial_depth + clips.shape[1] + config.fusion_depth
+    with torch.inference_mode(), profile() as trace:
+        tiny_model(clips)
+    calls = collections.Counter(event.name for event in trace.events())
+    assert calls["aten::scaled_dot_product_attention"] == layers
+    assert calls["aten::_native_multi_head_attention"] == 0 and calls["aten::_softmax"] == 0
+
+
+@pytest.mark.parametrize("inference", [True, False])
+def test_sdpa_attention_equals_multihead_attention(inference):
+    torch.manual_seed(0)
+    original = nn.MultiheadAttention(32, 4, batch_first=True).eval()
+    replaced = SdpaSelfAttention.replacing(original).eval()
+    assert replaced.state_dict().keys() == original.state_dict().keys()
+    tokens = torch.randn(3, 17, 32, requires_grad=not inference)
+    with torch.inference_mode(inference):
+        expected = original(tokens, tokens, tokens, need_weights=False)[0]
+        torch.testing.assert_close(replaced(tokens, tokens, tokens, need_weights=False)[0], expected)
 
 
 def test_paper_model_size_and_compute():

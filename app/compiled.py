@@ -1,0 +1,50 @@
+"""The model's forward pass compiled with torch.compile (inductor) for the batch sizes warm-up runs, with CUDA graphs
+on CUDA (``mode="reduce-overhead"``), behind ``VTFPAR_COMPILE``.
+
+Every batch is padded with blank clips up to the smallest warmed size that holds it, and only the caller's rows
+are returned: serving then runs only graphs that warm-up compiled (and on CUDA captured), so no request ever pays
+for a compilation or a capture. Padding changes no row: clips never interact in the network (attention is within a
+clip; the logit BatchNorm runs on its stored statistics in eval mode).
+
+The batch dimension is compiled as dynamic from size 2 up, so one graph serves 2, 4, 8, ... (size 1 is always
+specialised by torch.compile and gets its own): two compilations, not one per size, compiling being the slow part
+of start-up. On CUDA each warmed size still gets its own captured CUDA graph.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+import torch
+from torch import nn
+
+
+def resolve_compile(requested: str, device: torch.device) -> bool:
+    """``auto`` compiles on CUDA only: on CPU compiling takes minutes and serving starts with the demo model."""
+    return requested == "on" or (requested == "auto" and device.type == "cuda")
+
+
+class CompiledForward:
+    """``model(batch)`` through torch.compile, for the sizes in ``sizes`` (set by warm-up) and padded up to them."""
+
+    def __init__(self, model: nn.Module, device: torch.device) -> None:
+        self.cuda_graphs = device.type == "cuda"
+        self._forward = torch.compile(model, mode="reduce-overhead" if self.cuda_graphs else None, fullgraph=True)
+        self.sizes: list[int] = []  # ascending; the batch sizes warm-up ran
+
+    def padded_size(self, rows: int) -> int:
+        """The warmed size a batch of ``rows`` clips runs at (itself beyond the largest: compiled then)."""
+        at = bisect.bisect_left(self.sizes, rows)
+        return self.sizes[at] if at < len(self.sizes) else rows
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        rows = batch.shape[0]
+        size = self.padded_size(rows)
+        if size > rows:
+            batch = torch.cat([batch, batch.new_zeros((size - rows, *batch.shape[1:]))])
+        if size > 1:
+            torch._dynamo.mark_dynamic(batch, 0)
+        if self.cuda_graphs:
+            # A new step for the CUDA graph trees: the previous batch's outputs (copied out already) may be reused.
+            torch.compiler.cudagraph_mark_step_begin()
+        return self._forward(batch)[:rows]

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Issue 10's GPU run, in one call: the CUDA tests (CUDA graphs, autocast), then the benchmark suite with the paper
+# preset, its results in benchmarks/results/<gpu name>/ (or under $OUT when set, as on a lent device machine).
+#
+# On a GPU host with the project installed:   bash benchmarks/gpu_check.sh
+# On this workplace's lent GPU machines (a Python 3.12 image with torch, timm, triton, safetensors, httpx,
+# prometheus-client and uvloop, and no network), fetch the rest as wheels here first, then carry them:
+#     bash benchmarks/gpu_check.sh --fetch-wheels          # here: about 41 MB into .whl/ (git-ignored)
+#     run(command="bash benchmarks/gpu_check.sh", carry=[".whl"], timeout_s=600)
+# An estimate, not yet measured: 6-9 minutes on an H200 for two compilations of vtfpar-b16 (later processes reuse
+# inductor's cache), the bare model at batch 1-32 eager and compiled, three servers, HTTP load at concurrency 1, 4,
+# 16 and 64. If it runs past a call's 10 minutes, pass suite options through, e.g. --concurrency 4,16,64.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The versions this project's venv runs (pydantic and pydantic-core must match each other).
+WHEELS=(open_clip_torch==3.3.0 ftfy==6.3.1 wcwidth==0.9.4 av==18.1.0 fastapi==0.165.0 starlette==1.10.0
+        uvicorn==0.54.0 httptools==0.9.0 python-multipart==0.0.34 pydantic==2.14.4 pydantic-core==2.50.5
+        pydantic-settings==2.16.3 python-dotenv==1.2.4 typing-inspection==0.4.5 annotated-types==0.8.0)
+
+if [ "${1:-}" = "--fetch-wheels" ]; then
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d .whl "${WHEELS[@]}"
+  du -sh .whl
+  exit 0
+fi
+
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+python3 -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, torch.cuda.get_device_name())"
+
+python3 -m pytest -q -rs -p no:cacheprovider \
+  tests/app/test_compiled.py::test_cuda_graphs_replay_the_warmed_sizes \
+  tests/app/test_inference.py::test_cuda_autocast_stays_close_to_fp32
+
+gpu=$(python3 -c "import torch; print(torch.cuda.get_device_name().lower().replace(' ', '-'))")
+python3 -m benchmarks.suite --device cuda --preset vtfpar-b16 --out "${OUT:-benchmarks/results}/$gpu" "$@"

@@ -1,0 +1,91 @@
+"""VTFPAR_COMPILE: the forward pass through torch.compile (inductor), padded up to the warmed batch sizes.
+
+On CPU this runs the real inductor backend, which is what CI can check of the CUDA path (there, the same code adds
+CUDA graphs: ``mode="reduce-overhead"``, tested on a GPU only). The module compiles the tiny model once, for
+sizes 2 and 4 (one dynamic-batch graph): about 2 minutes of CPU with a cold inductor cache (4 minutes of wall time
+on 2 cores shared with other test runs), about 15 s once inductor's cache holds it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch._dynamo.utils import counters
+
+from app.compiled import CompiledForward, resolve_compile
+from app.inference import ModelRunner
+
+from .harness import make_settings
+from .test_inference import clips_of_mixed_sizes
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need CUDA")
+WARMED = [2, 4]
+# Inductor fuses and reorders float operations; on the tiny model the probabilities move by about 1e-7.
+TOLERANCE = 1e-5
+
+
+def graphs_compiled() -> int:
+    return counters["stats"]["unique_graphs"]
+
+
+@pytest.fixture(scope="module")
+def compiled(runner):
+    """The tiny model served compiled, warmed up at WARMED, and how many graphs that warm-up compiled."""
+    compiled_runner = ModelRunner(runner.model, runner.served, runner.device, "fp32", compile=True)
+    before = graphs_compiled()
+    compiled_runner.warm_up(WARMED)
+    return compiled_runner, graphs_compiled() - before
+
+
+def test_auto_compiles_on_cuda_only(tiny_checkpoint):
+    assert resolve_compile("auto", torch.device("cuda")) and not resolve_compile("auto", torch.device("cpu"))
+    assert resolve_compile("on", torch.device("cpu")) and not resolve_compile("off", torch.device("cuda"))
+    assert ModelRunner.load(make_settings(tiny_checkpoint)).compiled is None
+    assert ModelRunner.load(make_settings(tiny_checkpoint, compile="on")).compiled is not None
+
+
+def test_batches_are_padded_to_the_next_warmed_size():
+    forward = CompiledForward(torch.nn.Identity(), torch.device("cpu"))
+    forward.sizes = [1, 2, 4, 8]
+    assert [forward.padded_size(rows) for rows in range(1, 9)] == [1, 2, 4, 4, 8, 8, 8, 8]
+    assert forward.padded_size(9) == 9, "beyond the largest warmed size a batch runs as it is"
+
+
+def test_compiled_output_equals_eager(compiled, runner):
+    compiled_runner, _ = compiled
+    clips = [compiled_runner.prepare(clip) for clip in clips_of_mixed_sizes(4, runner.frames_per_clip)]
+    expected = runner.predict(clips)
+    np.testing.assert_allclose(compiled_runner.predict(clips), expected, rtol=0, atol=TOLERANCE)
+    np.testing.assert_allclose(compiled_runner.predict(clips[:2]), expected[:2], rtol=0, atol=TOLERANCE)
+
+
+def test_padding_returns_exactly_the_callers_rows(compiled, runner):
+    compiled_runner, _ = compiled
+    clips = [compiled_runner.prepare(clip) for clip in clips_of_mixed_sizes(3, runner.frames_per_clip)]
+    for rows in (1, 3):  # padded to 2 and to 4
+        probabilities = compiled_runner.predict(clips[:rows])
+        assert probabilities.shape == (rows, 43)
+        np.testing.assert_allclose(probabilities, runner.predict(clips[:rows]), rtol=0, atol=TOLERANCE)
+
+
+def test_warm_up_compiles_every_size_and_serving_compiles_nothing(compiled, runner):
+    compiled_runner, compiled_in_warm_up = compiled
+    assert compiled_in_warm_up >= 1 and compiled_runner.compiled.sizes == WARMED
+    before = graphs_compiled()
+    blank = [np.zeros((64, 32, 3), dtype=np.uint8)] * runner.frames_per_clip
+    for rows in range(1, max(WARMED) + 1):
+        compiled_runner.predict([compiled_runner.prepare(blank) for _ in range(rows)])
+    assert graphs_compiled() == before, "a batch size the warm-up did not compile"
+
+
+@cuda
+def test_cuda_graphs_replay_the_warmed_sizes(tiny_checkpoint, runner):
+    on_gpu = ModelRunner.load(make_settings(tiny_checkpoint, device="cuda", compile="on"))
+    assert on_gpu.compiled is not None and on_gpu.compiled.cuda_graphs
+    on_gpu.warm_up([1, 2, 4])
+    clips = clips_of_mixed_sizes(3, on_gpu.frames_per_clip)
+    expected = runner.predict([runner.prepare(clip) for clip in clips])
+    for _ in range(3):  # replays, each after the previous batch's outputs were copied out
+        got = on_gpu.predict([on_gpu.prepare(clip) for clip in clips])
+        np.testing.assert_allclose(got, expected, rtol=0, atol=2e-2)  # bf16 autocast, as in test_inference
