@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model import VTFPAR, load_checkpoint
+from model import VTFPAR, AttributeSchema, Preprocess, load_checkpoint
 from model.precision import autocast, resolve_precision
 
 from .settings import DEMO_CHECKPOINT, Settings
@@ -44,6 +44,30 @@ class ServedModel:
     @property
     def version(self) -> str:
         return self.digest[:12]
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """What answers, ``/info`` and metrics say about the model being served, and the host's half of preparing its
+    input: everything a process needs to serve requests for a model that runs elsewhere (a Ray model replica)."""
+
+    served: ServedModel
+    schema: AttributeSchema
+    thresholds: tuple[float, ...]
+    frames_per_clip: int
+    image_size: int
+    device: str  # where the model runs, e.g. "cuda:0"
+    precision: str
+    torch_threads: int  # of the process that runs the model
+    preprocess: Preprocess
+    preprocess_in_batch: bool  # the device finishes preprocessing batch-wise (CUDA); see ModelRunner
+
+    def prepare_on_host(self, frames: list[np.ndarray]):
+        """One clip's RGB uint8 frames -> host tensors, to be moved to the model's device by
+        ``ModelRunner.to_device``: the normalised clip, or (``preprocess_in_batch``) its uint8 fitted frames."""
+        if not self.preprocess_in_batch:
+            return self.preprocess(frames)
+        return self.preprocess.fit(frames)
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -111,6 +135,18 @@ class ModelRunner:
         # Preprocessing in the batch is the GPU path; on CPU it is tested for its logic only (see prepare).
         self.preprocess_in_batch = device.type == "cuda" if preprocess_in_batch is None else preprocess_in_batch
         self._upload = _Uploader(device) if device.type == "cuda" else None
+        self.description = ModelDescription(
+            served=served,
+            schema=self.model.schema,
+            thresholds=tuple(self.model.thresholds),
+            frames_per_clip=self.model.config.frames,
+            image_size=self.model.config.image_size,
+            device=str(device),
+            precision=precision,
+            torch_threads=torch.get_num_threads(),
+            preprocess=self.model.preprocess,
+            preprocess_in_batch=self.preprocess_in_batch,
+        )
 
     @classmethod
     def load(cls, settings: Settings) -> ModelRunner:
@@ -156,10 +192,12 @@ class ModelRunner:
 
     def prepare(self, frames: list[np.ndarray]):
         """One clip's RGB uint8 frames -> what ``predict`` takes for it (runs on a decode thread)."""
-        if not self.preprocess_in_batch:
-            return self.model.preprocess(frames)
-        fitted = self.model.preprocess.fit(frames)
-        return self._upload(fitted) if self._upload is not None else fitted
+        return self.to_device(self.description.prepare_on_host(frames))
+
+    def to_device(self, prepared_on_host):
+        """``ModelDescription.prepare_on_host``'s result -> what ``predict`` takes (on CUDA: copied to the GPU on
+        the calling thread's stream)."""
+        return self._upload(prepared_on_host) if self._upload is not None else prepared_on_host
 
     def _batch(self, clips: list) -> torch.Tensor:
         """Prepared clips -> the normalised batch ``[B, T, 3, S, S]`` on the model's device."""

@@ -1,6 +1,7 @@
 """The app factory: settings in, a FastAPI app out, with the model loaded and warmed up by its lifespan.
 
-``create_app(settings, runner=...)`` lets tests serve a runner they built (or wrapped) themselves.
+``create_app(settings, runner=...)`` lets tests serve a runner they built (or wrapped) themselves;
+``create_app(settings, backend=..., metrics=...)`` serves a model that runs elsewhere (a Ray ingress replica).
 Run with ``python -m app`` / ``vtfpar-serve``, or ``uvicorn --factory app.main:create_app``.
 """
 
@@ -18,6 +19,7 @@ from model import CheckpointError
 from .api.errors import install_error_handlers
 from .api.middleware import RequestContextMiddleware
 from .api.routes import router
+from .backend import LocalBackend, ModelBackend
 from .inference import ModelRunner, StartupError
 from .log import log_config
 from .metrics import Metrics
@@ -33,20 +35,28 @@ Requests are batched dynamically; `/metrics` shows batch sizes, queue and decode
 """
 
 
-def create_app(settings: Settings | None = None, runner: ModelRunner | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    runner: ModelRunner | None = None,
+    backend: ModelBackend | None = None,
+    metrics: Metrics | None = None,
+) -> FastAPI:
     settings = settings or Settings()
-    metrics = Metrics()
+    metrics = metrics or Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         # Loading fails fast (the process exits with the reason); warm-up runs after startup, and
         # /health/ready turns 200 when it is done.
-        try:
-            model_runner = runner or await asyncio.to_thread(ModelRunner.load, settings)
-        except (StartupError, CheckpointError) as exc:
-            log.error("cannot load the model: %s", exc)
-            raise
-        service = Service(settings, model_runner, metrics)
+        model_backend = backend
+        if model_backend is None:
+            try:
+                model_runner = runner or await asyncio.to_thread(ModelRunner.load, settings)
+            except (StartupError, CheckpointError) as exc:
+                log.error("cannot load the model: %s", exc)
+                raise
+            model_backend = LocalBackend(settings, model_runner, metrics)
+        service = Service(settings, model_backend, metrics)
         app.state.service = service
         await service.start()
         try:

@@ -1,4 +1,4 @@
-"""The running service: model runner, decoder, batcher, metrics and the readiness state, wired together.
+"""The running service: the model backend, decoder, metrics, admission and the readiness state, wired together.
 
 Routes reach it through a FastAPI dependency, so tests can build one around a fake runner.
 """
@@ -9,10 +9,11 @@ import asyncio
 import contextlib
 import logging
 
-from .batching import Batcher
+import torch
+
+from .backend import ModelBackend
 from .decoding import DecodeLimits, Decoder
 from .errors import ErrorCode, ServiceError
-from .inference import ModelRunner, warmup_batch_sizes
 from .metrics import Metrics
 from .settings import Settings
 
@@ -20,21 +21,14 @@ log = logging.getLogger(__name__)
 
 
 class Service:
-    def __init__(self, settings: Settings, runner: ModelRunner, metrics: Metrics | None = None) -> None:
+    def __init__(self, settings: Settings, backend: ModelBackend, metrics: Metrics | None = None) -> None:
         self.settings = settings
-        self.runner = runner
+        self.backend = backend
         self.metrics = metrics or Metrics()
         self.limits = DecodeLimits.from_settings(settings)
+        description = backend.description
         self.decoder = Decoder(
-            self.limits, settings.decode_workers, runner.frames_per_clip, runner.prepare, observer=self.metrics
-        )
-        self.batcher = Batcher(
-            runner.predict,
-            max_batch_clips=settings.max_batch_clips,
-            max_batch_wait_ms=settings.max_batch_wait_ms,
-            max_queue=settings.max_queue,
-            queue_timeout_s=settings.queue_timeout_s,
-            observer=self.metrics,
+            self.limits, settings.decode_workers, description.frames_per_clip, backend.prepare, observer=self.metrics
         )
         self.warmed_up = False
         self.failed = False  # warm-up failed: the server exits (non-zero) so that a supervisor restarts it
@@ -47,30 +41,32 @@ class Service:
         )
         self._warmup_task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        served = runner.served
-        self.metrics.set_model(served.name, served.version, served.schema, runner.device, runner.precision)
+        served = description.served
+        device = torch.device(description.device)
+        self.metrics.set_model(served.name, served.version, served.schema, device, description.precision)
         self.metrics.ready.set_function(lambda: 1 if self.ready else 0)
 
     @property
     def ready(self) -> bool:
         return self.warmed_up and not self.draining
 
+    @property
+    def in_flight(self) -> int:
+        """/predict requests admitted and not yet answered: uploading, decoding, queued or running."""
+        return self._uploads.count + self._requests.count
+
     async def start(self) -> None:
-        """Start the batch worker, then warm up in the background; ready once that is done."""
+        """Start the model backend (worker and warm-up) in the background; ready once that is done."""
         self._loop = asyncio.get_running_loop()
-        self.batcher.start()
         self._warmup_task = self._loop.create_task(self._warm_up(), name="warm-up")
 
     async def _warm_up(self) -> None:
-        sizes = warmup_batch_sizes(self.settings.max_batch_clips) if self.settings.warmup else []
-        if sizes:
-            try:
-                await self.batcher.run_on_model_thread(self.runner.warm_up, sizes)
-            except Exception:
-                log.exception("warm-up failed: the server stops")
-                self.failed = True
-                return
-            log.info("warmed up batch sizes %s", sizes)
+        try:
+            await self.backend.start()
+        except Exception:
+            log.exception("warm-up failed: the server stops")
+            self.failed = True
+            return
         self.warmed_up = True
         log.info("ready")
 
@@ -86,7 +82,7 @@ class Service:
         self.begin_drain()
         if self._warmup_task is not None:
             self._warmup_task.cancel()
-        await self.batcher.close(self.settings.drain_timeout_s)
+        await self.backend.close(self.settings.drain_timeout_s)
         self.decoder.close()
 
     @contextlib.contextmanager

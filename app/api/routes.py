@@ -6,7 +6,6 @@ import asyncio
 import time
 from typing import Annotated
 
-import torch
 from fastapi import APIRouter, Depends, Request, Response
 
 from ..decoding.sniff import IMAGE_KINDS, VIDEO_KINDS
@@ -140,9 +139,9 @@ async def predict(request: Request, service: ServiceDep) -> PredictResponse:
             )
         finally:
             await upload.close()
-        result = await _unless_client_leaves(request, service.batcher.submit(clip.model_input))
+        result = await _unless_client_leaves(request, service.backend.submit(clip.model_input))
     return prediction_response(
-        request_id_var.get() or "", service.runner, clip, result, total_s=time.perf_counter() - start
+        request_id_var.get() or "", service.backend.description, clip, result, total_s=time.perf_counter() - start
     )
 
 
@@ -188,8 +187,8 @@ async def ready(service: ServiceDep) -> Health:
     responses=_errors(503),
 )
 async def info(service: ServiceDep) -> InfoResponse:
-    runner, settings = service.runner, service.settings
-    served, config, schema = runner.served, runner.model.config, runner.schema
+    model, settings = service.backend.description, service.settings
+    served, schema = model.served, model.schema
     return InfoResponse(
         model=ModelInfo(
             name=served.name,
@@ -197,15 +196,15 @@ async def info(service: ServiceDep) -> InfoResponse:
             digest=served.digest,
             schema=served.schema,
             demo=served.demo,
-            frames_per_clip=runner.frames_per_clip,
-            image_size=config.image_size,
+            frames_per_clip=model.frames_per_clip,
+            image_size=model.image_size,
         ),
-        device=str(runner.device),
-        precision=runner.precision,
-        torch_threads=torch.get_num_threads(),
+        device=model.device,
+        precision=model.precision,
+        torch_threads=model.torch_threads,
         attributes=[
             AttributeInfo(name=a.name, group=a.group, phrase=a.phrase, threshold=t)
-            for a, t in zip(schema.attributes, runner.thresholds, strict=True)
+            for a, t in zip(schema.attributes, model.thresholds, strict=True)
         ],
         groups=[
             GroupInfo(name=g.name, kind=g.kind, attributes=[schema.attributes[c].name for c in g.columns])

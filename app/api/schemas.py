@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -84,7 +85,7 @@ class Health(BaseModel):
 
 
 def interpret(
-    schema: AttributeSchema, thresholds: list[float], probabilities
+    schema: AttributeSchema, thresholds: Sequence[float], probabilities
 ) -> tuple[list[AttributeResult], list[GroupResult]]:
     """Attach names, groups and thresholded decisions to one row of probabilities."""
     probabilities = [float(p) for p in probabilities]
@@ -102,10 +103,11 @@ def interpret(
     return attributes, groups
 
 
-def prediction_response(request_id: str, runner, clip, result, total_s: float) -> PredictResponse:
-    """The /predict body for one decoded clip (a PreparedClip) and its row of a batch (a BatchResult)."""
-    served, media = runner.served, clip.media
-    attributes, groups = interpret(runner.schema, runner.thresholds, result.probabilities)
+def prediction_response(request_id: str, model, clip, result, total_s: float) -> PredictResponse:
+    """The /predict body for one decoded clip (a PreparedClip) and its row of a batch (a BatchResult), from the
+    model's ModelDescription."""
+    served, media = model.served, clip.media
+    attributes, groups = interpret(model.schema, model.thresholds, result.probabilities)
     return PredictResponse(
         request_id=request_id,
         model=ModelRef(name=served.name, version=served.version, schema=served.schema, demo=served.demo),
