@@ -104,10 +104,14 @@ async def generate_load(url: str, clips: list[bytes], concurrency: int, seconds:
 
 
 async def _batch_totals(client: httpx.AsyncClient) -> tuple[float, float]:
+    """Batches run and clips in them, summed over model replicas (on Ray, /metrics has one series per replica)."""
     text = (await client.get("/metrics")).text
     family = next(f for f in text_string_to_metric_families(text) if f.name == "vtfpar_batch_size_clips")
-    values = {s.name: s.value for s in family.samples}
-    return values["vtfpar_batch_size_clips_count"], values["vtfpar_batch_size_clips_sum"]
+    totals = {"vtfpar_batch_size_clips_count": 0.0, "vtfpar_batch_size_clips_sum": 0.0}
+    for sample in family.samples:
+        if sample.name in totals:
+            totals[sample.name] += sample.value
+    return totals["vtfpar_batch_size_clips_count"], totals["vtfpar_batch_size_clips_sum"]
 
 
 def serve_and_load(env: dict[str, str], clips: list[bytes], args) -> LoadResult:
