@@ -122,6 +122,19 @@ def drain(name: str, timeout_s: float) -> None:
     log.info("drained: every admitted request was answered")
 
 
+def failures(name: str) -> list[str]:
+    """Why each deployment of the application failed: the last line of its error (a traceback)."""
+    try:
+        deployments = serve.status().applications[name].deployments
+    except Exception:  # no status to give: the exception said what it could
+        return []
+    return [
+        f"{deployment}: {status.message.strip().splitlines()[-1]}"
+        for deployment, status in deployments.items()
+        if status.message.strip()
+    ]
+
+
 def deploy(settings: Settings, args: argparse.Namespace, options: AppOptions, start_serve: bool) -> None:
     if start_serve:
         serve.start(http_options={"host": args.host, "port": args.port})
@@ -155,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         deploy(settings, args, options, started_serve)
     except Exception as exc:  # a deploy that failed (bad checkpoint, no resources): say why, then clean up
-        log.error("cannot serve: %s", exc)
+        log.error("cannot serve: %s", "; ".join([str(exc), *failures(args.name)]))
         status = STARTUP_FAILURE
     else:
         stop.wait()
