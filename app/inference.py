@@ -7,6 +7,9 @@ decode threads run in parallel; the model thread would serialise it). On CUDA, `
 half (``Preprocess.fit``: long side resized, short side padded) and copies the result to the GPU on that
 thread's own stream, overlapping the batches running on the model thread; ``predict`` then finishes the resize
 and normalises the whole batch on the GPU. Both use the same ``model.Preprocess`` code.
+
+``prepare`` is ``to_device(description.prepare_on_host(frames))``: on Ray, an ingress replica runs the host half
+(it needs only the ``ModelDescription``) and a model replica the copy to its device.
 """
 
 from __future__ import annotations
