@@ -17,14 +17,19 @@ STARTUP_FAILURE = 3  # uvicorn's own exit code when the lifespan startup fails; 
 BAD_SETTINGS = 2
 
 
-def main() -> None:
+def settings_or_exit() -> Settings:
+    """The ``VTFPAR_*`` settings, or exit with status 2 and a line naming each bad variable."""
     try:
-        settings = Settings()
+        return Settings()
     except ValidationError as exc:
         for error in exc.errors():
             where = "VTFPAR_" + "_".join(str(part) for part in error["loc"]).upper() if error["loc"] else "settings"
             print(f"error: {where}: {error['msg']}", file=sys.stderr)
         sys.exit(BAD_SETTINGS)
+
+
+def main() -> None:
+    settings = settings_or_exit()
     server = build_server(create_app(settings), settings)
     server.run()
     if not server.started or server.failed:

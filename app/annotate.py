@@ -32,8 +32,10 @@ from pydantic import ValidationError
 from model import CheckpointError
 
 from .api.schemas import TracksResponse, tracks_response
+from .backend import LocalBackend
 from .errors import ServiceError
 from .inference import ModelRunner, StartupError
+from .metrics import Metrics
 from .service import Service
 from .settings import Settings
 from .tracks import TrackLimits, load_scene, parse_tracks, submit_tracks
@@ -71,7 +73,7 @@ async def _annotate_offline(video: Path, tracks: Path | None, margin: float, set
     scene = load_scene(settings, runner.device) if tracks is None else None
     if tracks is None and scene is None:
         raise AnnotateError("no --tracks given and built-in detection is off: set VTFPAR_DETECTOR, or pass --tracks")
-    service = Service(settings, runner, scene=scene)
+    service = Service(settings, LocalBackend(settings, runner, Metrics()), scene=scene)
     await service.start()
     try:
         with open(video, "rb") as video_file, contextlib.ExitStack() as files:
@@ -85,13 +87,13 @@ async def _annotate_offline(video: Path, tracks: Path | None, margin: float, set
                     lambda deadline: service.tracks.read_tracks(video_file, tracks_file, margin, deadline)
                 )
         submitted = time.perf_counter()
-        results = await submit_tracks(service.batcher, prepared)
+        results = await submit_tracks(service.backend, prepared)
         model_s = time.perf_counter() - submitted
     finally:
         await service.stop()
     return tracks_response(
         "vtfpar-annotate",
-        runner,
+        runner.description,
         prepared,
         results,
         model_s=model_s,

@@ -8,6 +8,9 @@ half (``Preprocess.fit``: long side resized, short side padded) and copies the r
 thread's own stream, overlapping the batches running on the model thread; ``predict`` then finishes the resize
 and normalises the whole batch on the GPU. Both use the same ``model.Preprocess`` code. With ``VTFPAR_COMPILE``
 the forward pass runs compiled (``app.compiled``) for the batch sizes ``warm_up`` ran.
+
+``prepare`` is ``to_device(description.prepare_on_host(frames))``: on Ray, an ingress replica runs the host half
+(it needs only the ``ModelDescription``) and a model replica the copy to its device.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model import VTFPAR, load_checkpoint
+from model import VTFPAR, AttributeSchema, Preprocess, load_checkpoint
 from model.precision import autocast, resolve_precision
 
 from .compiled import CompiledForward, resolve_compile
@@ -46,6 +49,31 @@ class ServedModel:
     @property
     def version(self) -> str:
         return self.digest[:12]
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """What answers, ``/info`` and metrics say about the model being served, and the host's half of preparing its
+    input: everything a process needs to serve requests for a model that runs elsewhere (a Ray model replica)."""
+
+    served: ServedModel
+    schema: AttributeSchema
+    thresholds: tuple[float, ...]
+    frames_per_clip: int
+    image_size: int
+    device: str  # where the model runs, e.g. "cuda:0"
+    precision: str
+    torch_threads: int  # of the process that runs the model
+    preprocess: Preprocess
+    preprocess_in_batch: bool  # the device finishes preprocessing batch-wise (CUDA); see ModelRunner
+    compiled: bool  # the forward pass runs compiled (VTFPAR_COMPILE)
+
+    def prepare_on_host(self, frames: list[np.ndarray]):
+        """One clip's RGB uint8 frames -> host tensors, to be moved to the model's device by
+        ``ModelRunner.to_device``: the normalised clip, or (``preprocess_in_batch``) its uint8 fitted frames."""
+        if not self.preprocess_in_batch:
+            return self.preprocess(frames)
+        return self.preprocess.fit(frames)
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -115,6 +143,19 @@ class ModelRunner:
         self.preprocess_in_batch = device.type == "cuda" if preprocess_in_batch is None else preprocess_in_batch
         self._upload = _Uploader(device) if device.type == "cuda" else None
         self.compiled = CompiledForward(self.model, device) if compile else None
+        self.description = ModelDescription(
+            served=served,
+            schema=self.model.schema,
+            thresholds=tuple(self.model.thresholds),
+            frames_per_clip=self.model.config.frames,
+            image_size=self.model.config.image_size,
+            device=str(device),
+            precision=precision,
+            torch_threads=torch.get_num_threads(),
+            preprocess=self.model.preprocess,
+            preprocess_in_batch=self.preprocess_in_batch,
+            compiled=self.compiled is not None,
+        )
 
     @classmethod
     def load(cls, settings: Settings) -> ModelRunner:
@@ -167,10 +208,12 @@ class ModelRunner:
 
     def prepare(self, frames: list[np.ndarray]):
         """One clip's RGB uint8 frames -> what ``predict`` takes for it (runs on a decode thread)."""
-        if not self.preprocess_in_batch:
-            return self.model.preprocess(frames)
-        fitted = self.model.preprocess.fit(frames)
-        return self._upload(fitted) if self._upload is not None else fitted
+        return self.to_device(self.description.prepare_on_host(frames))
+
+    def to_device(self, prepared_on_host):
+        """``ModelDescription.prepare_on_host``'s result -> what ``predict`` takes (on CUDA: copied to the GPU on
+        the calling thread's stream)."""
+        return self._upload(prepared_on_host) if self._upload is not None else prepared_on_host
 
     def _batch(self, clips: list) -> torch.Tensor:
         """Prepared clips -> the normalised batch ``[B, T, 3, S, S]`` on the model's device."""

@@ -1,7 +1,8 @@
 """The app factory: settings in, a FastAPI app out, with the model loaded and warmed up by its lifespan.
 
 ``create_app(settings, runner=..., detector=...)`` lets tests serve a runner (and a person detector for
-/predict/scene) they built (or wrapped) themselves.
+/predict/scene) they built (or wrapped) themselves; ``create_app(settings, backend=..., metrics=...)`` serves a
+model that runs elsewhere (a Ray ingress replica).
 Run with ``python -m app`` / ``vtfpar-serve``, or ``uvicorn --factory app.main:create_app``.
 """
 
@@ -19,7 +20,8 @@ from model import CheckpointError
 from .api.errors import install_error_handlers
 from .api.middleware import RequestContextMiddleware
 from .api.routes import router
-from .inference import ModelRunner, StartupError
+from .backend import LocalBackend, ModelBackend
+from .inference import ModelRunner, StartupError, resolve_device
 from .log import log_config
 from .metrics import Metrics
 from .service import Service
@@ -38,22 +40,30 @@ where the service runs its own detector and tracker, and get them per person. Re
 
 
 def create_app(
-    settings: Settings | None = None, runner: ModelRunner | None = None, detector: Detector | None = None
+    settings: Settings | None = None,
+    runner: ModelRunner | None = None,
+    backend: ModelBackend | None = None,
+    metrics: Metrics | None = None,
+    detector: Detector | None = None,
 ) -> FastAPI:
     settings = settings or Settings()
-    metrics = Metrics()
+    metrics = metrics or Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         # Loading fails fast (the process exits with the reason); warm-up runs after startup, and
         # /health/ready turns 200 when it is done.
+        model_backend = backend
         try:
-            model_runner = runner if runner is not None else await asyncio.to_thread(ModelRunner.load, settings)
-            scene = await asyncio.to_thread(load_scene, settings, model_runner.device, detector)
+            if model_backend is None:
+                model_runner = runner if runner is not None else await asyncio.to_thread(ModelRunner.load, settings)
+                model_backend = LocalBackend(settings, model_runner, metrics)
+            # The detector runs where the uploads are decoded: in this process.
+            scene = await asyncio.to_thread(load_scene, settings, resolve_device(settings.device), detector)
         except (StartupError, CheckpointError) as exc:
             log.error("cannot load the model: %s", exc)
             raise
-        service = Service(settings, model_runner, metrics, scene)
+        service = Service(settings, model_backend, metrics, scene)
         app.state.service = service
         await service.start()
         try:

@@ -107,15 +107,15 @@ class Metrics(BatchObserver, DecodeObserver):
     def set_model(self, name: str, version: str, schema: str, device: torch.device, precision: str) -> None:
         labels = dict(name=name, version=version, schema=schema, device=device.type, precision=precision)
         self.model_info.labels(**labels).set(1)
-        if device.type == "cuda":
-            allocated = Gauge("vtfpar_gpu_memory_allocated_bytes", "GPU memory held by tensors", registry=self.registry)
-            reserved = Gauge(
-                "vtfpar_gpu_memory_reserved_bytes",
-                "GPU memory reserved by the caching allocator",
-                registry=self.registry,
-            )
-            allocated.set_function(lambda: torch.cuda.memory_allocated(device))
-            reserved.set_function(lambda: torch.cuda.memory_reserved(device))
+
+    def track_gpu_memory(self, device: torch.device) -> None:
+        """GPU memory gauges, in the process that holds the model on ``device`` (a CUDA device)."""
+        allocated = Gauge("vtfpar_gpu_memory_allocated_bytes", "GPU memory held by tensors", registry=self.registry)
+        reserved = Gauge(
+            "vtfpar_gpu_memory_reserved_bytes", "GPU memory reserved by the caching allocator", registry=self.registry
+        )
+        allocated.set_function(lambda: torch.cuda.memory_allocated(device))
+        reserved.set_function(lambda: torch.cuda.memory_reserved(device))
 
     # BatchObserver
     def on_queue_depth(self, depth: int) -> None:

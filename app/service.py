@@ -1,4 +1,4 @@
-"""The running service: model runner, decoder, batcher, the tracks pipeline, metrics and the readiness state,
+"""The running service: the model backend, decoder, the tracks pipeline, metrics, admission and the readiness state,
 wired together.
 
 Routes reach it through a FastAPI dependency, so tests can build one around a fake runner.
@@ -10,10 +10,11 @@ import asyncio
 import contextlib
 import logging
 
-from .batching import Batcher
+import torch
+
+from .backend import ModelBackend
 from .decoding import DecodeLimits, Decoder
 from .errors import ErrorCode, ServiceError
-from .inference import ModelRunner, warmup_batch_sizes
 from .metrics import Metrics
 from .settings import Settings
 from .tracks import SceneTracker, TrackLimits, TrackPipeline
@@ -25,28 +26,22 @@ class Service:
     def __init__(
         self,
         settings: Settings,
-        runner: ModelRunner,
+        backend: ModelBackend,
         metrics: Metrics | None = None,
         scene: SceneTracker | None = None,
     ) -> None:
-        self.settings = settings = settings.for_device(runner.device.type)  # GPU-sized defaults on CUDA
-        self.runner = runner
+        # GPU-sized defaults (decode workers) where the model runs on CUDA, here or on a Ray model replica.
+        self.settings = settings = settings.for_device(torch.device(backend.description.device).type)
+        self.backend = backend
         self.metrics = metrics or Metrics()
         self.limits = DecodeLimits.from_settings(settings)
+        description = backend.description
         self.decoder = Decoder(
-            self.limits, settings.decode_workers, runner.frames_per_clip, runner.prepare, observer=self.metrics
+            self.limits, settings.decode_workers, description.frames_per_clip, backend.prepare, observer=self.metrics
         )
         # /predict/tracks and /predict/scene; scene is None when built-in detection is off.
         self.tracks = TrackPipeline(
-            runner.frames_per_clip, self.limits, TrackLimits.from_settings(settings), runner.prepare, scene
-        )
-        self.batcher = Batcher(
-            runner.predict,
-            max_batch_clips=settings.max_batch_clips,
-            max_batch_wait_ms=settings.max_batch_wait_ms,
-            max_queue=settings.max_queue,
-            queue_timeout_s=settings.queue_timeout_s,
-            observer=self.metrics,
+            description.frames_per_clip, self.limits, TrackLimits.from_settings(settings), backend.prepare, scene
         )
         self.warmed_up = False
         self.failed = False  # warm-up failed: the server exits (non-zero) so that a supervisor restarts it
@@ -59,30 +54,32 @@ class Service:
         )
         self._warmup_task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        served = runner.served
-        self.metrics.set_model(served.name, served.version, served.schema, runner.device, runner.precision)
+        served = description.served
+        device = torch.device(description.device)
+        self.metrics.set_model(served.name, served.version, served.schema, device, description.precision)
         self.metrics.ready.set_function(lambda: 1 if self.ready else 0)
 
     @property
     def ready(self) -> bool:
         return self.warmed_up and not self.draining
 
+    @property
+    def in_flight(self) -> int:
+        """/predict requests admitted and not yet answered: uploading, decoding, queued or running."""
+        return self._uploads.count + self._requests.count
+
     async def start(self) -> None:
-        """Start the batch worker, then warm up in the background; ready once that is done."""
+        """Start the model backend (worker and warm-up) in the background; ready once that is done."""
         self._loop = asyncio.get_running_loop()
-        self.batcher.start()
         self._warmup_task = self._loop.create_task(self._warm_up(), name="warm-up")
 
     async def _warm_up(self) -> None:
-        sizes = warmup_batch_sizes(self.settings.max_batch_clips) if self.settings.warmup else []
-        if sizes:
-            try:
-                await self.batcher.run_on_model_thread(self.runner.warm_up, sizes)
-            except Exception:
-                log.exception("warm-up failed: the server stops")
-                self.failed = True
-                return
-            log.info("warmed up batch sizes %s", sizes)
+        try:
+            await self.backend.start()
+        except Exception:
+            log.exception("warm-up failed: the server stops")
+            self.failed = True
+            return
         self.warmed_up = True
         log.info("ready")
 
@@ -98,7 +95,7 @@ class Service:
         self.begin_drain()
         if self._warmup_task is not None:
             self._warmup_task.cancel()
-        await self.batcher.close(self.settings.drain_timeout_s)
+        await self.backend.close(self.settings.drain_timeout_s)
         self.decoder.close()
 
     @contextlib.contextmanager

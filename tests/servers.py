@@ -1,12 +1,14 @@
 """Servers on loopback ports for end-to-end tests: a free port, a started process, a wait until it answers.
 
-Used by the in-process harness (``tests/app/harness.py``), the ``python -m app`` tests, the Prometheus scrape
-test and ``benchmarks.suite``, so each of them says only what it starts and what it checks.
+Used by the in-process harness (``tests/app/harness.py``), the ``python -m app`` and ``python -m app.ray`` tests,
+the Prometheus scrape test and ``benchmarks.suite``, so each of them says only what it starts and what it checks.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import secrets
 import socket
 import subprocess
 import sys
@@ -121,3 +123,34 @@ class AppProcess(ServerProcess):
 
     def wait_ready(self, timeout_s: float) -> None:
         self.wait_until_ok(f"{self.url}/health/ready", timeout_s)
+
+
+def ray_environment(temp_dir: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of ``python -m app.ray`` commands sharing one local Ray instance: its temp dir (keep it short:
+    Ray's unix sockets live there, and a socket path has at most 107 bytes) and an authentication token of its own,
+    rather than ``~/.ray/auth_token``."""
+    return {
+        **(os.environ if base is None else base),
+        "RAY_TMPDIR": temp_dir,
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(16),
+    }
+
+
+class RayServeProcess(ServerProcess):
+    """``python -m app.ray`` with ``flags``, Serve's HTTP proxy on 127.0.0.1:``port``: a local Ray instance of its
+    own, or, with ``RAY_ADDRESS`` in ``env``, the instance another such command started."""
+
+    def __init__(self, flags: list[str], log: Path, env: Mapping[str, str], port: int) -> None:
+        self.url = f"http://{LOOPBACK}:{port}"
+        command = [sys.executable, "-m", "app.ray", "--host", LOOPBACK, "--port", str(port), *flags]
+        super().__init__(command, log, env=env)
+
+    def ray_address(self, timeout_s: float) -> str:
+        """The address of the Ray instance this command started, once it has."""
+        deadline = time.monotonic() + timeout_s
+        while (found := re.search(r"RAY_ADDRESS=([^\s\"]+)", self.output())) is None:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"no Ray instance started\n{self.output()[-3000:]}")
+            time.sleep(POLL_S)
+        return found[1]

@@ -1,5 +1,6 @@
 """Per-request context for every endpoint: the request id (accepted from ``X-Request-Id`` or generated, echoed
-back, put in every log line), request metrics and one access-log line.
+back, put in every log line), the model replicas that answered (``X-Replica``, when the model runs in other
+processes), request metrics and one access-log line.
 
 Plain ASGI rather than Starlette's BaseHTTPMiddleware, which would sit between the route and the request body
 stream that the upload limit wraps.
@@ -14,6 +15,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..backend import answering_replicas_var
 from ..log import request_id_var
 from ..metrics import Metrics
 
@@ -34,6 +36,8 @@ class RequestContextMiddleware:
         offered = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = offered if _VALID_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
+        replicas: list[str] = []
+        replicas_token = answering_replicas_var.set(replicas)
         start = time.perf_counter()
         status = 500
 
@@ -41,8 +45,10 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                headers = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                if replicas:
+                    headers.append((b"x-replica", ", ".join(replicas).encode()))
+                message["headers"] = headers
             await send(message)
 
         try:
@@ -62,4 +68,5 @@ class RequestContextMiddleware:
                     status,
                     extra={"status": status, "duration_s": round(seconds, 6), "endpoint": endpoint},
                 )
+            answering_replicas_var.reset(replicas_token)
             request_id_var.reset(token)

@@ -7,7 +7,6 @@ import contextlib
 import time
 from typing import Annotated
 
-import torch
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from ..decoding.sniff import IMAGE_KINDS, VIDEO_KINDS
@@ -198,9 +197,9 @@ async def predict(request: Request, service: ServiceDep) -> Response:
         return service.decoder.images(upload.frames)
 
     async with _received_and_decoded(request, service, PREDICT_FORM, decode) as clip:
-        result = await _unless_client_leaves(request, service.batcher.submit(clip.model_input))
+        result = await _unless_client_leaves(request, service.backend.submit(clip.model_input))
     body = prediction_json(
-        request_id_var.get() or "", service.runner, clip, result, total_s=time.perf_counter() - start
+        request_id_var.get() or "", service.backend.description, clip, result, total_s=time.perf_counter() - start
     )
     return Response(body, media_type="application/json")
 
@@ -253,11 +252,11 @@ async def predict_scene(request: Request, service: ServiceDep, margin: Margin = 
 async def _answer_tracks(request: Request, service: Service, form: Form, decode, start: float, with_boxes: bool):
     async with _received_and_decoded(request, service, form, decode) as prepared:
         submitted = time.perf_counter()
-        results = await _unless_client_leaves(request, submit_tracks(service.batcher, prepared))
+        results = await _unless_client_leaves(request, submit_tracks(service.backend, prepared))
         model_s = time.perf_counter() - submitted
     return tracks_response(
         request_id_var.get() or "",
-        service.runner,
+        service.backend.description,
         prepared,
         results,
         model_s=model_s,
@@ -308,8 +307,8 @@ async def ready(service: ServiceDep) -> Health:
     responses=_errors(503),
 )
 async def info(service: ServiceDep) -> InfoResponse:
-    runner, settings = service.runner, service.settings
-    served, config, schema = runner.served, runner.model.config, runner.schema
+    model, settings = service.backend.description, service.settings
+    served, schema = model.served, model.schema
     return InfoResponse(
         model=ModelInfo(
             name=served.name,
@@ -317,16 +316,16 @@ async def info(service: ServiceDep) -> InfoResponse:
             digest=served.digest,
             schema=served.schema,
             demo=served.demo,
-            frames_per_clip=runner.frames_per_clip,
-            image_size=config.image_size,
+            frames_per_clip=model.frames_per_clip,
+            image_size=model.image_size,
         ),
-        device=str(runner.device),
-        precision=runner.precision,
-        torch_threads=torch.get_num_threads(),
-        compiled=runner.compiled is not None,
+        device=model.device,
+        precision=model.precision,
+        torch_threads=model.torch_threads,
+        compiled=model.compiled,
         attributes=[
             AttributeInfo(name=a.name, group=a.group, phrase=a.phrase, threshold=t)
-            for a, t in zip(schema.attributes, runner.thresholds, strict=True)
+            for a, t in zip(schema.attributes, model.thresholds, strict=True)
         ],
         groups=[
             GroupInfo(name=g.name, kind=g.kind, attributes=[schema.attributes[c].name for c in g.columns])

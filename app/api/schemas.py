@@ -153,15 +153,16 @@ class Health(BaseModel):
     status: Literal["ok", "not_ready"]
 
 
-def _decisions(runner, probabilities) -> tuple[list[dict], list[dict]]:
-    """One row of probabilities as answer data: every attribute with its decision, each one-of group's winner."""
-    schema = runner.schema
+def _decisions(model, probabilities) -> tuple[list[dict], list[dict]]:
+    """One row of probabilities as answer data (``model`` is the ModelDescription): every attribute with its
+    decision, each one-of group's winner."""
+    schema = model.schema
     probabilities = probabilities.tolist()
     if not all(0.0 <= p <= 1.0 for p in probabilities):  # NaN included: a model bug, never an answer
         raise ValueError(f"the model returned probabilities outside [0, 1]: {probabilities}")
     attributes = [
         {"name": a.name, "group": a.group, "probability": p, "threshold": t, "positive": p > t}
-        for a, p, t in zip(schema.attributes, probabilities, runner.thresholds, strict=True)
+        for a, p, t in zip(schema.attributes, probabilities, model.thresholds, strict=True)
     ]
     groups = []
     for group in schema.groups:
@@ -173,7 +174,7 @@ def _decisions(runner, probabilities) -> tuple[list[dict], list[dict]]:
     return attributes, groups
 
 
-def prediction_json(request_id: str, runner, clip, result, total_s: float) -> bytes:
+def prediction_json(request_id: str, model, clip, result, total_s: float) -> bytes:
     """The /predict body (``PredictResponse``, by alias) for one decoded clip (a PreparedClip) and its row of a batch
     (a BatchResult), as JSON.
 
@@ -181,8 +182,8 @@ def prediction_json(request_id: str, runner, clip, result, total_s: float) -> by
     validating the ~60 models of an answer cost more server CPU than decoding a small clip. The tests validate
     every answer against ``PredictResponse``.
     """
-    served, media = runner.served, clip.media
-    attributes, groups = _decisions(runner, result.probabilities)
+    served, media = model.served, clip.media
+    attributes, groups = _decisions(model, result.probabilities)
     return pydantic_core.to_json(
         {
             "request_id": request_id,
@@ -212,14 +213,14 @@ def prediction_json(request_id: str, runner, clip, result, total_s: float) -> by
 
 
 def tracks_response(
-    request_id: str, runner, prepared, results, model_s: float, total_s: float, with_boxes: bool = False
+    request_id: str, model, prepared, results, model_s: float, total_s: float, with_boxes: bool = False
 ) -> TracksResponse:
     """The /predict/tracks (or /predict/scene, ``with_boxes``) body for a PreparedTracks and its batch rows."""
-    served, index = runner.served, prepared.index
+    served, index = model.served, prepared.index
     tracks = []
     for track, result in zip(prepared.tracks, results, strict=True):
         plan = track.plan
-        attributes, groups = _decisions(runner, result.probabilities)
+        attributes, groups = _decisions(model, result.probabilities)
         tracks.append(
             TrackResult(
                 track_id=plan.track_id,

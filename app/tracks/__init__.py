@@ -7,7 +7,7 @@ server) runs the same steps:
 1. ``parse_tracks`` reads the client's MOT text or JSON (or ``SceneTracker.track`` detects and tracks);
 2. ``plan_tracks`` picks each track's boxes (the frames /predict would sample) and its crop regions;
 3. ``cut_crops`` cuts every track's crops in one decode pass over the frames needed;
-4. the runner's ``prepare`` turns each track's crops into one clip;
+4. the model backend's ``prepare`` turns each track's crops into one clip;
 5. ``submit_tracks`` sends every track through the batcher at once;
 6. ``app.api.schemas.tracks_response`` writes the answer.
 
@@ -24,7 +24,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from ..batching import Batcher, BatchResult
+from ..backend import ModelBackend
+from ..batching import BatchResult
 from ..decoding import Deadline, DecodeLimits, FrameCounter, VideoIndex, read_index
 from .boxes import Box, TrackLimits, Tracks, check_boxes, parse_tracks
 from .plan import Region, SkippedTrack, TrackPlan, cut_crops, plan_tracks
@@ -55,7 +56,7 @@ __all__ = [
 @dataclass
 class PreparedTrack:
     plan: TrackPlan
-    model_input: object  # one clip, as the runner's ``prepare`` made it
+    model_input: object  # one clip, as the model backend's ``prepare`` made it
 
 
 @dataclass
@@ -140,10 +141,10 @@ def _longest(tracks: Tracks, max_tracks: int) -> tuple[Tracks, list[SkippedTrack
     return kept, [SkippedTrack(track_id, tracks.boxes[track_id], reason) for track_id in ranked[max_tracks:]]
 
 
-async def submit_tracks(batcher: Batcher, prepared: PreparedTracks) -> list[BatchResult]:
-    """Step 5: every track through the batcher at once; if one fails (or the caller is cancelled), the others
-    leave the queue."""
-    submitted = [asyncio.ensure_future(batcher.submit(track.model_input)) for track in prepared.tracks]
+async def submit_tracks(backend: ModelBackend, prepared: PreparedTracks) -> list[BatchResult]:
+    """Step 5: every track to the model's batching queue at once; if one fails (or the caller is cancelled), the
+    others leave the queue."""
+    submitted = [asyncio.ensure_future(backend.submit(track.model_input)) for track in prepared.tracks]
     try:
         return list(await asyncio.gather(*submitted))
     finally:

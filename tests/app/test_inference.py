@@ -74,4 +74,5 @@ def test_cuda_autocast_stays_close_to_fp32(tiny_checkpoint, runner):
     on_gpu.warm_up([1, 4])
     metrics = Metrics()
     metrics.set_model("tiny", "v", "mars", on_gpu.device, on_gpu.precision)
+    metrics.track_gpu_memory(on_gpu.device)
     assert b"vtfpar_gpu_memory_allocated_bytes" in metrics.exposition()

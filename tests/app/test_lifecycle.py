@@ -102,7 +102,7 @@ def test_a_full_queue_gives_429_and_a_stale_clip_503(tiny_checkpoint, runner):
         first = in_background(post, running.url)  # runs, held on the model thread
         assert gated.in_batch.wait(10)
         second = in_background(post, running.url)  # waits in the queue
-        wait_until(lambda: running.service.batcher.depth == 1)
+        wait_until(lambda: running.service.backend.batcher.depth == 1)
         full = post(running.url)
         assert full.status_code == 429
         assert full.json()["error"]["code"] == "queue_full" and full.headers["Retry-After"] == "2"
@@ -143,12 +143,12 @@ def test_a_client_that_leaves_takes_its_clip_out_of_the_queue(tiny_checkpoint, r
         async def leave_while_queued():
             async with httpx.AsyncClient(base_url=running.url) as client:
                 task = asyncio.create_task(client.post("/predict", files={"video": ("c.avi", CLIP)}))
-                while running.service.batcher.depth == 0:
+                while running.service.backend.batcher.depth == 0:
                     await asyncio.sleep(0.01)
                 task.cancel()
 
         asyncio.run(leave_while_queued())
-        wait_until(lambda: running.service.batcher.depth == 0)
+        wait_until(lambda: running.service.backend.batcher.depth == 0)
         gated.batch_gate.set()
         first["thread"].join(10)
         assert first["value"].status_code == 200

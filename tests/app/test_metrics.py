@@ -60,7 +60,7 @@ def test_the_documented_metrics_are_exposed(server, exposition):
     for name, kind in EXPECTED.items():
         assert name in families and families[name].type == kind, name
     info = families["vtfpar_model_info"].samples[0]
-    served = server.service.runner.served
+    served = server.service.backend.description.served
     assert info.value == 1 and info.labels == {
         "name": "tiny",
         "version": served.version,

@@ -35,7 +35,7 @@ def test_each_container_gives_the_direct_model_answer(server, direct, reference_
     answer = check_answer(response.json(), decode_all(data), direct)
     assert answer.input.source == "video"
     assert answer.model.name == "tiny" and answer.model.schema_name == "mars" and answer.model.demo is False
-    assert answer.model.version == server.service.runner.served.digest[:12]
+    assert answer.model.version == server.service.backend.description.served.digest[:12]
     schema = reference_model.schema
     assert [a.name for a in answer.attributes] == schema.names
     assert [a.group for a in answer.attributes] == [a.group for a in schema.attributes]
@@ -129,7 +129,10 @@ def _batches(server) -> dict:
 def test_info_echoes_the_model_and_every_limit(server):
     info = InfoResponse.model_validate(httpx.get(f"{server.url}/info").json())
     settings = server.settings
-    assert info.model.digest == server.service.runner.served.digest and info.model.version == info.model.digest[:12]
+    assert (
+        info.model.digest == server.service.backend.description.served.digest
+        and info.model.version == info.model.digest[:12]
+    )
     assert info.model.frames_per_clip == 4 and info.device == "cpu" and info.precision == "fp32"
     assert info.compiled is False, "VTFPAR_COMPILE=auto compiles on CUDA only"
     assert len(info.attributes) == 43 and len(info.groups) == 14

@@ -64,7 +64,7 @@ def test_each_track_is_answered_as_predict_answers_its_crops(server, scene):
     assert (answer.input.width, answer.input.height, answer.input.total_frames) == (width, height, 30)
     assert answer.input.tracks_source == "mot" and answer.input.boxes == sum(map(len, scene["tracks"].values()))
     assert [track.track_id for track in answer.tracks] == sorted(scene["tracks"]) and answer.skipped == []
-    frames_per_clip = server.service.runner.frames_per_clip
+    frames_per_clip = server.service.backend.description.frames_per_clip
     for track in answer.tracks:
         truth = scene["tracks"][track.track_id]
         assert (track.first_frame, track.last_frame, track.boxes) == (

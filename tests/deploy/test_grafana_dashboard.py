@@ -48,6 +48,7 @@ def gpu_service_exposition(monkeypatch) -> str:
     monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 0)
     metrics = Metrics()
     metrics.set_model("demo", "1", "mars", torch.device("cuda"), "bf16")
+    metrics.track_gpu_memory(torch.device("cuda"))
     return metrics.exposition().decode()
 
 

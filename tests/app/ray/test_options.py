@@ -1,0 +1,54 @@
+"""The Ray application's sizing options and its merged /metrics, without a Ray instance."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import ValidationError
+
+pytest.importorskip("ray.serve", reason="the [ray] extra is not installed (pip install -e '.[ray]')")
+
+from app.metrics import Metrics  # noqa: E402
+from app.ray.app import AppOptions, scaling  # noqa: E402
+from app.ray.coordinator import ReplicaReport  # noqa: E402
+from app.ray.metrics import ClusterMetrics  # noqa: E402
+
+
+def test_replicas_are_a_fixed_count_or_an_autoscaling_range():
+    assert scaling(AppOptions(model_replicas="2").model_replicas, 16) == {"num_replicas": 2}
+    assert scaling(AppOptions(model_replicas="1:4").model_replicas, 16) == {
+        "autoscaling_config": {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 16}
+    }
+    assert AppOptions(ingress_replicas="0:3").ingress_replicas == "0:3"  # scale to zero when idle
+    for bad in ("0", "4:1", "0:0", "two", "1-4", ""):
+        with pytest.raises(ValidationError, match="expected N"):
+            AppOptions(model_replicas=bad)
+    with pytest.raises(ValidationError):
+        AppOptions(model_gpus=-1)
+    with pytest.raises(ValidationError):
+        AppOptions.model_validate({"model_replica": "2"})  # a misspelt option in a config file is refused
+
+
+def test_merged_metrics_label_each_replica_and_keep_each_series_where_it_is_updated():
+    ingress, model = ClusterMetrics("ingress-a"), Metrics()
+    for metrics in (ingress, model):
+        metrics.set_model("vtfpar-demo", "4fa3639dad4b", "mars", torch.device("cpu"), "fp32")
+    ingress.requests.labels(endpoint="/predict", status="200").inc(3)
+    model.on_batch(3, 0.02)
+    model.on_queue_depth(2)
+    ingress.others = (ReplicaReport("model-a", "Model", model.exposition()),)
+
+    samples = {
+        (sample.name, sample.labels["deployment"], sample.labels["replica"]): sample
+        for family in text_string_to_metric_families(ingress.exposition().decode())
+        for sample in family.samples
+    }
+    assert samples[("vtfpar_requests_total", "Ingress", "ingress-a")].value == 3
+    assert samples[("vtfpar_batch_size_clips_sum", "Model", "model-a")].value == 3
+    assert samples[("vtfpar_queue_depth", "Model", "model-a")].value == 2
+    assert ("vtfpar_model_info", "Model", "model-a") in samples
+    assert ("vtfpar_model_info", "Ingress", "ingress-a") in samples
+    assert ("vtfpar_queue_depth", "Ingress", "ingress-a") not in samples  # an ingress replica has no queue
+    assert ("vtfpar_requests_in_flight", "Model", "model-a") not in samples  # nor a model replica requests
+    assert ("process_cpu_seconds_total", "Model", "model-a") in samples
