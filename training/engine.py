@@ -40,6 +40,7 @@ def predict(
     model: torch.nn.Module,
     dataset: ClipDataset,
     ctx: Context,
+    *,
     batch_size: int,
     workers: int,
     precision: str = "auto",
@@ -56,9 +57,9 @@ def predict(
     batches = shard_batches(list(range(ctx.rank, len(dataset), ctx.world_size)), batch_size, round_)
     loader = make_loader(dataset, batches, workers, ctx.device)
     outputs = [torch.zeros((0, labels.shape[1]), device=ctx.device)]  # a shard may be empty
-    for frames, _, _ in tqdm(loader, total=len(batches), desc=desc, leave=False, disable=not ctx.is_main or None):
+    for clips, _, _ in tqdm(loader, total=len(batches), desc=desc, leave=False, disable=not ctx.is_main or None):
         with autocast(ctx.device, precision):
-            outputs.append(model(frames.to(ctx.device, non_blocking=True)).float())
+            outputs.append(model(clips.to(ctx.device, non_blocking=True)).float())
     local = torch.cat(outputs)
     logits = torch.empty((len(dataset), labels.shape[1]))
     for rank, shard in enumerate(gather_rows(local, ctx)):
