@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from model import VTFPAR, load_checkpoint
+from model.decisions import probabilities
 
 from .settings import DEMO_CHECKPOINT, Settings
 
@@ -30,6 +31,7 @@ class ModelIdentity:
     schema: str  # attribute schema name
     demo: bool  # the built-in demo checkpoint is being served
     checkpoint: str
+    model_card: str | None = None  # where the model's card is (URL or path), from the checkpoint's provenance
 
     @property
     def version(self) -> str:
@@ -94,6 +96,7 @@ class ModelRunner:
             schema=model.schema.name,
             demo=settings.uses_demo_checkpoint,
             checkpoint=str(path),
+            model_card=(loaded.metadata.get("provenance") or {}).get("model_card"),
         )
         log.info(
             "loaded %s (version %s, schema %s) on %s/%s",
@@ -130,7 +133,7 @@ class ModelRunner:
         """Probabilities [B, A] for clips [B, T, 3, S, S]."""
         with torch.inference_mode(), self._autocast():
             logits = self.model(clips.to(self.device, non_blocking=True))
-        return torch.sigmoid(logits.float()).cpu().numpy()
+        return probabilities(logits, self.model.temperatures).cpu().numpy()
 
     def warm_up(self, batch_sizes: list[int]) -> None:
         size = self.model.config.image_size

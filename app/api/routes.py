@@ -180,13 +180,17 @@ async def info(service: ServiceDep) -> InfoResponse:
             demo=identity.demo,
             frames_per_clip=runner.frames_per_clip,
             image_size=config.image_size,
+            model_card=identity.model_card,
+            calibration=runner.model.calibration,
         ),
         device=str(runner.device),
         dtype=runner.dtype,
         torch_threads=torch.get_num_threads(),
         attributes=[
-            AttributeInfo(name=a.name, group=a.group, phrase=a.phrase, threshold=t)
-            for a, t in zip(schema.attributes, runner.thresholds, strict=True)
+            AttributeInfo(name=a.name, group=a.group, phrase=a.phrase, threshold=t, temperature=temperature)
+            for a, t, temperature in zip(
+                schema.attributes, runner.thresholds, runner.model.temperatures or [1.0] * len(schema), strict=True
+            )
         ],
         groups=[
             GroupInfo(name=g.name, kind=g.kind, attributes=[schema.attributes[c].name for c in g.columns])

@@ -1,4 +1,5 @@
-"""Response bodies (they are the OpenAPI schema at /docs) and the turning of one probability row into them."""
+"""Response bodies (they are the OpenAPI schema at /docs) and the turning of one probability row into them (the
+decision rule itself is ``model.decisions``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from model import AttributeSchema
+from model.decisions import one_of_winners, positives
 
 
 class ModelRef(BaseModel):
@@ -84,19 +86,16 @@ class Health(BaseModel):
 def interpret(
     schema: AttributeSchema, thresholds: list[float], probabilities
 ) -> tuple[list[AttributeResult], list[GroupResult]]:
-    """Attach names, groups and thresholded decisions to one row of probabilities."""
-    probabilities = [float(p) for p in probabilities]
+    """Attach names, groups and decisions to one row of probabilities."""
+    decided = positives(probabilities, thresholds)
     attributes = [
-        AttributeResult(name=a.name, group=a.group, probability=p, threshold=t, positive=p > t)
-        for a, p, t in zip(schema.attributes, probabilities, thresholds, strict=True)
+        AttributeResult(name=a.name, group=a.group, probability=float(p), threshold=t, positive=bool(positive))
+        for a, p, t, positive in zip(schema.attributes, probabilities, thresholds, decided, strict=True)
     ]
-    groups = []
-    for group in schema.groups:
-        if group.kind == "one_of":
-            best = max(group.columns, key=lambda column: probabilities[column])
-            groups.append(
-                GroupResult(name=group.name, winner=schema.attributes[best].name, probability=probabilities[best])
-            )
+    groups = [
+        GroupResult(name=name, winner=schema.names[column], probability=float(probabilities[column]))
+        for name, column in one_of_winners(probabilities, schema).items()
+    ]
     return attributes, groups
 
 
@@ -135,6 +134,13 @@ class ModelInfo(BaseModel):
     demo: bool
     frames_per_clip: int = Field(description="Frames sampled from each clip (T).")
     image_size: int = Field(description="Side of the square each frame is padded and resized to.")
+    model_card: str | None = Field(
+        description="Where the model's card is (URL or path), as its checkpoint records it; null if it names none."
+    )
+    calibration: dict | None = Field(
+        description="What the thresholds and temperatures were fit on (objective, split, tracklets, validation "
+        "scores before and after); null when the checkpoint was not calibrated."
+    )
 
     model_config = {"populate_by_name": True}
 
@@ -143,7 +149,8 @@ class AttributeInfo(BaseModel):
     name: str
     group: str
     phrase: str
-    threshold: float
+    threshold: float = Field(description="The attribute is positive iff its probability is above this.")
+    temperature: float = Field(description="probability = sigmoid(logit / temperature); 1 unless calibrated.")
 
 
 class GroupInfo(BaseModel):
