@@ -47,10 +47,12 @@ def average(results: list) -> tuple:
 
 
 def split_tracklets(dataset: TrackletSet, data: str, split: str, provenance: dict) -> list:
-    if split == "validation":
-        # The recorded validation split lies inside the training split; for the others the reader decides.
-        return rebuild_split(provenance, data, dataset.train).validation
-    return dataset.split(split)
+    if split != "validation":
+        return dataset.split(split)
+    # The validation split lies inside the training split of the data the checkpoint was trained on.
+    if not provenance.get("validation") or (provenance.get("settings") or {}).get("data") != str(Path(data).resolve()):
+        raise DatasetError(f"--split validation: the checkpoint records no validation split of {data}")
+    return rebuild_split(provenance, data, dataset.train).validation
 
 
 def describe_decisions(model: VTFPAR, *, calibrated: bool) -> str:

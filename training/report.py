@@ -156,8 +156,8 @@ def _calibration_section(predictions: Predictions) -> list[str]:
         f"Per-attribute thresholds maximising **{record['objective']}**"
         + (" on per-attribute temperature-scaled probabilities" if model.temperatures is not None else "")
         + f", fit on the {fit_on['split']} split: {fit_on['tracklets']} tracklets of {fit_on['identities']} "
-        f"identities of {fit_on['data']} ({fit_on['sampling']} sampling), held out of training; the test split "
-        "never reaches the fit. One-of groups are answered by their most probable class.",
+        f"identities of {fit_on['data']} ({fit_on['sampling']} sampling); the test split never reaches the fit. "
+        "One-of groups are answered by their most probable class.",
         "",
         *_table(
             ["on the validation split", f"threshold {record['default_threshold']:g}", "calibrated"],

@@ -276,7 +276,7 @@ def build_run(args: argparse.Namespace, ctx: Context) -> Run:
         **{name: getattr(args, name) for name in SETTINGS},
         "world_size": ctx.world_size,
     }
-    held_out = f", {len(split.validation)} of them held out for validation" if split.validation else ""
+    held_out = f"; {len(split.validation)} training tracklets held out for validation" if split.validation else ""
     return Run(
         args=args,
         ctx=ctx,
