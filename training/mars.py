@@ -237,16 +237,16 @@ def load_mars(root: str | Path) -> TrackletSet:
     splits: dict[str, list[Tracklet]] = {"train": [], "test": []}
     for key, (line, labels) in rows.items():
         name = tracklet_name(*key)
-        split, frames = index.get(key, (None, []))
+        split, files = index.get(key, (None, []))
         if split == "both":
             problems.add(f"{csv_path}:{line}: tracklet {name} has frames in both bbox_train/ and bbox_test/")
-        elif not frames:
+        elif not files:
             problems.add(
                 f"{csv_path}:{line}: tracklet {name} has no frames: expected {name}F*.jpg in "
                 f"bbox_train/{key[0]:04d}/ or bbox_test/{key[0]:04d}/"
             )
         else:
-            tracklet = Tracklet(name=name, identity=f"{key[0]:04d}", labels=labels, frame_files=tuple(frames))
+            tracklet = Tracklet(name=name, identity=f"{key[0]:04d}", labels=labels, frame_files=tuple(files))
             splits[split].append(tracklet)
     problems.raise_if_any()
     release = "later release, with pose and motion" if schema.name == "mars" else "first release"
