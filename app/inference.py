@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from model import VTFPAR, AttributeSchema, Preprocess, load_checkpoint
+from model.decisions import probabilities
 from model.precision import autocast, resolve_precision
 
 from .compiled import CompiledForward, resolve_compile
@@ -45,6 +46,7 @@ class ServedModel:
     schema: str  # attribute schema name
     demo: bool  # the built-in demo checkpoint is being served
     checkpoint: str
+    model_card: str | None = None  # where the model's card is (URL or path), from the checkpoint's provenance
 
     @property
     def version(self) -> str:
@@ -59,6 +61,8 @@ class ModelDescription:
     served: ServedModel
     schema: AttributeSchema
     thresholds: tuple[float, ...]
+    temperatures: tuple[float, ...] | None  # per attribute, when the checkpoint was calibrated with them
+    calibration: dict | None  # what the thresholds (and temperatures) were fit on
     frames_per_clip: int
     image_size: int
     device: str  # where the model runs, e.g. "cuda:0"
@@ -147,6 +151,8 @@ class ModelRunner:
             served=served,
             schema=self.model.schema,
             thresholds=tuple(self.model.thresholds),
+            temperatures=None if self.model.temperatures is None else tuple(self.model.temperatures),
+            calibration=self.model.calibration,
             frames_per_clip=self.model.config.frames,
             image_size=self.model.config.image_size,
             device=str(device),
@@ -181,6 +187,7 @@ class ModelRunner:
             schema=model.schema.name,
             demo=settings.uses_demo_checkpoint,
             checkpoint=str(path),
+            model_card=(loaded.metadata.get("provenance") or {}).get("model_card"),
         )
         compiled = resolve_compile(settings.compile, device)
         log.info(
@@ -238,7 +245,7 @@ class ModelRunner:
             batch = self._batch(clips)
             with autocast(self.device, self.precision):
                 logits = (self.compiled or self.model)(batch)
-        return torch.sigmoid(logits.float()).cpu().numpy()
+        return probabilities(logits, self.model.temperatures).cpu().numpy()
 
     def warm_up(self, batch_sizes: list[int]) -> None:
         """Run every batch size once; when compiled, this compiles (and on CUDA captures) each of them, and later

@@ -3,26 +3,27 @@
 One ``.safetensors`` file. Tensors: the trainable weights, BatchNorm statistics, the precomputed attribute text
 embeddings (``text_embeddings``) and, optionally, the frozen backbone (``backbone.*``). The safetensors header
 carries one JSON document under the key ``vtfpar``: format version, full model config, attribute schema with
-phrases, backbone identity, preprocessing, per-attribute thresholds and free-form provenance. Loading never
-unpickles anything.
+phrases, backbone identity, preprocessing, per-attribute thresholds (and temperatures, with the record of what
+they were calibrated on, when the checkpoint was calibrated) and free-form provenance. Loading never unpickles
+anything.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as load_safetensors
-from safetensors.torch import save_file
 
 from .backbone import BackboneError, backbone_source, file_sha256, tower_fingerprint
 from .config import ConfigError, VTFPARConfig
+from .files import write_safetensors
 from .network import VTFPAR, build_backbone
 from .schema import SchemaError, schema_from_dict
 
@@ -64,6 +65,8 @@ def save_checkpoint(
         "config": config.to_dict(),
         "schema": model.schema.to_dict(),
         "thresholds": [float(t) for t in model.thresholds],
+        "temperatures": None if model.temperatures is None else [float(t) for t in model.temperatures],
+        "calibration": model.calibration,
         "text_embeddings": {
             "tensor": "text_embeddings",
             "shape": list(model.text_embeddings.shape),
@@ -88,17 +91,7 @@ def save_checkpoint(
         },
         "provenance": provenance or {},
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(metadata)})
-        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files; a server running as another user must read it
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_safetensors(path, tensors, {METADATA_KEY: json.dumps(metadata)})
     return file_sha256(path)
 
 
@@ -189,12 +182,24 @@ def load_checkpoint(
         schema = schema_from_dict(metadata["schema"], source=f"{path} schema")
         recorded = metadata["backbone"]
         thresholds = [float(t) for t in metadata["thresholds"]]
-    except (KeyError, TypeError, ConfigError, SchemaError) as exc:
+        # Checkpoints written before calibration existed have neither field.
+        temperatures = metadata.get("temperatures")
+        temperatures = None if temperatures is None else [float(t) for t in temperatures]
+        calibration = metadata.get("calibration")
+    except (KeyError, TypeError, ValueError, ConfigError, SchemaError) as exc:
         raise CheckpointError(f"{path}: incomplete or invalid metadata: {exc}") from None
     if len(thresholds) != len(schema) or not all(0.0 < t < 1.0 for t in thresholds):
         raise CheckpointError(
             f"{path}: needs one threshold in (0, 1) per attribute ({len(schema)}), got {len(thresholds)}"
         )
+    if temperatures is not None and (
+        len(temperatures) != len(schema) or not all(math.isfinite(t) and t > 0 for t in temperatures)
+    ):
+        raise CheckpointError(
+            f"{path}: needs one finite temperature > 0 per attribute ({len(schema)}), got {len(temperatures)}"
+        )
+    if calibration is not None and not isinstance(calibration, dict):
+        raise CheckpointError(f"{path}: 'calibration' must be a JSON object or null")
     if "text_embeddings" not in tensors:
         raise CheckpointError(f"{path}: missing tensor 'text_embeddings'")
 
@@ -226,6 +231,6 @@ def load_checkpoint(
                 "changed after the checkpoint was written"
             )
         backbone.fingerprint = stored
-    model.thresholds = thresholds
+    model.thresholds, model.temperatures, model.calibration = thresholds, temperatures, calibration
     model.eval().to(device)
     return LoadedCheckpoint(model=model, metadata=metadata, digest=digest, path=str(path))

@@ -59,7 +59,10 @@ class VTFPAR(nn.Module):
         self.config = config
         self.schema = schema
         self.preprocess = Preprocess.from_config(config)
+        # The decision parameters (model/decisions.py); a calibrated checkpoint replaces them when it is loaded.
         self.thresholds = [config.threshold] * len(schema)
+        self.temperatures: list[float] | None = None
+        self.calibration: dict | None = None  # what thresholds and temperatures were fit on
         width, num_patches = config.side_width, side_grid * side_grid
         self.backbone = backbone
         self.spatial = SpatialSideNet(

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
+
+from model.precision import autocast as model_autocast
 
 from .dataset import ClipDataset, shard_batches
 from .distributed import Context, broadcast_buffers, gather_rows
@@ -16,12 +16,11 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def autocast(device: torch.device, precision: str):
-    """bf16 autocast where asked for (``auto`` = bf16 on CUDA, fp32 elsewhere)."""
+    """bf16 autocast where asked for (``auto`` = bf16 on CUDA, fp32 elsewhere; never fp16, which would need a
+    gradient scaler), with model/'s one autocast."""
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" else "fp32"
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return model_autocast(device, precision)
 
 
 def make_loader(dataset: ClipDataset, batches: list, workers: int, device: torch.device) -> DataLoader:
@@ -40,6 +39,7 @@ def predict(
     model: torch.nn.Module,
     dataset: ClipDataset,
     ctx: Context,
+    *,
     batch_size: int,
     workers: int,
     precision: str = "auto",
@@ -56,9 +56,9 @@ def predict(
     batches = shard_batches(list(range(ctx.rank, len(dataset), ctx.world_size)), batch_size, round_)
     loader = make_loader(dataset, batches, workers, ctx.device)
     outputs = [torch.zeros((0, labels.shape[1]), device=ctx.device)]  # a shard may be empty
-    for frames, _, _ in tqdm(loader, total=len(batches), desc=desc, leave=False, disable=not ctx.is_main or None):
+    for clips, _, _ in tqdm(loader, total=len(batches), desc=desc, leave=False, disable=not ctx.is_main or None):
         with autocast(ctx.device, precision):
-            outputs.append(model(frames.to(ctx.device, non_blocking=True)).float())
+            outputs.append(model(clips.to(ctx.device, non_blocking=True)).float())
     local = torch.cat(outputs)
     logits = torch.empty((len(dataset), labels.shape[1]))
     for rank, shard in enumerate(gather_rows(local, ctx)):

@@ -1,10 +1,13 @@
 """``python -m training.evaluate`` / ``vtfpar-evaluate``: metrics of a checkpoint on a dataset split.
 
-Prints a readable report (VTFPAR++ protocol, mA, instance metrics, per-group and per-attribute tables) and, with
-``--json``, writes all numbers. Frames are sampled as the checkpoint's serving does (``segment_middle``) unless
-``--sampling`` says otherwise; ``--passes N`` repeats a stochastic sampling (default then: the reference's
-``random_subset``) and reports the mean and standard deviation over passes. ``--sampling single_frame`` feeds the
-middle frame T times: what the model gets out of one frame (an ablation of the temporal path).
+Prints a readable report (VTFPAR++ protocol, mA, instance metrics, one-of winners, calibration error, per-group
+and per-attribute tables) and, with ``--json``, writes all numbers. Decisions are the checkpoint's: its
+calibrated thresholds and temperatures when it has them; ``--uncalibrated`` scores the plain sigmoid at the
+config's threshold (0.45) instead, the paper's protocol. Frames are sampled as the checkpoint's serving does
+(``segment_middle``) unless ``--sampling`` says otherwise; ``--passes N`` repeats a stochastic sampling (default
+then: the reference's ``random_subset``) and reports the mean and standard deviation over passes.
+``--sampling single_frame`` feeds the middle frame T times: what the model gets out of one frame (an ablation of
+the temporal path). ``--split validation`` is the validation split the checkpoint records.
 """
 
 from __future__ import annotations
@@ -12,19 +15,24 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from model import CheckpointError, load_checkpoint
+from model import VTFPAR, CheckpointError, LoadedCheckpoint, load_checkpoint
 
 from .dataset import SAMPLING_MODES, ClipDataset
 from .distributed import Context, DeviceError, choose_device
 from .engine import PRECISIONS, predict
-from .metrics import compute_metrics, format_report, headline
-from .records import DatasetError
-from .sources import DATA_FORMATS, detect_format, load_dataset
+from .metrics import format_report, headline, score_logits
+from .records import DatasetError, TrackletSet
+from .sources import DATA_FORMATS, load_dataset_for
+from .validation import rebuild_split
+
+SPLITS = ("train", "validation", "test")
 
 
 def average(results: list) -> tuple:
@@ -38,9 +46,66 @@ def average(results: list) -> tuple:
     return first, None
 
 
-def evaluate(
+def split_tracklets(dataset: TrackletSet, data: str, split: str, provenance: dict) -> list:
+    if split != "validation":
+        return dataset.split(split)
+    # The validation split lies inside the training split of the data the checkpoint was trained on.
+    if not provenance.get("validation") or (provenance.get("settings") or {}).get("data") != str(Path(data).resolve()):
+        raise DatasetError(f"--split validation: the checkpoint records no validation split of {data}")
+    return rebuild_split(provenance, data, dataset.train).validation
+
+
+def describe_decisions(model: VTFPAR, *, calibrated: bool) -> str:
+    """How ``model``'s probabilities become decisions, in words."""
+    if calibrated and model.calibration:
+        record = model.calibration
+        tempered = ", with per-attribute temperatures" if model.temperatures is not None else ""
+        split, objective = record["fit_on"]["split"], record["objective"]
+        return f"thresholds calibrated on the {split} split (objective {objective}{tempered})"
+    thresholds = model.thresholds if calibrated else [model.config.threshold]
+    if len(set(thresholds)) == 1:
+        return f"threshold {thresholds[0]:g} for every attribute"
+    return "the checkpoint's per-attribute thresholds"
+
+
+@dataclass
+class Predictions:
+    """A checkpoint's logits on one split of a dataset, one array per sampling pass."""
+
+    loaded: LoadedCheckpoint
+    dataset: TrackletSet
+    split: str
+    sampling: str
+    logits: list[np.ndarray]
+    labels: np.ndarray
+
+    def result(self, *, calibrated: bool = True) -> dict:
+        """Every metric, as ``vtfpar-evaluate --json`` writes it."""
+        model = self.loaded.model
+        runs = [score_logits(logits, self.labels, model, calibrated=calibrated) for logits in self.logits]
+        mean, std = (runs[0], None) if len(runs) == 1 else average(runs)
+        return {
+            "checkpoint": self.loaded.path,
+            "checkpoint_sha256": self.loaded.digest,
+            "data": self.dataset.description,
+            "split": self.split,
+            "sampling": self.sampling,
+            "frames_per_clip": model.config.frames,
+            "passes": len(self.logits),
+            "calibrated": calibrated,
+            "decisions": describe_decisions(model, calibrated=calibrated),
+            "thresholds": [a["threshold"] for a in runs[0]["attributes"].values()],
+            "temperatures": model.temperatures if calibrated else None,
+            "metrics": mean,
+            "std": std,
+            "per_pass": [headline(r) for r in runs],
+        }
+
+
+def predict_split(
     checkpoint: str,
     data: str,
+    *,
     data_format: str = "auto",
     split: str = "test",
     passes: int = 1,
@@ -51,43 +116,36 @@ def evaluate(
     precision: str = "auto",
     seed: int = 0,
     backbone_weights: str | None = None,
-) -> dict:
+) -> Predictions:
+    """Run ``checkpoint`` over one split of ``data``, ``passes`` times."""
     ctx = Context(rank=0, world_size=1, device=choose_device(device))
     loaded = load_checkpoint(checkpoint, device=ctx.device, backbone_weights=backbone_weights)
     model = loaded.model
-    if data_format == "auto":
-        data_format = detect_format(Path(data))
-    # A manifest is read with the checkpoint's schema; the MARS and Duke layouts bring their own.
-    dataset_source = load_dataset(data, data_format, model.schema if data_format == "manifest" else None)
-    if dataset_source.schema.names != model.schema.names:
-        raise DatasetError(
-            f"{dataset_source.description} is labelled with schema {dataset_source.schema.name!r}, "
-            f"but the checkpoint predicts {model.schema.name!r} ({len(model.schema)} attributes)"
-        )
-    tracklets = dataset_source.split(split)
+    dataset = load_dataset_for(model, data, data_format)
+    tracklets = split_tracklets(dataset, data, split, loaded.metadata.get("provenance") or {})
     if not tracklets:
-        raise DatasetError(f"{dataset_source.summary()}: the {split} split is empty")
+        raise DatasetError(f"{dataset.summary()}: the {split} split is empty")
     sampling = sampling or ("segment_middle" if passes == 1 else "random_subset")
     clips = ClipDataset(tracklets, model.preprocess, model.config.frames, sampling, None, seed)
-    runs = []
+    logits = []
     for round_ in range(passes):
-        logits, labels = predict(
-            model, clips, ctx, batch_size, workers, precision, round_=round_, desc=f"pass {round_ + 1}/{passes}"
+        pass_logits, labels = predict(
+            model,
+            clips,
+            ctx,
+            batch_size=batch_size,
+            workers=workers,
+            precision=precision,
+            round_=round_,
+            desc=f"pass {round_ + 1}/{passes}",
         )
-        runs.append(compute_metrics(1 / (1 + np.exp(-logits)), labels, model.schema, model.thresholds))
-    mean, std = average(runs)
-    return {
-        "checkpoint": str(checkpoint),
-        "checkpoint_sha256": loaded.digest,
-        "data": dataset_source.description,
-        "split": split,
-        "sampling": sampling,
-        "frames": model.config.frames,
-        "passes": passes,
-        "metrics": mean,
-        "std": std if passes > 1 else None,
-        "per_pass": [headline(r) for r in runs],
-    }
+        logits.append(pass_logits)
+    return Predictions(loaded=loaded, dataset=dataset, split=split, sampling=sampling, logits=logits, labels=labels)
+
+
+def evaluate(checkpoint: str, data: str, *, calibrated: bool = True, **options: Any) -> dict:
+    """Every metric of ``checkpoint`` on ``data``; ``options`` are :func:`predict_split`'s."""
+    return predict_split(checkpoint, data, **options).result(calibrated=calibrated)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,7 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint written by training")
     parser.add_argument("--data", required=True, help="dataset folder or manifest (as for training)")
     parser.add_argument("--data-format", choices=DATA_FORMATS, default="auto")
-    parser.add_argument("--split", choices=("train", "test"), default="test")
+    parser.add_argument("--split", choices=SPLITS, default="test")
+    parser.add_argument(
+        "--uncalibrated",
+        action="store_true",
+        help="ignore the checkpoint's calibration: plain sigmoid, the config's threshold for every attribute",
+    )
     parser.add_argument("--passes", type=int, default=1, help="repeat stochastic frame sampling N times")
     parser.add_argument(
         "--sampling",
@@ -121,22 +184,23 @@ def main(argv: list[str] | None = None) -> int:
         result = evaluate(
             args.checkpoint,
             args.data,
-            args.data_format,
-            args.split,
-            args.passes,
-            args.sampling,
-            args.batch_size,
-            args.workers,
-            args.device,
-            args.precision,
-            args.seed,
-            args.backbone_weights,
+            calibrated=not args.uncalibrated,
+            data_format=args.data_format,
+            split=args.split,
+            passes=args.passes,
+            sampling=args.sampling,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            device=args.device,
+            precision=args.precision,
+            seed=args.seed,
+            backbone_weights=args.backbone_weights,
         )
     except (DatasetError, CheckpointError, DeviceError) as exc:
         parser.error(str(exc))
     print(
         f"{result['checkpoint']} on {result['data']} ({result['split']} split, {result['sampling']} sampling, "
-        f"{result['frames']} frames, {result['passes']} pass(es))"
+        f"{result['frames_per_clip']} frames, {result['passes']} pass(es)); decisions: {result['decisions']}"
     )
     print(format_report(result["metrics"]))
     if result["std"]:

@@ -32,7 +32,7 @@ class FrameReader:
     """Random access to one tracklet's frames; a video is decoded once, image files are read on demand."""
 
     def __init__(self, tracklet: Tracklet):
-        self._files = tracklet.frames
+        self._files = tracklet.frame_files
         self._decoded = decode_video(tracklet.video) if tracklet.video is not None else None
 
     def __len__(self) -> int:

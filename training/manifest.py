@@ -6,10 +6,14 @@ CSV (header row) or JSONL (one object per line), one tracklet per row:
   to the manifest's folder unless absolute;
 - ``split``: ``train`` or ``test``;
 - one column per attribute of the schema (its ``name``, e.g. ``female``, ``motion_walking``), 0 or 1; every
-  one-of group needs exactly one 1.
+  one-of group needs exactly one 1;
+- optionally ``identity``: the person the tracklet shows (any text). Tracklets of one identity stay on one side
+  of the validation split; a row without one counts as its own identity, so two clips of one person may then
+  land on both sides and the validation scores come out optimistic.
 
-Extra columns are ignored. Videos are opened here to check they have a video stream; frames are decoded when
-training reads them.
+A clip may appear once: two rows naming the same file or folder (``a.mp4`` and ``./a.mp4``), in one split or
+across splits, are refused with both lines named. Extra columns are ignored. Videos are opened here to check
+they have a video stream; frames are decoded when training reads them.
 """
 
 from __future__ import annotations
@@ -82,40 +86,56 @@ def _labels(row: dict, schema: AttributeSchema, where: str, problems: Problems) 
     return labels
 
 
+def _tracklet(
+    media: Path, name: str, identity: str, labels: np.ndarray, where: str, problems: Problems
+) -> Tracklet | None:
+    if media.is_dir():
+        files = frame_files(media)
+        if not files:
+            problems.add(f"{where}: frame folder {media} has no .jpg/.jpeg/.png files")
+            return None
+        return Tracklet(name=name, identity=identity, labels=labels, frame_files=files)
+    if media.is_file():
+        reason = _check_video(media)
+        if reason:
+            problems.add(f"{where}: video {media} {reason}")
+            return None
+        return Tracklet(name=name, identity=identity, labels=labels, video=media)
+    problems.add(f"{where}: {media} does not exist")
+    return None
+
+
 def load_manifest(path: str | Path, schema: AttributeSchema) -> TrackletSet:
     """Read a CSV or JSONL manifest labelled with ``schema``'s attribute names."""
     path = require_file(Path(path), "manifest")
     problems = Problems(str(path))
     splits: dict[str, list[Tracklet]] = {split: [] for split in SPLITS}
+    listed: dict[Path, str] = {}  # resolved clip -> the line that listed it first
     for line, row in _rows(path, problems):
         where = f"{path}:{line}"
         source, split = str(row.get("path") or "").strip(), str(row.get("split") or "").strip()
+        identity = str(row.get("identity") or "").strip() if "identity" in row else source
         if not source:
             problems.add(f"{where}: empty 'path'")
             continue
         if split not in SPLITS:
             problems.add(f"{where}: split is {split!r}, expected one of {SPLITS}")
             continue
+        if not identity:
+            problems.add(f"{where}: empty 'identity' (leave the column out where identities are unknown)")
+            continue
         labels = _labels(row, schema, where, problems)
         if labels is None:
             continue
         media = Path(source) if Path(source).is_absolute() else path.parent / source
-        if media.is_dir():
-            frames = frame_files(media)
-            if not frames:
-                problems.add(f"{where}: frame folder {media} has no .jpg/.jpeg/.png files")
-                continue
-            tracklet = Tracklet(name=source, labels=labels, frames=frames)
-        elif media.is_file():
-            reason = _check_video(media)
-            if reason:
-                problems.add(f"{where}: video {media} {reason}")
-                continue
-            tracklet = Tracklet(name=source, labels=labels, video=media)
-        else:
-            problems.add(f"{where}: {media} does not exist")
+        resolved = media.resolve()
+        if resolved in listed:
+            problems.add(f"{where}: {media} is the clip already listed at {listed[resolved]}")
             continue
-        splits[split].append(tracklet)
+        listed[resolved] = where
+        tracklet = _tracklet(media, source, identity, labels, where, problems)
+        if tracklet is not None:
+            splits[split].append(tracklet)
     if not problems.count and not splits["train"] and not splits["test"]:
         problems.add("no rows")
     problems.raise_if_any()

@@ -9,7 +9,8 @@ Layout (``ROOT`` is what ``--data`` points at)::
 One CSV row per tracklet, keyed by (person-id, camera, tracklet), with one integer per attribute *kind*. The
 split is where the tracklet's frames are: MARS puts its train identities under ``bbox_train/`` and its test
 identities under ``bbox_test/``, which gives the 8,298 / 8,062 tracklet split of docs/method.md §3.1. Frames of
-tracklets without a row (MARS's distractors and junk identities) are ignored.
+tracklets without a row (MARS's distractors and junk identities) are ignored. A tracklet's identity is its
+person id.
 
 Two releases exist. The first (the published file, 16,360 rows) has 12 kinds and maps onto the 32-column
 ``mars-v1`` schema. The later release adds ``pose`` (0-5 = frontal, lateral-frontal, lateral, lateral-back,
@@ -236,16 +237,17 @@ def load_mars(root: str | Path) -> TrackletSet:
     splits: dict[str, list[Tracklet]] = {"train": [], "test": []}
     for key, (line, labels) in rows.items():
         name = tracklet_name(*key)
-        split, frames = index.get(key, (None, []))
+        split, files = index.get(key, (None, []))
         if split == "both":
             problems.add(f"{csv_path}:{line}: tracklet {name} has frames in both bbox_train/ and bbox_test/")
-        elif not frames:
+        elif not files:
             problems.add(
                 f"{csv_path}:{line}: tracklet {name} has no frames: expected {name}F*.jpg in "
                 f"bbox_train/{key[0]:04d}/ or bbox_test/{key[0]:04d}/"
             )
         else:
-            splits[split].append(Tracklet(name=name, labels=labels, frames=tuple(frames)))
+            tracklet = Tracklet(name=name, identity=f"{key[0]:04d}", labels=labels, frame_files=tuple(files))
+            splits[split].append(tracklet)
     problems.raise_if_any()
     release = "later release, with pose and motion" if schema.name == "mars" else "first release"
     return TrackletSet(

@@ -9,6 +9,10 @@ The CSV has a header row, then one row per tracklet: the tracklet (folder) name 
 column (43 for ``mars``, 36 for ``duke``), read by position in the schema's column order. The split lists hold
 one tracklet name per line. Duke folders are DukeMTMC-VideoReID's ``<seq>/<view>`` flattened to ``<seq><view>``.
 
+Identities: MARS tracklets are named as MARS names them (``<pid:04d>C<cam>T<tracklet:04d>``) and Duke's as
+``<pid:04d><tracklet:04d>``, so the first four digits are the person id; a name that does not start with four
+digits counts as its own identity.
+
 MARS columns 1 and 8: this project's ``mars`` schema puts "bottom short" at column 1 and "bottom skirt" at 8
 (the raw MARS order); VTFPAR++'s own phrase list names them the other way round (docs/method.md §3.2). Heads are
 per column, so training learns whatever the package's columns hold; only the text phrase attached differs.
@@ -17,6 +21,7 @@ per column, so training learns whatever the package's columns hold; only the tex
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,10 +41,18 @@ class PackageLayout:
     frames: str
 
 
+PERSON_ID = re.compile(r"^\d{4}")
+
 LAYOUTS = {
     "mars": PackageLayout("mars", "new_encoded2.csv", "base_train.txt", "base_test.txt", "pad_mars_dataset"),
     "duke": PackageLayout("duke", "new_encoded.csv", "trainval_name.txt", "test_name.txt", "pad_duke_dataset"),
 }
+
+
+def identity_of(name: str) -> str:
+    """The person id a tracklet name starts with (see the module docstring), else the name itself."""
+    match = PERSON_ID.match(name)
+    return match[0] if match else name
 
 
 def detect_package(root: Path) -> str | None:
@@ -114,7 +127,8 @@ def load_package(root: str | Path, dataset: str) -> TrackletSet:
                 state = "is empty" if folder.is_dir() else "does not exist"
                 problems.add(f"{where}: tracklet {name!r}: frame folder {folder} {state}")
                 continue
-            splits[split].append(Tracklet(name=name, labels=labels[name][1], frames=frames))
+            tracklet = Tracklet(name=name, identity=identity_of(name), labels=labels[name][1], frame_files=frames)
+            splits[split].append(tracklet)
     problems.raise_if_any()
     return TrackletSet(
         schema=schema, train=splits["train"], test=splits["test"], description=f"VTFPAR++ {dataset} package at {root}"

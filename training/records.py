@@ -1,7 +1,9 @@
 """What every dataset reader produces: labelled tracklets split into train and test, or a clear error.
 
 A tracklet is either a list of frame image files in temporal order or one video file (decoded on read). Labels
-are the schema's binary columns (one-hot for one-of-N groups) as ``uint8``.
+are the schema's binary columns (one-hot for one-of-N groups) as ``uint8``. Its ``identity`` is the person it
+shows (MARS and Duke person ids; a manifest's optional ``identity`` column): tracklets of one person stay on
+one side of the validation split.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ class DatasetError(ValueError):
 @dataclass(frozen=True)
 class Tracklet:
     name: str
+    identity: str
     labels: np.ndarray
-    frames: tuple[Path, ...] = ()
+    frame_files: tuple[Path, ...] = ()
     video: Path | None = None
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from model import AttributeSchema, SchemaError, load_schema
+from model import VTFPAR, AttributeSchema, SchemaError, load_schema
 
 from .manifest import load_manifest
 from .mars import LABEL_FILE, is_mars_layout, load_mars
@@ -53,3 +53,16 @@ def load_dataset(
         return load_manifest(data, load_schema(schema or "mars"))
     except SchemaError as exc:
         raise DatasetError(str(exc)) from None
+
+
+def load_dataset_for(model: VTFPAR, data: str | Path, data_format: str = "auto") -> TrackletSet:
+    """Read a dataset to run ``model`` on: a manifest with the model's schema; other layouts must bring the same."""
+    if data_format == "auto":
+        data_format = detect_format(Path(data))
+    dataset = load_dataset(data, data_format, model.schema if data_format == "manifest" else None)
+    if dataset.schema.names != model.schema.names:
+        raise DatasetError(
+            f"{dataset.description} is labelled with schema {dataset.schema.name!r}, "
+            f"but the checkpoint predicts {model.schema.name!r} ({len(model.schema)} attributes)"
+        )
+    return dataset

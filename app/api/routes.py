@@ -318,14 +318,18 @@ async def info(service: ServiceDep) -> InfoResponse:
             demo=served.demo,
             frames_per_clip=model.frames_per_clip,
             image_size=model.image_size,
+            model_card=served.model_card,
+            calibration=model.calibration,
         ),
         device=model.device,
         precision=model.precision,
         torch_threads=model.torch_threads,
         compiled=model.compiled,
         attributes=[
-            AttributeInfo(name=a.name, group=a.group, phrase=a.phrase, threshold=t)
-            for a, t in zip(schema.attributes, model.thresholds, strict=True)
+            AttributeInfo(name=a.name, group=a.group, phrase=a.phrase, threshold=t, temperature=temperature)
+            for a, t, temperature in zip(
+                schema.attributes, model.thresholds, model.temperatures or [1.0] * len(schema), strict=True
+            )
         ],
         groups=[
             GroupInfo(name=g.name, kind=g.kind, attributes=[schema.attributes[c].name for c in g.columns])

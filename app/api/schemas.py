@@ -1,4 +1,5 @@
-"""Response bodies (they are the OpenAPI schema at /docs) and the turning of one probability row into JSON."""
+"""Response bodies (they are the OpenAPI schema at /docs) and the turning of one probability row into them (the
+decision rule itself is ``model.decisions``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from typing import Literal
 
 import pydantic_core
 from pydantic import BaseModel, Field
+
+from model.decisions import one_of_winners, positives
 
 
 class ModelRef(BaseModel):
@@ -155,22 +158,20 @@ class Health(BaseModel):
 
 def _decisions(model, probabilities) -> tuple[list[dict], list[dict]]:
     """One row of probabilities as answer data (``model`` is the ModelDescription): every attribute with its
-    decision, each one-of group's winner."""
+    decision, each one-of group's winner, by ``model.decisions``' rule."""
     schema = model.schema
-    probabilities = probabilities.tolist()
-    if not all(0.0 <= p <= 1.0 for p in probabilities):  # NaN included: a model bug, never an answer
-        raise ValueError(f"the model returned probabilities outside [0, 1]: {probabilities}")
+    if not ((probabilities >= 0) & (probabilities <= 1)).all():  # NaN included: a model bug, never an answer
+        raise ValueError(f"the model returned probabilities outside [0, 1]: {probabilities.tolist()}")
+    decided = positives(probabilities, model.thresholds).tolist()
+    values = probabilities.tolist()
     attributes = [
-        {"name": a.name, "group": a.group, "probability": p, "threshold": t, "positive": p > t}
-        for a, p, t in zip(schema.attributes, probabilities, model.thresholds, strict=True)
+        {"name": a.name, "group": a.group, "probability": p, "threshold": t, "positive": positive}
+        for a, p, t, positive in zip(schema.attributes, values, model.thresholds, decided, strict=True)
     ]
-    groups = []
-    for group in schema.groups:
-        if group.kind == "one_of":
-            best = max(group.columns, key=lambda column: probabilities[column])
-            groups.append(
-                {"name": group.name, "winner": schema.attributes[best].name, "probability": probabilities[best]}
-            )
+    groups = [
+        {"name": name, "winner": schema.names[column], "probability": values[column]}
+        for name, column in one_of_winners(probabilities, schema).items()
+    ]
     return attributes, groups
 
 
@@ -278,6 +279,13 @@ class ModelInfo(BaseModel):
     demo: bool
     frames_per_clip: int = Field(description="Frames sampled from each clip (T).")
     image_size: int = Field(description="Side of the square each frame is padded and resized to.")
+    model_card: str | None = Field(
+        description="Where the model's card is (URL or path), as its checkpoint records it; null if it names none."
+    )
+    calibration: dict | None = Field(
+        description="What the thresholds and temperatures were fit on (objective, split, tracklets, validation "
+        "scores before and after); null when the checkpoint was not calibrated."
+    )
 
     model_config = {"populate_by_name": True}
 
@@ -286,7 +294,8 @@ class AttributeInfo(BaseModel):
     name: str
     group: str
     phrase: str
-    threshold: float
+    threshold: float = Field(description="The attribute is positive iff its probability is above this.")
+    temperature: float = Field(description="probability = sigmoid(logit / temperature); 1 unless calibrated.")
 
 
 class GroupInfo(BaseModel):

@@ -246,7 +246,7 @@ def test_evaluate_runs_on_a_converted_checkpoint_with_the_authors_sampling(conve
     with contextlib.redirect_stdout(io.StringIO()) as output:
         assert evaluate_main([str(a) for a in args] + ["--batch-size", "2", "--json", str(report)]) == 0
     result = json.loads(report.read_text())
-    assert (result["sampling"], result["passes"], result["frames"]) == ("random_subset", 2, 6)
+    assert (result["sampling"], result["passes"], result["frames_per_clip"]) == ("random_subset", 2, 6)
     assert result["checkpoint_sha256"] == file_sha256(converted[0])
     assert len(result["per_pass"]) == 2 and result["std"] is not None
     assert "std over passes" in output.getvalue()

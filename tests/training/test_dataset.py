@@ -18,7 +18,7 @@ PREPROCESS = Preprocess(32, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 def numbered_tracklet(tmp_path):
     """A 12-frame tracklet whose frame i is uniformly grey level 20 * i: the pixels say which frame it is."""
     frames = tuple(write_frame(tmp_path / "t" / f"F{i:03d}.png", value=20 * i, size=(16, 16)) for i in range(12))
-    return Tracklet(name="t", labels=np.array([1, 0], np.uint8), frames=frames)
+    return Tracklet(name="t", identity="t", labels=np.array([1, 0], np.uint8), frame_files=frames)
 
 
 def frame_numbers(clip):

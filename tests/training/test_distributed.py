@@ -46,18 +46,21 @@ def test_two_process_gloo_run_trains_resumes_and_writes_one_checkpoint(small_syn
     result = subprocess.run(command + ["--resume"], capture_output=True, text=True, env=subprocess_env(), timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     # Only the main process reports and writes.
-    assert result.stdout.count("epoch 1:") == 1, result.stdout
+    assert result.stdout.count("epoch 1:") == 1 and result.stdout.count("calibrated on") == 1, result.stdout
     assert "on 2 process(es)" in result.stdout
     written = sorted(p.name for p in out.iterdir())
     assert written == ["best.safetensors", "last.safetensors", "log.jsonl", STATE_FILE]
     checkpoint = load_checkpoint(out / "last.safetensors")
     settings = json.loads((small_synthetic / "synthetic.json").read_text())
-    # Global batches of 2 processes x 3 clips; the last incomplete one is dropped.
-    assert checkpoint.metadata["provenance"]["global_step"] == settings["train_tracklets"] // 6
+    validation = checkpoint.metadata["provenance"]["validation"]["tracklets"]
+    # Global batches of 2 processes x 3 clips over the training split less validation; the last incomplete one
+    # is dropped.
+    assert checkpoint.metadata["provenance"]["global_step"] == (settings["train_tracklets"] - validation) // 6
     assert checkpoint.metadata["provenance"]["settings"]["world_size"] == 2
     (line,) = [json.loads(text) for text in (out / "log.jsonl").read_text().splitlines()]
-    # Every test tracklet evaluated exactly once, across the two shards.
-    assert line["metrics"]["num_samples"] == settings["test_tracklets"]
+    # Every validation tracklet evaluated exactly once, across the two shards.
+    assert line["metrics"]["num_samples"] == validation
+    assert "calibrated" in load_checkpoint(out / "best.safetensors").metadata["provenance"]["test_metrics"]
     with safe_open(str(out / STATE_FILE), framework="pt") as handle:
         assert {"rng.cpu.0", "rng.cpu.1"} <= set(handle.keys())
 

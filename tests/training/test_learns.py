@@ -58,6 +58,11 @@ def trained(tmp_path_factory):
                 "1e-3",
                 "--eval-every",
                 "16",
+                # The paper's setting: all training identities train (this test measures learning, not selection).
+                "--val-fraction",
+                "0",
+                "--select-on",
+                "test",
                 "--aug-per-clip",
                 "--seed",
                 "7",

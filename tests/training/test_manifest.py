@@ -49,7 +49,7 @@ def test_jsonl_manifest_with_frame_folders_and_mp4(tmp_path):
     manifest = tmp_path / "own.jsonl"
     manifest.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     data = load_dataset(manifest, schema="duke")
-    assert [len(t.frames) for t in data.train] == [3] and data.test[0].video == video
+    assert [len(t.frame_files) for t in data.train] == [3] and data.test[0].video == video
     clips = ClipDataset(data.train + data.test, Preprocess(32, (0.5,) * 3, (0.5,) * 3), 4, "segment_middle")
     frames, labels, _ = clips[(0, 1)]
     assert frames.shape == (4, 3, 32, 32) and labels.sum() == 4
@@ -97,3 +97,52 @@ def test_broken_json_line_and_unknown_schema(tmp_path):
         load_dataset(manifest, schema="nope")
     with pytest.raises(DatasetError, match="--schema applies to manifests only"):
         load_dataset(tmp_path, data_format="mars", schema="duke")
+
+
+def test_the_same_clip_twice_is_refused_naming_both_lines(tmp_path):
+    schema = load_schema("duke")
+    good = ["pose_back", "motion_running", "top_red", "bottom_blue"]
+    for name in ("a", "b"):
+        write_frame(tmp_path / name / "0.jpg")
+    rows = [
+        duke_row(schema, "a", "train", good),
+        duke_row(schema, "./a", "train", good),  # the same folder, spelled differently
+        duke_row(schema, "b", "train", good),
+        duke_row(schema, str(tmp_path / "b"), "test", good),  # the same folder in the other split
+    ]
+    manifest = tmp_path / "m.csv"
+    with open(manifest, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(DatasetError) as info:
+        load_manifest(manifest, schema)
+    message = str(info.value)
+    assert "2 problem(s)" in message
+    assert f"{manifest}:3: {tmp_path / './a'} is the clip already listed at {manifest}:2" in message
+    assert f"{manifest}:5: {tmp_path / 'b'} is the clip already listed at {manifest}:4" in message
+
+
+def test_identity_column_groups_tracklets_else_each_row_is_its_own(tmp_path):
+    schema = load_schema("duke")
+    good = ["pose_back", "motion_running", "top_red", "bottom_blue"]
+    for name in ("a", "b", "c"):
+        write_frame(tmp_path / name / "0.jpg")
+    with_identity = [
+        {**duke_row(schema, "a", "train", good), "identity": "anna"},
+        {**duke_row(schema, "b", "train", good), "identity": "anna"},
+        {**duke_row(schema, "c", "test", good), "identity": "carl"},
+    ]
+    manifest = tmp_path / "with.jsonl"
+    manifest.write_text("\n".join(json.dumps(r) for r in with_identity) + "\n")
+    data = load_manifest(manifest, schema)
+    assert [t.identity for t in data.train] == ["anna", "anna"] and data.test[0].identity == "carl"
+
+    without = tmp_path / "without.jsonl"
+    without.write_text("\n".join(json.dumps({k: v for k, v in r.items() if k != "identity"}) for r in with_identity))
+    assert [t.identity for t in load_manifest(without, schema).train] == ["a", "b"]
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text(json.dumps({**with_identity[0], "identity": " "}) + "\n")
+    with pytest.raises(DatasetError, match=r"empty.jsonl:1: empty 'identity'"):
+        load_manifest(empty, schema)

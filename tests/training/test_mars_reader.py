@@ -58,7 +58,8 @@ def test_later_release_reads_into_the_43_column_schema_with_split_by_folder(late
     assert sorted(t.name for t in data.train) == ["0003C1T0001", "0003C2T0001"]
     assert [t.name for t in data.test] == ["0008C1T0004"]
     first = next(t for t in data.train if t.name == "0003C1T0001")
-    assert [p.name for p in first.frames] == ["0003C1T0001F001.jpg", "0003C1T0001F002.jpg", "0003C1T0001F010.jpg"]
+    assert [p.name for p in first.frame_files] == ["0003C1T0001F001.jpg", "0003C1T0001F002.jpg", "0003C1T0001F010.jpg"]
+    assert first.identity == "0003"
 
 
 def test_raw_values_map_onto_binary_and_one_hot_columns_with_documented_polarity(later_release):

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.package import LAYOUTS, load_package
+from training.package import LAYOUTS, identity_of, load_package
 from training.records import DatasetError
 from training.sources import load_dataset
 
@@ -50,7 +50,9 @@ def test_mars_package_reads_labels_by_position_and_splits_by_lists(tmp_path):
     data = load_dataset(root)
     assert data.schema.name == "mars" and data.description.startswith("VTFPAR++ mars package")
     (train,), (test,) = data.train, data.test
-    assert train.name == "0001C1T0001" and len(train.frames) == 2
+    assert train.name == "0001C1T0001" and len(train.frame_files) == 2
+    assert (train.identity, test.identity) == ("0001", "0002")  # the person id the name starts with
+    assert identity_of("cam7-walker") == "cam7-walker"  # no person id: its own identity
     assert [data.schema.names[i] for i in np.nonzero(test.labels)[0]] == [
         "female",
         "pose_varies",

@@ -42,8 +42,8 @@ def test_writes_the_mars_layout_the_mars_reader_reads(small_synthetic):
     assert (len(data.train), len(data.test)) == (settings["train_tracklets"], settings["test_tracklets"])
     assert len(data.train) + len(data.test) == 40
     for tracklet in data.train + data.test:
-        assert 6 <= len(tracklet.frames) <= 10
-        assert tracklet.frames[0].name.startswith(tracklet.name + "F001")
+        assert 6 <= len(tracklet.frame_files) <= 10
+        assert tracklet.frame_files[0].name.startswith(tracklet.name + "F001")
     train_ids = {t.name[:4] for t in data.train}
     assert train_ids.isdisjoint(t.name[:4] for t in data.test)  # split by identity, as MARS
 
