@@ -85,17 +85,19 @@ class DrainingServer(uvicorn.Server):
     """uvicorn, but the service reports not ready the moment a shutdown signal arrives, and the server stops
     (``failed``) when the service cannot serve (its warm-up failed)."""
 
-    failed = False
+    def __init__(self, app: FastAPI, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.app, self.failed = app, False
 
     async def on_tick(self, counter: int) -> bool:
-        service = getattr(self.config.app.state, "service", None)
+        service = getattr(self.app.state, "service", None)
         if service is not None and service.failed:
             self.failed = True
             return True
         return await super().on_tick(counter)
 
     def handle_exit(self, sig, frame) -> None:
-        service = getattr(self.config.app.state, "service", None)
+        service = getattr(self.app.state, "service", None)
         if service is not None:
             service.begin_drain()
         super().handle_exit(sig, frame)
@@ -110,4 +112,4 @@ def build_server(app: FastAPI, settings: Settings, **overrides) -> DrainingServe
         log_config=log_config(settings.log_level, settings.log_json),
         timeout_graceful_shutdown=settings.drain_timeout_s,
     )
-    return DrainingServer(uvicorn.Config(app, **{**options, **overrides}))
+    return DrainingServer(app, uvicorn.Config(app, **{**options, **overrides}))

@@ -21,6 +21,8 @@ def positive_ratios(labels: np.ndarray) -> torch.Tensor:
 
 
 class WeightedBCELoss(nn.Module):
+    ratios: torch.Tensor  # a buffer: it follows the module to the loss's device
+
     def __init__(self, ratios: torch.Tensor):
         super().__init__()
         self.register_buffer("ratios", ratios.detach().float().clone())

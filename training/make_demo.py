@@ -16,6 +16,7 @@ import shlex
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +31,7 @@ from .synthetic import generate
 from .train import BEST
 from .train import main as train_main
 
-DATA = {
+DATA: dict[str, Any] = {
     "tracklets": 2400,
     "seed": 7,
     "frames_per_tracklet": (8, 8),

@@ -237,7 +237,7 @@ def load_mars(root: str | Path) -> TrackletSet:
     splits: dict[str, list[Tracklet]] = {"train": [], "test": []}
     for key, (line, labels) in rows.items():
         name = tracklet_name(*key)
-        split, files = index.get(key, (None, []))
+        split, files = index.get(key, ("", []))  # "": no frames found
         if split == "both":
             problems.add(f"{csv_path}:{line}: tracklet {name} has frames in both bbox_train/ and bbox_test/")
         elif not files:

@@ -184,9 +184,9 @@ def make_look(raw: dict[str, int], rng: np.random.Generator) -> Look:
 def plan_motion(pose: int, motion: int, num_frames: int, rng: np.random.Generator) -> list[BodyState]:
     """Per-frame body states for a tracklet with raw MARS ``pose`` (0-5) and ``motion`` (0-4)."""
     if pose == POSE_VARIES:
-        start = int(rng.integers(0, len(VIEWS)))
-        end = int(rng.choice([v for v in VIEWS if abs(v - start) >= 2]))
-        views = np.rint(np.linspace(start, end, num_frames)).astype(int)
+        first_view = int(rng.integers(0, len(VIEWS)))
+        last_view = int(rng.choice([v for v in VIEWS if abs(v - first_view) >= 2]))
+        views = np.rint(np.linspace(first_view, last_view, num_frames)).astype(int)
     else:
         views = np.full(num_frames, pose)
     facing = int(rng.choice([-1, 1]))

@@ -24,6 +24,7 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
@@ -145,7 +146,7 @@ def render_job(job: TrackletJob, seed: int, size: tuple[int, int]) -> list[np.nd
 
 def write_video(frames: list[np.ndarray], path: Path, kind: str, fps: int = 25) -> None:
     with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(VIDEO_CODECS[kind], rate=fps)
+        stream = cast(av.VideoStream, container.add_stream(VIDEO_CODECS[kind], rate=fps))  # a video codec's
         stream.height, stream.width = frames[0].shape[:2]
         stream.pix_fmt = "yuv420p"
         for frame in frames:

@@ -7,6 +7,7 @@ any exception nothing else handled (a 500, logged with its traceback).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -56,7 +57,7 @@ _HTTP_CODES = {
 }
 
 
-def error_response(error: ServiceError, retry_after_s: int, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(error: ServiceError, retry_after_s: int, headers: Mapping[str, str] | None = None) -> JSONResponse:
     status = STATUS[error.code]
     headers = dict(headers or {})
     if status in RETRY_LATER:
@@ -69,7 +70,7 @@ def error_response(error: ServiceError, retry_after_s: int, headers: dict[str, s
 
 
 def install_error_handlers(app: FastAPI, retry_after_s: int, metrics: Metrics) -> None:
-    def respond(error: ServiceError, headers: dict[str, str] | None = None) -> JSONResponse:
+    def respond(error: ServiceError, headers: Mapping[str, str] | None = None) -> JSONResponse:
         metrics.rejections.labels(reason=error.code.value).inc()
         return error_response(error, retry_after_s, headers)
 
@@ -90,9 +91,10 @@ def install_error_handlers(app: FastAPI, retry_after_s: int, metrics: Metrics) -
     def unexpected_error() -> JSONResponse:
         return respond(ServiceError(ErrorCode.INTERNAL_ERROR, "internal error"))
 
-    app.add_exception_handler(ServiceError, service_error)
-    app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(RequestValidationError, validation_error)
+    # Starlette types every handler as taking any Exception; it calls each with the class it is registered for.
+    app.add_exception_handler(ServiceError, service_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
     # Not add_exception_handler(Exception): Starlette runs that one outside every middleware, where the response
     # gets no X-Request-Id and the log line no request id, and then re-raises for the server to log it again.
     app.add_middleware(UnexpectedErrorMiddleware, respond=unexpected_error)

@@ -314,7 +314,7 @@ async def info(service: ServiceDep) -> InfoResponse:
             name=served.name,
             version=served.version,
             digest=served.digest,
-            schema=served.schema,
+            schema_name=served.schema,
             demo=served.demo,
             frames_per_clip=model.frames_per_clip,
             image_size=model.image_size,

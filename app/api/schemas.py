@@ -238,7 +238,7 @@ def tracks_response(
         )
     return TracksResponse(
         request_id=request_id,
-        model=ModelRef(name=served.name, version=served.version, schema=served.schema, demo=served.demo),
+        model=ModelRef(name=served.name, version=served.version, schema_name=served.schema, demo=served.demo),
         input=TracksInput(
             source="video",
             container=index.kind.name,

@@ -22,7 +22,7 @@ import tempfile
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -31,6 +31,9 @@ from starlette.types import Receive
 
 from ..decoding.sniff import VIDEO_KINDS
 from ..errors import ErrorCode, ServiceError
+
+if TYPE_CHECKING:  # python-multipart defines its callback type for type checkers only
+    from python_multipart.multipart import MultipartCallbacks
 
 SPOOL_BYTES = 1024 * 1024  # file bytes of one request kept in memory; the rest go to a temporary file
 # Content types a raw body may have, by the container they usually name (the container is sniffed from the
@@ -108,7 +111,9 @@ class BodySpool:
     def section(self, offset: int, size: int) -> BinaryIO:
         if self._file is not None:
             self._file.flush()
-        return _Section(self, offset, size)  # unbuffered: a buffer per frame file would be memory per part
+        # Unbuffered: a buffer per frame file would be memory per part. A raw stream is all a BinaryIO reader
+        # here uses (read, seek, tell).
+        return cast(BinaryIO, _Section(self, offset, size))
 
     def read_at(self, offset: int, buffer: memoryview) -> int:
         with self._lock:
@@ -257,7 +262,7 @@ class _MultipartReader:
         self.complete = False
         self._header_name, self._header_value, self._disposition = b"", b"", b""
 
-    def callbacks(self) -> dict:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self.on_part_begin,
             "on_header_field": self.on_header_field,

@@ -178,7 +178,7 @@ def _read_index(file: BinaryIO, kind: MediaKind, limits: DecodeLimits, deadline:
         _check_duration(duration_s, limits)
 
         timestamps: list[int | None] = []
-        keyframe_pts: list[int | None] = []
+        keyframe_pts: list[int] = []
         last_end, packets = None, 0
         for packet in container.demux(stream):
             deadline.check()
@@ -188,7 +188,7 @@ def _read_index(file: BinaryIO, kind: MediaKind, limits: DecodeLimits, deadline:
             if packet.is_discard:  # decoded only as a reference; an edit list cuts it from the clip
                 continue
             timestamps.append(packet.pts)
-            if packet.is_keyframe:
+            if packet.is_keyframe and packet.pts is not None:
                 keyframe_pts.append(packet.pts)
             if packet.pts is not None and packet.duration:
                 last_end = max(last_end or 0, packet.pts + packet.duration)

@@ -89,15 +89,16 @@ def build_app(args: dict) -> Application:
 
 
 def application(options: AppOptions, settings: Settings) -> Application:
-    coordinator = Coordinator.options(logging_config=QUIET).bind()
-    model = Model.options(
+    # @serve.deployment makes each class a Deployment, but mypy keeps a decorated class's own type.
+    coordinator = Coordinator.options(logging_config=QUIET).bind()  # type: ignore[attr-defined]
+    model = Model.options(  # type: ignore[attr-defined]
         **scaling(options.model_replicas, 2 * settings.max_batch_clips),
         max_ongoing_requests=2 * (settings.max_queue + settings.max_batch_clips),
         graceful_shutdown_timeout_s=settings.drain_timeout_s,
         ray_actor_options={"num_cpus": options.model_cpus, "num_gpus": options.model_gpus},
         logging_config=QUIET,
     ).bind(settings, coordinator)
-    return Ingress.options(
+    return Ingress.options(  # type: ignore[attr-defined]
         **scaling(options.ingress_replicas, 4 * settings.decode_workers),
         max_ongoing_requests=settings.max_concurrent_uploads + settings.max_concurrent_requests + PROBE_HEADROOM,
         graceful_shutdown_timeout_s=settings.drain_timeout_s,

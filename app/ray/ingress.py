@@ -88,7 +88,7 @@ class OneRequestIdHeader:
 @serve.deployment(name=INGRESS)
 @serve.ingress()
 class Ingress:
-    async def __init__(self, settings: Settings, model, coordinator) -> None:
+    async def __init__(self, settings: Settings, model, coordinator) -> None:  # type: ignore[misc]  # Serve awaits an async constructor
         configure_replica_logging(settings)
         self.replica = serve.get_replica_context().replica_tag
         description = await model.describe.remote()  # waits for a model replica to be up and warm

@@ -43,7 +43,7 @@ class Answer:
 
 @serve.deployment(name=MODEL)
 class Model:
-    async def __init__(self, settings: Settings, coordinator) -> None:
+    async def __init__(self, settings: Settings, coordinator) -> None:  # type: ignore[misc]  # Serve awaits an async constructor
         configure_replica_logging(settings)
         self.settings = settings
         self.replica = serve.get_replica_context().replica_tag
