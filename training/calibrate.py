@@ -26,7 +26,8 @@ from model import VTFPAR, CheckpointError, load_checkpoint, save_checkpoint
 from .calibration import OBJECTIVES, fit_decisions
 from .dataset import ClipDataset
 from .distributed import Context, DeviceError, choose_device
-from .engine import PRECISIONS, predict
+from .engine import predict
+from .evaluate import add_run_options
 from .metrics import headline, score_logits
 from .records import DatasetError
 from .sources import DATA_FORMATS, load_dataset_for
@@ -86,12 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, help="with --val-fraction: the split's seed (default 0)")
     parser.add_argument("--model-card", help="where this model's card is published (URL or path); shown by /info")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto")
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
-    parser.add_argument("--backbone-weights", help="where the frozen CLIP weights come from, if not embedded")
+    add_run_options(parser)
     return parser
 
 

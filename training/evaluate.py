@@ -148,6 +148,16 @@ def evaluate(checkpoint: str, data: str, *, calibrated: bool = True, **options: 
     return predict_split(checkpoint, data, **options).result(calibrated=calibrated)
 
 
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options of every command that runs a checkpoint over a dataset (evaluate, calibrate, report)."""
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--backbone-weights", help="where the frozen CLIP weights come from, if not embedded")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="vtfpar-evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -168,12 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         help="frame sampling (default: segment_middle; random_subset when --passes > 1)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of stochastic sampling")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto")
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
-    parser.add_argument("--backbone-weights", help="where the frozen CLIP weights come from, if not embedded")
+    add_run_options(parser)
     parser.add_argument("--json", dest="json_out", help="write the metrics JSON here")
     args = parser.parse_args(argv)
     if args.passes < 1 or args.batch_size < 1 or args.seed < 0:

@@ -29,8 +29,7 @@ from model.decisions import probabilities
 
 from .dataset import SAMPLING_MODES
 from .distributed import DeviceError
-from .engine import PRECISIONS
-from .evaluate import SPLITS, Predictions, predict_split
+from .evaluate import SPLITS, Predictions, add_run_options, predict_split
 from .metrics import headline
 from .records import DatasetError
 
@@ -307,12 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-format", default="auto")
     parser.add_argument("--split", choices=SPLITS, default="test")
     parser.add_argument("--sampling", choices=SAMPLING_MODES, help="frame sampling (default: segment_middle)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto")
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
-    parser.add_argument("--backbone-weights", help="where the frozen CLIP weights come from, if not embedded")
+    add_run_options(parser)
     args = parser.parse_args(argv)
     if importlib.util.find_spec("matplotlib") is None:
         parser.error("the plots need matplotlib: pip install 'vtfpar-serve[report]'")
