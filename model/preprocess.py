@@ -129,8 +129,7 @@ class Preprocess:
     def squares(self, frames: Sequence[Frame]) -> torch.Tensor:
         """Frames of any sizes -> ``[T, 3, S, S]`` floats in [0, 1] (before normalisation): ``fit`` then
         ``finish``, without the round trip through per-frame tensors."""
-        size = self.image_size
-        return self._batched(frames, lambda images: _finish(_fit(images, size, self.padding), size, None))
+        return self._batched(frames, lambda images: square(images, self.image_size, self.padding))
 
     def _batched(self, frames: Sequence[Frame], make_squares) -> torch.Tensor:
         if len(frames) == 0:

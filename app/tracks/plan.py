@@ -76,10 +76,6 @@ def crop_region(box: Box, margin: float, width: int, height: int) -> Region:
     )
 
 
-def frames_needed(plans: list[TrackPlan]) -> list[int]:
-    return sorted({box.frame for plan in plans for box in plan.used})
-
-
 def cut_crops(
     file: BinaryIO, index: VideoIndex, plans: list[TrackPlan], counter: FrameCounter
 ) -> list[list[np.ndarray]]:
