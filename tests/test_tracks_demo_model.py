@@ -37,7 +37,8 @@ def answers(tmp_path_factory):
     folder = tmp_path_factory.mktemp("scenes")
     schema = load_schema("mars")
     rows = []
-    with serving(make_settings(DEMO_CHECKPOINT, max_queue=128)) as running:
+    # One torch thread: on 2 busy cores two OpenMP threads stall each other (README, Benchmarks).
+    with serving(make_settings(DEMO_CHECKPOINT, max_queue=128, torch_threads=1)) as running:
         client = httpx.Client(base_url=running.url, timeout=120)
         for number in range(SCENES):
             seed = FIRST_SEED + number
@@ -54,7 +55,9 @@ def answers(tmp_path_factory):
 
             def tracklet(track_id: int, scene=scene, seed=seed) -> dict:
                 clip = encode("mp4", walker_tracklet(scene, track_id, TRACKLET_SIZE, seed), fps=25)
-                return client.post("/predict", files={"video": ("walker.mp4", clip)}).json()
+                response = client.post("/predict", files={"video": ("walker.mp4", clip)})
+                assert response.status_code == 200, response.text
+                return response.json()
 
             with concurrent.futures.ThreadPoolExecutor(4) as pool:
                 direct = list(pool.map(tracklet, [track["track_id"] for track in tracks]))

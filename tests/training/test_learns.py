@@ -66,6 +66,10 @@ def trained(tmp_path_factory):
                 "--aug-per-clip",
                 "--seed",
                 "7",
+                # Module fixtures run before the autouse two-thread fixture: say it here, or this inherits
+                # whatever thread count an earlier in-process server left.
+                "--threads",
+                "2",
             ]
         )
         == 0
