@@ -148,23 +148,29 @@ def _read_once(path: Path) -> tuple[dict, dict[str, torch.Tensor], str]:
     return _metadata(path, header.get("__metadata__") or {}), tensors, hashlib.sha256(data).hexdigest()
 
 
-def _check_tensors(path: Path, expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> None:
+def listed_names(names: list[str], limit: int = 8) -> str:
+    """``names`` for a message: the first ``limit``, then how many more."""
+    return f"{names[:limit]}{f' and {len(names) - limit} more' if len(names) > limit else ''}"
+
+
+def tensor_problems(expected: dict[str, list[int]], found: dict[str, torch.Tensor], limit: int = 8) -> list[str]:
+    """What keeps ``found`` tensors from matching the ``expected`` shapes by name: unknown, missing and
+    wrong-shape tensors, each named (at most ``limit`` of a kind); empty when they match."""
+    unknown = sorted(set(found) - set(expected))
     missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
     wrong = [
-        f"{name}: checkpoint {list(found[name].shape)}, model {list(expected[name].shape)}"
+        f"{name}: file {list(found[name].shape)}, expected {expected[name]}"
         for name in sorted(set(expected) & set(found))
-        if found[name].shape != expected[name].shape
+        if list(found[name].shape) != expected[name]
     ]
     problems = []
+    if unknown:
+        problems.append(f"unknown tensors {listed_names(unknown, limit)}")
     if missing:
-        problems.append(f"missing tensors {missing[:5]}{' ...' if len(missing) > 5 else ''}")
-    if unexpected:
-        problems.append(f"unexpected tensors {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+        problems.append(f"missing tensors {listed_names(missing, limit)}")
     if wrong:
-        problems.append("wrong shapes: " + "; ".join(wrong[:5]))
-    if problems:
-        raise CheckpointError(f"{path} does not match the model its metadata describes: " + ", ".join(problems))
+        problems.append("wrong shapes: " + "; ".join(wrong[:limit]))
+    return problems
 
 
 def load_checkpoint(
@@ -220,7 +226,9 @@ def load_checkpoint(
     except ConfigError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     expected = {k: v for k, v in model.state_dict().items() if embedded or not k.startswith(BACKBONE_PREFIX)}
-    _check_tensors(path, expected, tensors)
+    problems = tensor_problems({name: list(tensor.shape) for name, tensor in expected.items()}, tensors)
+    if problems:
+        raise CheckpointError(f"{path} does not match the model its metadata describes: " + ", ".join(problems))
     model.load_state_dict(tensors, strict=False)
     if embedded:
         stored = tower_fingerprint(backbone.visual)

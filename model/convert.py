@@ -32,7 +32,7 @@ from .backbone import (
     file_sha256,
     tower_fingerprint,
 )
-from .checkpoint import save_checkpoint
+from .checkpoint import listed_names, save_checkpoint, tensor_problems
 from .config import PADDING_MODES, get_config
 from .network import VTFPAR
 from .schema import AttributeSchema, list_schemas, load_schema, schema_from_dict
@@ -190,10 +190,6 @@ def read_reference(path: Path) -> tuple[dict[str, torch.Tensor], int | None]:
     return state, epoch
 
 
-def _listed(names: list[str], limit: int = 8) -> str:
-    return f"{names[:limit]}{f' and {len(names) - limit} more' if len(names) > limit else ''}"
-
-
 def check_attribute_count(state: dict[str, torch.Tensor], dataset: str, path: Path) -> None:
     """A model with another number of heads gets the schema it looks like, instead of a size mismatch."""
     found = len({match.group(1) for name in state if (match := HEAD.fullmatch(name))})
@@ -220,21 +216,7 @@ def check_attribute_count(state: dict[str, torch.Tensor], dataset: str, path: Pa
 
 def check_layout(state: dict[str, torch.Tensor], num_attributes: int, path: Path) -> None:
     """Every tensor of the authors' model present, nothing else, every shape as theirs; else name them."""
-    layout = reference_layout(num_attributes)
-    missing = sorted(set(layout) - set(state))
-    unknown = sorted(set(state) - set(layout))
-    wrong = [
-        f"{name}: file {list(state[name].shape)}, expected {layout[name]}"
-        for name in sorted(set(layout) & set(state))
-        if list(state[name].shape) != layout[name]
-    ]
-    problems = []
-    if unknown:
-        problems.append(f"unknown tensors {_listed(unknown)}")
-    if missing:
-        problems.append(f"missing tensors {_listed(missing)}")
-    if wrong:
-        problems.append("wrong shapes: " + "; ".join(wrong[:8]))
+    problems = tensor_problems(reference_layout(num_attributes), state)
     if problems:
         raise ConvertError(
             f"{path} is not the authors' VTFPAR++ ViT-B/16 model with {num_attributes} attributes: "
@@ -264,7 +246,7 @@ def map_tensors(state: dict[str, torch.Tensor]) -> Mapping:
         else:
             unknown.append(name)
     if unknown:
-        raise ConvertError(f"tensors the converter does not recognise: {_listed(sorted(unknown))}")
+        raise ConvertError(f"tensors the converter does not recognise: {listed_names(sorted(unknown))}")
     for part, by_index in heads.items():
         if by_index:
             order = sorted(by_index)  # weight_layer.i is Linear(W, 1): [1, W] and [1] -> rows of [A, W] and [A]
