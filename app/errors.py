@@ -11,6 +11,7 @@ from enum import StrEnum
 
 class ErrorCode(StrEnum):
     BAD_REQUEST = "bad_request"  # malformed request: missing/extra fields, empty upload
+    UNAUTHORIZED = "unauthorized"  # VTFPAR_API_TOKEN is set and the request does not carry it
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     UPLOAD_TIMEOUT = "upload_timeout"  # the body was not complete within the upload deadline

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEMO_CHECKPOINT = Path(__file__).parent / "assets" / "demo.safetensors"
@@ -118,6 +118,13 @@ class Settings(BaseSettings):
         DEFAULT_CODECS,
         min_length=1,
         description="Video codecs accepted (FFmpeg names, comma-separated in the environment).",
+    )
+
+    # Access
+    api_token: SecretStr | None = Field(
+        None,
+        description="When set, managing streams, reading their events and reading or deleting stored tracks need "
+        "'Authorization: Bearer <token>' (401 otherwise); predictions, health, /info and /metrics stay open.",
     )
 
     # Process
