@@ -2,12 +2,13 @@
 pass, warm-up.
 
 A clip's frames reach the model in two steps. ``prepare`` runs on a decode thread, inside the upload's decode
-deadline; ``predict`` runs a batch on the model thread. On CPU, ``prepare`` does all of the preprocessing (the
-decode threads run in parallel; the model thread would serialise it). On CUDA, ``prepare`` does the cheap uint8
-half (``Preprocess.fit``: long side resized, short side padded) and copies the result to the GPU on that
-thread's own stream, overlapping the batches running on the model thread; ``predict`` then finishes the resize
-and normalises the whole batch on the GPU. Both use the same ``model.Preprocess`` code. With ``VTFPAR_COMPILE``
-the forward pass runs compiled (``app.compiled``) for the batch sizes ``warm_up`` ran.
+deadline; ``predict`` runs a batch on the model thread. On CPU, ``prepare`` does all of the resizing (the
+decode threads run in parallel; the model thread would serialise it) and keeps the clip in uint8, a quarter of the
+memory of floats while it waits in the queue; ``predict`` converts and normalises the batch. On CUDA, ``prepare``
+does the cheap uint8 half (``Preprocess.fit``: long side resized, short side padded) and copies the result to the
+GPU on that thread's own stream, overlapping the batches running on the model thread; ``predict`` then finishes
+the resize and normalises the whole batch on the GPU. Both use the same ``model.Preprocess`` code. With
+``VTFPAR_COMPILE`` the forward pass runs compiled (``app.compiled``) for the batch sizes ``warm_up`` ran.
 
 ``prepare`` is ``to_device(description.prepare_on_host(frames))``: on Ray, an ingress replica runs the host half
 (it needs only the ``ModelDescription``) and a model replica the copy to its device.
@@ -74,9 +75,9 @@ class ModelDescription:
 
     def prepare_on_host(self, frames: list[np.ndarray]):
         """One clip's RGB uint8 frames -> host tensors, to be moved to the model's device by
-        ``ModelRunner.to_device``: the normalised clip, or (``preprocess_in_batch``) its uint8 fitted frames."""
+        ``ModelRunner.to_device``: the clip's uint8 squares, or (``preprocess_in_batch``) its uint8 fitted frames."""
         if not self.preprocess_in_batch:
-            return self.preprocess(frames)
+            return self.preprocess.squares_uint8(frames)
         return self.preprocess.fit(frames)
 
 
@@ -224,8 +225,9 @@ class ModelRunner:
 
     def _batch(self, clips: list) -> torch.Tensor:
         """Prepared clips -> the normalised batch ``[B, T, 3, S, S]`` on the model's device."""
+        preprocess = self.model.preprocess
         if not self.preprocess_in_batch:
-            return torch.stack(clips).to(self.device, non_blocking=True)
+            return preprocess.normalize(preprocess.from_uint8(torch.stack(clips).to(self.device, non_blocking=True)))
         frames = []
         for clip in clips:
             if isinstance(clip, FramesOnDevice):
@@ -235,7 +237,6 @@ class ModelRunner:
                     tensor.record_stream(stream)
                 clip = clip.frames
             frames.extend(clip)
-        preprocess = self.model.preprocess
         images = preprocess.normalize(preprocess.finish(frames))
         return images.view(len(clips), -1, *images.shape[1:])
 

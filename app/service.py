@@ -41,7 +41,12 @@ class Service:
         )
         # /predict/tracks and /predict/scene; scene is None when built-in detection is off.
         self.tracks = TrackPipeline(
-            description.frames_per_clip, self.limits, TrackLimits.from_settings(settings), backend.prepare, scene
+            description.frames_per_clip,
+            self.limits,
+            TrackLimits.from_settings(settings),
+            description.preprocess.square_frame,
+            backend.prepare,
+            scene,
         )
         self.warmed_up = False
         self.failed = False  # warm-up failed: the server exits (non-zero) so that a supervisor restarts it

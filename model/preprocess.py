@@ -7,9 +7,10 @@ interpolation, or stretched to S x S; then normalised with the preset's mean/std
 
 The padded max(H, W) square is never built: resizing is separable, so ``fit`` resizes the long side first (it
 needs no padding) and pads the short side only after that, at height (or width) S; ``finish`` resizes the other
-side. The result is the same as padding first, but a 12000x1 frame costs what a 224x1 one does. Training and CPU
-serving run both halves on the CPU; the service on CUDA runs ``fit`` on its decode threads (uint8, a few hundred
-KB a frame) and ``finish`` batch-wise on the GPU.
+side. The result is the same as padding first, but a frame H x W never costs more than L x S pixels (L its long
+side) where the padded square costs L x L: a fitted 1080p frame is 1920 x 224 x 3 bytes, 1.3 MB. Training and CPU
+serving run both halves on the CPU (the service keeps each clip as uint8 squares, ``squares_uint8``, and converts
+to floats batch-wise); the service on CUDA runs ``fit`` on its decode threads and ``finish`` batch-wise on the GPU.
 
 Frame-index sampling picks which T frames of a tracklet or clip the model sees.
 """
@@ -65,6 +66,12 @@ def _finish(images: torch.Tensor, size: int, compute_dtype: torch.dtype | None) 
     return _resize(images, size, size).float().clamp_(0.0, 1.0)
 
 
+def square_uint8(images: torch.Tensor, size: int, padding: str = "centre") -> torch.Tensor:
+    """``images [N, 3, H, W]`` uint8 -> ``[N, 3, size, size]`` uint8: what ``square`` computes on CPU, before its
+    conversion to floats."""
+    return _resize(_fit(images, size, padding), size, size)
+
+
 def square(images: torch.Tensor, size: int, padding: str = "centre", compute_dtype: torch.dtype | None = None):
     """``images [N, 3, H, W]`` uint8 -> ``[N, 3, size, size]`` floats in [0, 1], padded with black or stretched;
     with ``compute_dtype=torch.float32``, every step in float (what the GPU computes for its half)."""
@@ -114,8 +121,8 @@ class Preprocess:
 
     def fit(self, frames: Sequence[Frame]) -> list[torch.Tensor]:
         """The host's half, in uint8: each frame ``[H, W, 3]`` becomes ``[size, L, 3]`` or ``[L, size, 3]`` (L the
-        original long side, or the short side when stretching). The service hands these to the GPU: a few hundred
-        KB a frame whatever was uploaded, where the GPU finishes with one resize per batch."""
+        original long side, or the short side when stretching). The service hands these to the GPU, which
+        finishes with one resize per batch: L x size x 3 bytes a frame (1.3 MB for a 1080p frame)."""
         fitted: list[torch.Tensor] = [torch.empty(0)] * len(frames)
         for positions, images in _by_size(frames):
             for position, image in zip(positions, _fit(images, self.image_size, self.padding), strict=True):
@@ -131,14 +138,30 @@ class Preprocess:
         ``finish``, without the round trip through per-frame tensors."""
         return self._batched(frames, lambda images: square(images, self.image_size, self.padding))
 
-    def _batched(self, frames: Sequence[Frame], make_squares) -> torch.Tensor:
+    def squares_uint8(self, frames: Sequence[Frame]) -> torch.Tensor:
+        """Frames of any sizes -> ``[T, 3, S, S]`` uint8, the CPU's ``squares`` before its conversion to floats
+        (``from_uint8`` finishes it): a quarter of the memory, for clips that wait in a queue."""
+        return self._batched(frames, lambda images: square_uint8(images, self.image_size, self.padding), torch.uint8)
+
+    def square_frame(self, frame: Frame) -> np.ndarray:
+        """One frame -> ``[S, S, 3]`` uint8, a frame again: ``squares_uint8`` of a clip of such frames equals
+        ``squares_uint8`` of the originals, so a frame can be shrunk to S x S x 3 bytes as soon as it is cut."""
+        images = as_tensor(frame).permute(2, 0, 1).unsqueeze(0)
+        return square_uint8(images, self.image_size, self.padding)[0].permute(1, 2, 0).numpy()
+
+    @staticmethod
+    def from_uint8(squares: torch.Tensor) -> torch.Tensor:
+        """``squares_uint8``'s result (any leading dimensions) -> floats in [0, 1], as ``squares`` gives them."""
+        return squares.to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
+
+    def _batched(self, frames: Sequence[Frame], make_squares, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         if len(frames) == 0:
             raise ValueError("no frames to preprocess")
         groups = _by_size(frames)
         if len(groups) == 1:  # frames of one size (a video): already in order
             return make_squares(groups[0][1])
         size = self.image_size
-        out = torch.empty((len(frames), 3, size, size), device=groups[0][1].device)
+        out = torch.empty((len(frames), 3, size, size), dtype=dtype, device=groups[0][1].device)
         for positions, images in groups:
             out[positions] = make_squares(images)
         return out

@@ -6,7 +6,8 @@ server) runs the same steps:
 
 1. ``parse_tracks`` reads the client's MOT text or JSON (or ``SceneTracker.track`` detects and tracks);
 2. ``plan_tracks`` picks each track's boxes (the frames /predict would sample) and its crop regions;
-3. ``cut_crops`` cuts every track's crops in one decode pass over the frames needed;
+3. ``cut_crops`` cuts every track's crops in one decode pass over the frames needed, shrinking each to the
+   model's input size (``Preprocess.square_frame``, uint8) as it is cut;
 4. the model backend's ``prepare`` turns each track's crops into one clip;
 5. ``submit_tracks`` sends every track through the batcher at once;
 6. ``app.api.schemas.tracks_response`` writes the answer.
@@ -79,12 +80,14 @@ class PreparedTracks:
 
 @dataclass(frozen=True)
 class TrackPipeline:
-    """What reading tracks needs from the service: limits, the model's clip length and ``prepare``, and the
-    scene tracker when built-in detection is on. Holds no per-request state."""
+    """What reading tracks needs from the service: limits, the model's clip length, ``square_frame`` (one crop
+    to the model's input size) and ``prepare``, and the scene tracker when built-in detection is on. Holds no
+    per-request state."""
 
     frames_per_clip: int
     limits: DecodeLimits
     track_limits: TrackLimits
+    square_frame: Callable[[np.ndarray], np.ndarray]
     prepare: Callable[[list[np.ndarray]], object]
     scene: SceneTracker | None = None
 
@@ -117,13 +120,15 @@ class TrackPipeline:
         plans, too_short = plan_tracks(
             tracks, self.frames_per_clip, self.limits.min_frames, margin, index.width, index.height
         )
-        crops = cut_crops(video, index, plans, counter)
+        crops = cut_crops(video, index, plans, counter, self.square_frame)
+        # Each track's crops are let go as soon as its clip is made, so that they are not held twice.
+        prepared = [PreparedTrack(plan, self.prepare(crops.pop(0))) for plan in plans]
         return PreparedTracks(
             index=index,
             source=tracks.source,
             box_count=tracks.box_count,
             margin=margin,
-            tracks=[PreparedTrack(plan, self.prepare(clip)) for plan, clip in zip(plans, crops, strict=True)],
+            tracks=prepared,
             skipped=sorted(too_short + skipped, key=lambda track: track.track_id),
             frames_decoded=counter.total,
         )

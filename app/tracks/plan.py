@@ -8,6 +8,7 @@ width on the left and right, of its height above and below) and clipped to the f
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -77,9 +78,15 @@ def crop_region(box: Box, margin: float, width: int, height: int) -> Region:
 
 
 def cut_crops(
-    file: BinaryIO, index: VideoIndex, plans: list[TrackPlan], counter: FrameCounter
+    file: BinaryIO,
+    index: VideoIndex,
+    plans: list[TrackPlan],
+    counter: FrameCounter,
+    shrink: Callable[[np.ndarray], np.ndarray],
 ) -> list[list[np.ndarray]]:
-    """Every track's crops (RGB uint8), from one decode pass over the frames the tracks need."""
+    """Every track's crops, each ``shrink``-ed (made the model's input size) as soon as it is cut, from one decode
+    pass over the frames the tracks need: a request holds the frame being decoded and T small crops per track,
+    never full-size crops (64 tracks covering 1080p frames would be 2 GiB of them)."""
     wanted: dict[int, list[tuple[int, int]]] = {}  # frame -> (track, slot) pairs that need it
     for track, plan in enumerate(plans):
         for slot, box in enumerate(plan.used):
@@ -87,10 +94,12 @@ def cut_crops(
     crops: list[list[np.ndarray | None]] = [[None] * len(plan.used) for plan in plans]
 
     def keep(position: int, frame: np.ndarray) -> None:
+        shrunk: dict[Region, np.ndarray] = {}  # tracks that cut the same region of this frame share its crop
         for track, slot in wanted[position]:
             region = plans[track].regions[slot]
-            # A copy, so that the full frame is freed as soon as its crops are cut.
-            crops[track][slot] = frame[region.top : region.bottom, region.left : region.right].copy()
+            if region not in shrunk:
+                shrunk[region] = shrink(frame[region.top : region.bottom, region.left : region.right])
+            crops[track][slot] = shrunk[region]
 
     decode_frames(file, index, sorted(wanted), counter, keep)
     return crops  # type: ignore[return-value]  # every slot was filled: decode_frames hands over every target

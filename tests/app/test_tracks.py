@@ -4,6 +4,7 @@ file gets a 4xx naming its line."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -211,6 +212,7 @@ def test_all_tracks_share_one_decode_pass(monkeypatch, scene):
         frames_per_clip=6,
         limits=DecodeLimits.from_settings(settings),
         track_limits=TrackLimits.from_settings(settings),
+        square_frame=lambda crop: crop,
         prepare=lambda crops: crops,
     )
     prepared = pipeline.read_tracks(io.BytesIO(scene["video"]), io.BytesIO(scene["mot"]), 0.0, Deadline(30))
@@ -222,6 +224,50 @@ def test_all_tracks_share_one_decode_pass(monkeypatch, scene):
         assert [crop.shape[:2] for crop in track.model_input] == [
             (r.bottom - r.top, r.right - r.left) for r in track.plan.regions
         ]
+
+
+def large_frames_tracks() -> tuple[bytes, bytes]:
+    """Frames larger than the model's input, with tracks over most of them: crops that are scaled down."""
+    video = encode("mp4", frames(8, width=640, height=480))
+    mot = "".join(f"{f},{t},{9 * t},{5 * t},{600 - 40 * t},{300 + 30 * t}\n" for t in (1, 2, 3) for f in range(1, 9))
+    return video, mot.encode()
+
+
+@pytest.mark.parametrize("which", ["scene", "large frames"])
+def test_crops_shrunk_as_they_are_cut_get_the_probabilities_full_size_crops_get(runner, scene, which):
+    """Each crop is made the model's input size as soon as it is cut; the answer is that of preparing the
+    full-size crops afterwards (the way tracks were read before), to the last bit on CPU."""
+    video, mot = (scene["video"], scene["mot"]) if which == "scene" else large_frames_tracks()
+    settings = Settings()
+    shrinking, full_size = (
+        TrackPipeline(
+            runner.frames_per_clip,
+            DecodeLimits.from_settings(settings),
+            TrackLimits.from_settings(settings),
+            square_frame,
+            runner.prepare,
+        )
+        for square_frame in (runner.description.preprocess.square_frame, lambda crop: crop.copy())
+    )
+    got, expected = (
+        pipeline.read_tracks(io.BytesIO(video), io.BytesIO(mot), 0.1, Deadline(60))
+        for pipeline in (shrinking, full_size)
+    )
+    assert len(got.tracks) == len(expected.tracks) >= 3
+    small = runner.description.image_size
+    assert all(crop.shape == (small, small, 3) for crop in shrinking_crops(shrinking, video, mot))
+    np.testing.assert_array_equal(
+        runner.predict([track.model_input for track in got.tracks]),
+        runner.predict([track.model_input for track in expected.tracks]),
+    )
+
+
+def shrinking_crops(pipeline: TrackPipeline, video: bytes, mot: bytes) -> list[np.ndarray]:
+    """The crops ``pipeline`` hands to ``prepare``."""
+    handed: list[np.ndarray] = []
+    recording = dataclasses.replace(pipeline, prepare=lambda crops: handed.extend(crops))
+    recording.read_tracks(io.BytesIO(video), io.BytesIO(mot), 0.1, Deadline(60))
+    return handed
 
 
 def test_the_box_limit_and_the_size_of_the_tracks_part_are_checked_while_reading():

@@ -116,3 +116,18 @@ def test_the_services_gpu_split_stays_within_one_grey_level(height, width, paddi
     finished = _finish(fitted.permute(2, 0, 1)[None], 32, torch.float32)[0]
     exact = square(torch.from_numpy(frame).permute(2, 0, 1)[None], 32, padding, compute_dtype=torch.float32)[0]
     assert (finished - exact).abs().max() <= 1.01 / 255
+
+
+@pytest.mark.parametrize("padding", PADDING_MODES)
+def test_uint8_squares_kept_until_the_batch_give_the_float_squares(padding):
+    """The service keeps clips as uint8 squares (a quarter of the memory) and converts them batch-wise; a frame
+    already made square (as a track's crop is when cut) is left as it is."""
+    preprocess = Preprocess(image_size=32, mean=(0.5,) * 3, std=(0.5,) * 3, padding=padding)
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(90, 40), (20, 70), (90, 40), (32, 32)]]
+    kept = preprocess.squares_uint8(frames)
+    assert kept.dtype == torch.uint8 and kept.shape == (4, 3, 32, 32)
+    assert torch.equal(preprocess.from_uint8(kept), preprocess.squares(frames))
+    squared = [preprocess.square_frame(frame) for frame in frames]
+    assert all(frame.shape == (32, 32, 3) and frame.dtype == np.uint8 for frame in squared)
+    assert torch.equal(preprocess.squares_uint8(squared), kept)
