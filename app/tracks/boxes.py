@@ -11,12 +11,16 @@ Everything that can be checked without the video is checked here, each failure n
 
 from __future__ import annotations
 
+import codecs
 import io
-import json
+import itertools
 import math
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO, cast
+
+import ijson
 
 from ..errors import ErrorCode, ServiceError
 
@@ -77,7 +81,9 @@ def parse_tracks(file: BinaryIO, limits: TrackLimits) -> Tracks:
     first = reader.peek(io.DEFAULT_BUFFER_SIZE).lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
     builder = _Builder("json" if first == b"[" else "mot", limits)
     if builder.tracks.source == "json":
-        _read_json(reader.read(), builder)
+        if reader.peek(3).startswith(codecs.BOM_UTF8):
+            reader.read(3)
+        _read_json(reader, builder)
     else:
         _read_mot(reader, builder)
     if not builder.tracks.boxes:
@@ -167,25 +173,88 @@ def _read_mot(lines: Iterable[bytes], builder: _Builder) -> None:
         builder.add(where, fields[0], fields[1], fields[2:6])
 
 
-def _read_json(data: bytes, builder: _Builder) -> None:
+_ITEM = 'expected {"frame": .., "id": .., "box": [left, top, width, height]}'
+_STARTS, _ENDS = frozenset({"start_map", "start_array"}), frozenset({"end_map", "end_array"})
+
+
+def _read_json(file: BinaryIO, builder: _Builder) -> None:
+    """The items of a JSON array, each checked as soon as it is read (parsed as a stream with ijson): memory holds
+    one item's frame, id and box whatever the document holds, so 24 MB of ``[{},{},...]`` is refused at item 0
+    without being loaded (``json.loads`` would build 8 million dicts, 620 MiB, first)."""
+    events = ijson.basic_parse(file, use_float=True)
     try:
-        items = json.loads(data)
-    except json.JSONDecodeError as exc:
-        raise bad_tracks("file", f"not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})") from None
-    except UnicodeDecodeError:
-        raise bad_tracks("file", "not UTF-8 text") from None
-    except RecursionError:
-        raise bad_tracks("file", "JSON nested too deeply") from None
-    if not isinstance(items, list):
-        raise bad_tracks("file", 'expected a JSON array of {"frame": .., "id": .., "box": [l, t, w, h]}')
-    for number, item in enumerate(items):
-        where = f"item {number}"
-        if not isinstance(item, dict) or not {"frame", "id", "box"} <= item.keys():
-            raise bad_tracks(where, 'expected {"frame": .., "id": .., "box": [left, top, width, height]}')
-        box = item["box"]
-        if not isinstance(box, list) or len(box) != 4:
-            raise bad_tracks(where, "'box' must be [left, top, width, height]")
-        builder.add(where, item["frame"], item["id"], box)
+        if next(events, ("", None))[0] != "start_array":
+            raise bad_tracks("file", 'expected a JSON array of {"frame": .., "id": .., "box": [l, t, w, h]}')
+        for number in itertools.count():
+            event, _ = next(events)
+            if event == "end_array":
+                break
+            where = f"item {number}"
+            if event != "start_map":
+                raise bad_tracks(where, _ITEM)
+            item = _json_item(events, where)
+            builder.add(where, item["frame"], item["id"], cast(list, item["box"]))
+        next(events, None)  # anything after the array is a parse error
+    except ijson.JSONError as exc:
+        raise bad_tracks("file", f"not valid JSON ({_json_problem(exc)})") from None
+
+
+def _json_problem(exc: Exception) -> str:
+    """The parser's own words, e.g. "parse error: premature EOF": the first line of its message (the others
+    quote the client's text)."""
+    text = str(exc).removeprefix("b'")  # yajl's message, sometimes as the repr of bytes
+    return re.split(r"\n|\\n", text, maxsplit=1)[0].strip() or "incomplete document"
+
+
+def _json_item(events: Iterator[tuple[str, object]], where: str) -> dict[str, object]:
+    """One item's frame, id and box, after its ``start_map``; the values of other keys are skipped."""
+    item: dict[str, object] = {}
+    for event, key in events:
+        if event == "end_map":
+            break
+        if key == "box":
+            item["box"] = _json_box(events, where)
+        elif key in ("frame", "id"):
+            item[key] = _json_scalar(events)
+        else:
+            _skip(next(events)[0], events)
+    if not {"frame", "id", "box"} <= item.keys():
+        raise bad_tracks(where, _ITEM)
+    return item
+
+
+def _json_box(events: Iterator[tuple[str, object]], where: str) -> list[object]:
+    event, _ = next(events)
+    values: list[object] = []
+    if event == "start_array":
+        while len(values) <= 4 and (value := _json_scalar(events, end="end_array")) is not _END:
+            values.append(value)
+    if len(values) != 4:
+        raise bad_tracks(where, "'box' must be [left, top, width, height]")
+    return values
+
+
+_END = object()
+
+
+def _json_scalar(events: Iterator[tuple[str, object]], end: str = "") -> object:
+    """The next value if it is a number, string, boolean or null; an array or object is skipped and stands as
+    "[...]" or "{...}" (which no number check accepts); ``_END`` for the ``end`` event."""
+    event, value = next(events)
+    if event == end:
+        return _END
+    if event in _STARTS:
+        _skip(event, events)
+        return "{...}" if event == "start_map" else "[...]"
+    return value
+
+
+def _skip(event: str, events: Iterator[tuple[str, object]]) -> None:
+    """Past the value that begins with ``event``, however deeply nested, holding nothing."""
+    depth = 1 if event in _STARTS else 0
+    while depth:
+        event, _ = next(events)
+        depth += (event in _STARTS) - (event in _ENDS)
 
 
 def _number(where: str, name: str, value: object) -> float:

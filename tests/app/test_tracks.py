@@ -8,6 +8,7 @@ import dataclasses
 import io
 import json
 import math
+import tracemalloc
 
 import httpx
 import numpy as np
@@ -147,7 +148,9 @@ BAD_TRACKS = {
     "untracked detections (id -1)": ("1,-1,10,10,20,40\n", 422, "bad_tracks", "line 1"),
     "binary": ("\x00\xff\xfe garbage", 422, "bad_tracks", "line 1"),
     "only blank lines": ("\n \n", 422, "bad_tracks", "no boxes"),
-    "invalid JSON": ('[{"frame": 1, "id": 1, "box": [1, 2, 3, 4]},', 422, "bad_tracks", "not valid JSON (line 1"),
+    "invalid JSON": ('[{"frame": 1, "id": 1, "box": [1, 2, 3, 4]},', 422, "bad_tracks", "not valid JSON (parse error"),
+    "JSON box nested": ('[{"frame": 1, "id": 1, "box": [1, [2], 3, 4]}]', 422, "bad_tracks", "item 0: top must be"),
+    "JSON item not an object": ('[{"frame": 1, "id": 1, "box": [1, 2, 3, 4]}, 7]', 422, "bad_tracks", "item 1"),
     "JSON item without a box": ('[{"frame": 1, "id": 1}]', 422, "bad_tracks", "item 0"),
     "JSON box of three numbers": ('[{"frame": 1, "id": 1, "box": [1, 2, 3]}]', 422, "bad_tracks", "item 0"),
     "more tracks than VTFPAR_MAX_TRACKS": (
@@ -278,6 +281,36 @@ def test_the_box_limit_and_the_size_of_the_tracks_part_are_checked_while_reading
     with pytest.raises(ServiceError) as too_big:
         parse_tracks(io.BytesIO(b" " * 10_000), limits)
     assert too_big.value.code == ErrorCode.PAYLOAD_TOO_LARGE and "tracks part" in too_big.value.message
+
+
+EMPTY_OBJECTS = b"[" + b"{}," * 8_000_000 + b"{}]"  # 24 MB: json.loads would make 8 million dicts of it
+ONE_ITEM_WITH_A_HUGE_EXTRA_KEY = (
+    b'[{"frame": 1, "id": 1, "box": [1, 2, 3, 4], "notes": [' + b"{}," * 4_000_000 + b"{}]}]"
+)
+
+
+@pytest.mark.parametrize(
+    ("document", "refused"),
+    [(EMPTY_OBJECTS, "item 0"), (ONE_ITEM_WITH_A_HUGE_EXTRA_KEY, None)],
+    ids=["refused", "kept"],
+)
+def test_json_tracks_are_read_one_item_at_a_time(document, refused):
+    """A JSON document is checked item by item as it is parsed: refused at its first bad item, and the values of
+    keys the service ignores are never built, so neither costs memory in proportion to its size."""
+    limits = TrackLimits(max_tracks=64, max_track_boxes=100_000)
+    file = io.BytesIO(document)
+    tracemalloc.start()
+    try:
+        if refused is None:
+            assert parse_tracks(file, limits).box_count == 1
+        else:
+            with pytest.raises(ServiceError) as error:
+                parse_tracks(file, limits)
+            assert error.value.code == ErrorCode.BAD_TRACKS and refused in error.value.message
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 200 * 1024 * 1024, f"{peak / 2**20:.0f} MiB for a {len(document) / 2**20:.0f} MiB document"
 
 
 def test_scene_is_404_detection_off_without_a_detector_and_info_says_so(server, scene):
