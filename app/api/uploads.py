@@ -36,6 +36,9 @@ if TYPE_CHECKING:  # python-multipart defines its callback type for type checker
     from python_multipart.multipart import MultipartCallbacks
 
 SPOOL_BYTES = 1024 * 1024  # file bytes of one request kept in memory; the rest go to a temporary file
+# Header bytes of one part: a browser or curl sends about 150. Bounded here as well as by python-multipart's own
+# per-line and per-part limits (since 0.0.27), so that neither a parser release nor its defaults decide it.
+MAX_PART_HEADER_BYTES = 8 * 1024
 # Content types a raw body may have, by the container they usually name (the container is sniffed from the
 # bytes all the same). application/octet-stream is for clients that do not know.
 CONTAINER_CONTENT_TYPES = {
@@ -261,6 +264,7 @@ class _MultipartReader:
         self.offset = 0  # spool offset of the next file byte
         self.complete = False
         self._header_name, self._header_value, self._disposition = b"", b"", b""
+        self._header_bytes = 0
 
     def callbacks(self) -> MultipartCallbacks:
         return {
@@ -276,12 +280,23 @@ class _MultipartReader:
 
     def on_part_begin(self) -> None:
         self._disposition = b""
+        self._header_bytes = 0
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._count_header_bytes(end - start)
         self._header_name += data[start:end]
 
     def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._count_header_bytes(end - start)
         self._header_value += data[start:end]
+
+    def _count_header_bytes(self, count: int) -> None:
+        self._header_bytes += count
+        if self._header_bytes > MAX_PART_HEADER_BYTES:
+            raise ServiceError(
+                ErrorCode.PAYLOAD_TOO_LARGE,
+                f"a multipart part's headers are larger than {MAX_PART_HEADER_BYTES} bytes",
+            )
 
     def on_header_end(self) -> None:
         if self._header_name.lower() == b"content-disposition":
@@ -318,7 +333,9 @@ async def _read_multipart(content_type: str, body: _Body, upload: Upload, max_fi
         raise ServiceError(ErrorCode.BAD_REQUEST, "malformed multipart body: no boundary in Content-Type")
     reader = _MultipartReader(max_files, form)
     try:
-        parser = MultipartParser(boundary, reader.callbacks())
+        parser = MultipartParser(
+            boundary, reader.callbacks(), max_header_count=8, max_header_size=MAX_PART_HEADER_BYTES
+        )
         async for chunk in body:
             parser.write(chunk)
             for data in reader.pending:

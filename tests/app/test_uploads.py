@@ -15,7 +15,9 @@ import httpx
 import pytest
 from starlette.requests import Request
 
-from app.api.uploads import SPOOL_BYTES, read_upload
+from app.api.errors import STATUS
+from app.api.uploads import MAX_PART_HEADER_BYTES, SPOOL_BYTES, read_upload
+from app.errors import ErrorCode, ServiceError
 
 from .harness import make_settings, metric, serving
 from .media import encode, frames
@@ -168,3 +170,42 @@ def test_a_client_that_leaves_mid_upload_is_a_499_without_a_traceback(server, ca
     assert metric(server.url, "vtfpar_uploads_in_flight") == 0
     assert metric(server.url, "vtfpar_rejections_total", reason="client_disconnected") >= 1
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def _header_part(header_lines: list[bytes], boundary: str = "b0undary") -> tuple[str, bytes]:
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="video"; filename="c.avi"\r\n'.encode()
+    headers = b"".join(line + b"\r\n" for line in header_lines) + b"\r\n"
+    body = head + headers + CLIP + f"\r\n--{boundary}--\r\n".encode()
+    return f"multipart/form-data; boundary={boundary}", body
+
+
+def _refusal_and_bytes_read(content_type: str, body: bytes, chunk: int = 65536) -> tuple[ServiceError, int]:
+    """read_upload's refusal of a body arriving in ``chunk``-byte messages, and how many bytes it had read."""
+    sent = []
+
+    async def receive():
+        start = len(sent) * chunk
+        sent.append(start)
+        return {"type": "http.request", "body": body[start : start + chunk], "more_body": start + chunk < len(body)}
+
+    scope = {"type": "http", "method": "POST", "headers": [(b"content-type", content_type.encode())]}
+    with pytest.raises(ServiceError) as refused:
+        asyncio.run(read_upload(Request(scope, receive), len(body), 10, timeout_s=30))
+    return refused.value, len(sent) * chunk
+
+
+def test_a_4_mb_part_header_is_refused_at_once():
+    """Refused within the first chunk that passes the bound, not after the 4 MB were parsed."""
+    content_type, body = _header_part([b"X-Padding: " + b"a" * (4 * 1024 * 1024)])
+    error, read = _refusal_and_bytes_read(content_type, body)
+    assert error.code in (ErrorCode.BAD_REQUEST, ErrorCode.PAYLOAD_TOO_LARGE), error
+    assert "header" in error.message.lower(), error.message
+    assert read <= 2 * 65536, f"{read} bytes of a {len(body)}-byte body read before the refusal"
+
+
+def test_the_headers_of_a_part_are_bounded_by_the_service_not_only_by_the_parser():
+    """Lines each within python-multipart's per-line limit, together beyond the service's per-part bound."""
+    lines = [f"X-Note-{i}: ".encode() + b"n" * 3000 for i in range(4)]
+    error, _ = _refusal_and_bytes_read(*_header_part(lines))
+    assert error.code == ErrorCode.PAYLOAD_TOO_LARGE and f"{MAX_PART_HEADER_BYTES} bytes" in error.message
+    assert STATUS[error.code] == 413
