@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -37,6 +39,13 @@ class DecodeLimits:
             decode_threads=settings.decode_threads,
             allowed_codecs=frozenset(settings.allowed_codecs),
         )
+
+    def without_duration(self) -> DecodeLimits:
+        """These limits less the duration one, for work that decodes only the frames it names (/predict/tracks,
+        /predict/scene): ``max_frames_decoded`` and the deadline bound its cost, however long the recording.
+        /predict keeps ``max_duration_s``: it spreads a clip's frames over the whole video, which makes sense for
+        a clip of one person, not for a long recording."""
+        return dataclasses.replace(self, max_duration_s=math.inf)
 
     def check_frame_size(self, width: int, height: int, what: str) -> None:
         """Refuse a frame size from the header, before any pixel is decoded."""

@@ -93,8 +93,9 @@ class TrackPipeline:
 
     def read_tracks(self, video: BinaryIO, tracks_file: BinaryIO, margin: float, deadline: Deadline) -> PreparedTracks:
         """Steps 1-4 for the client's tracks: parse, plan, cut in one decode pass, prepare. The video is checked
-        first (what it is, its limits), as /predict checks it, then the tracks."""
-        index = read_index(video, self.limits, deadline)
+        first (what it is, its limits), as /predict checks it but for its duration (the frames decoded bound the
+        cost; see ``DecodeLimits.without_duration``), then the tracks."""
+        index = read_index(video, self.limits.without_duration(), deadline)
         tracks = parse_tracks(tracks_file, self.track_limits)
         check_boxes(tracks, index.total_frames, index.width, index.height)
         return self._prepare(video, index, tracks, [], margin, FrameCounter(self.limits, deadline))
@@ -103,7 +104,7 @@ class TrackPipeline:
         """Steps 1-4 with the service's own detector and tracker (a detection pass, then the crops pass)."""
         if self.scene is None:
             raise RuntimeError("built-in detection is off")  # the routes check first
-        index = read_index(video, self.limits, deadline)
+        index = read_index(video, self.limits.without_duration(), deadline)
         counter = FrameCounter(self.limits, deadline)  # both passes count against the request's frame limit
         tracks, excess = _longest(self.scene.track(video, index, counter), self.track_limits.max_tracks)
         return self._prepare(video, index, tracks, excess, margin, counter)

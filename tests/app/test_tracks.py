@@ -16,7 +16,7 @@ import pytest
 
 import app.decoding.video as video_module
 from app.api.schemas import TracksResponse
-from app.decoding import Deadline, DecodeLimits
+from app.decoding import Deadline, DecodeLimits, decode_video
 from app.errors import ErrorCode, ServiceError
 from app.settings import Settings
 from app.tracks import TrackLimits, TrackPipeline, parse_tracks
@@ -271,6 +271,32 @@ def shrinking_crops(pipeline: TrackPipeline, video: bytes, mot: bytes) -> list[n
     recording = dataclasses.replace(pipeline, prepare=lambda crops: handed.extend(crops))
     recording.read_tracks(io.BytesIO(video), io.BytesIO(mot), 0.1, Deadline(60))
     return handed
+
+
+def test_a_long_recording_with_tracks_over_two_seconds_is_answered_under_the_default_limits(runner):
+    """Three minutes of low-resolution video, tracks over 2 s of it: the frames decoded, not the recording's
+    length, bound what /predict/tracks costs, so the default limits answer it; /predict, which spreads one clip
+    over the whole video, still refuses it as too long."""
+    fps, minutes = 10, 3
+    video = encode("mp4", frames(fps * 60 * minutes, width=32, height=32), fps=fps)
+    first = 1000  # 1-based MOT frame numbers: 1000 to 1019, two seconds
+    mot = "".join(f"{f},{t},{8 * t},4,12,24\n" for t in (1, 2) for f in range(first, first + 2 * fps)).encode()
+    limits = DecodeLimits.from_settings(Settings())
+    pipeline = TrackPipeline(
+        runner.frames_per_clip,
+        limits,
+        TrackLimits.from_settings(Settings()),
+        runner.description.preprocess.square_frame,
+        runner.prepare,
+    )
+    prepared = pipeline.read_tracks(io.BytesIO(video), io.BytesIO(mot), 0.0, Deadline(limits.decode_timeout_s))
+    assert prepared.index.duration_s == pytest.approx(60.0 * minutes, abs=1)
+    assert prepared.index.duration_s > limits.max_duration_s
+    assert [track.plan.track_id for track in prepared.tracks] == [1, 2]
+    assert prepared.frames_decoded <= limits.max_frames_decoded
+    with pytest.raises(ServiceError) as too_long:
+        decode_video(io.BytesIO(video), runner.frames_per_clip, limits, Deadline(limits.decode_timeout_s))
+    assert too_long.value.code == ErrorCode.CLIP_TOO_LONG
 
 
 def test_the_box_limit_and_the_size_of_the_tracks_part_are_checked_while_reading():
