@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
+import select
+import socket
+import struct
+import sys
+import time
 
 import uvicorn
 from fastapi import FastAPI
@@ -101,6 +107,44 @@ class DrainingServer(uvicorn.Server):
         if service is not None:
             service.begin_drain()
         super().handle_exit(sig, frame)
+
+    async def shutdown(self, sockets=None) -> None:
+        """uvicorn's shutdown closes the listening sockets at once, and the kernel resets every connection still
+        in their backlog, though its client has sent its request. First the sockets stop taking connections
+        (a new one is refused) and the backlog is accepted and answered (503 while draining)."""
+        listeners = [sock for server in self.servers for sock in server.sockets]
+        for sock in listeners:
+            refuse_new_connections(sock)
+        await _accepted(listeners, timeout_s=BACKLOG_DRAIN_S)
+        await super().shutdown(sockets)
+
+
+BACKLOG_DRAIN_S = 1.0  # longest wait for the event loop to accept the connections left in a listen backlog
+SO_ATTACH_FILTER = 26  # Linux; the socket module does not name it
+_DROP_EVERY_PACKET = (ctypes.c_ubyte * 8).from_buffer_copy(struct.pack("HBBI", 0x06, 0, 0, 0))  # BPF "ret #0"
+
+
+def refuse_new_connections(sock) -> None:
+    """On Linux, a socket filter that drops every packet a listening socket receives: new connections never
+    complete their handshake (and are refused once the socket closes), those already in the backlog stay."""
+    if sys.platform != "linux":
+        return
+    program = struct.pack("HL", 1, ctypes.addressof(_DROP_EVERY_PACKET))  # struct sock_fprog {len; *filter}
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, program)
+    except OSError as exc:
+        log.warning("cannot stop new connections before closing the listening socket: %s", exc)
+
+
+async def _accepted(listeners: list, timeout_s: float) -> None:
+    """Returns once no listening socket has a connection waiting to be accepted (the event loop accepts them),
+    or after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while listeners and time.monotonic() < deadline:
+        waiting, _, _ = select.select(listeners, [], [], 0)
+        if not waiting:
+            return
+        await asyncio.sleep(0.01)
 
 
 def build_server(app: FastAPI, settings: Settings, **overrides) -> DrainingServer:
