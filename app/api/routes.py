@@ -173,7 +173,7 @@ async def _received_and_decoded(request: Request, service: Service, form: Form, 
         service.metrics.upload_bytes.observe(upload.bytes_read)
         try:
             admission.body_received()
-            decoded = await decode(upload)
+            decoded = await _unless_client_leaves(request, decode(upload))  # a job still queued is dropped
         finally:
             await upload.close()
         yield decoded
@@ -266,7 +266,8 @@ async def _answer_tracks(request: Request, service: Service, form: Form, decode,
 
 
 async def _unless_client_leaves(request: Request, work):
-    """Await ``work``, cancelling it (which takes the clip out of the queue) if the client disconnects.
+    """Await ``work``, cancelling it (which takes a clip out of the model's queue, or a job out of the decode
+    pool's) if the client disconnects.
 
     The body has been read, so the next ASGI message can only be the disconnect."""
     task = asyncio.ensure_future(work)

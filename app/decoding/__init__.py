@@ -106,12 +106,17 @@ class Decoder:
         return PreparedClip(media=media, model_input=self.prepare(media.frames))
 
     async def run(self, work: Callable[[Deadline], D]) -> D:
-        """Run ``work`` on the pool within one upload's decode deadline; its ``decode_s`` is set here."""
+        """Run ``work`` on the pool within one upload's decode deadline, which starts now: a job that waited for
+        a worker past it is refused without being started. Cancelling the caller (its client left, or the
+        server stops) drops the job if it is still queued, or stops it at its next deadline check and waits for
+        that, so that nothing it reads (the request's spooled upload) is closed under it. ``decode_s`` is set
+        here."""
+        deadline = Deadline(self.limits.decode_timeout_s)
 
         def job() -> D:
             start = time.perf_counter()
-            deadline = Deadline(self.limits.decode_timeout_s)
             try:
+                deadline.check()
                 result = work(deadline)
                 deadline.check()
             except ServiceError as exc:
@@ -119,10 +124,12 @@ class Decoder:
                 self.observer.on_decode("unknown", outcome, time.perf_counter() - start, None)
                 raise
             except Exception:
+                self.observer.on_decode("unknown", "error", time.perf_counter() - start, None)
+                if deadline.abandoned:  # what the work read went away with its request: nothing to report
+                    raise ServiceError(ErrorCode.CLIENT_DISCONNECTED, "the request left during decoding") from None
                 # Corrupt media can trip PyAV or Pillow in ways the decoders do not anticipate: still the
                 # upload's fault, but logged with its traceback in case it is ours.
                 log.exception("decoding failed unexpectedly")
-                self.observer.on_decode("unknown", "error", time.perf_counter() - start, None)
                 raise ServiceError(ErrorCode.UNDECODABLE_MEDIA, "the upload could not be decoded") from None
             result.decode_s = time.perf_counter() - start
             self.observer.on_decode(result.codec, "ok", result.decode_s, result.frames_decoded)
@@ -130,7 +137,17 @@ class Decoder:
 
         # The copied context carries the request id into the pool thread's log lines.
         context = contextvars.copy_context()
-        return await asyncio.get_running_loop().run_in_executor(self._pool, context.run, job)
+        submitted = self._pool.submit(context.run, job)
+        done = asyncio.wrap_future(submitted)
+        try:
+            return await asyncio.shield(done)
+        except asyncio.CancelledError:
+            deadline.abandon()
+            if not submitted.cancel():  # running: it stops at its next check
+                await asyncio.wait({done})
+                if not done.cancelled():
+                    done.exception()  # retrieved: the request is gone, and so is any interest in how it ended
+            raise
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

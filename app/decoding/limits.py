@@ -75,17 +75,28 @@ class DecodeLimits:
 
 @dataclass
 class Deadline:
-    """The wall-clock budget of one decode; checked between packets and frames, and after preprocessing."""
+    """The wall-clock budget of one decode, from the moment it was asked for (time spent waiting for a decode
+    worker counts); checked between packets and frames, and after preprocessing. ``abandon`` makes the next
+    check stop the work (its request has gone)."""
 
     seconds: float
     _end: float = field(init=False)
+    abandoned: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self._end = time.monotonic() + self.seconds
 
+    def abandon(self) -> None:
+        self.abandoned = True
+
     def check(self) -> None:
+        if self.abandoned:
+            raise ServiceError(ErrorCode.CLIENT_DISCONNECTED, "the request left while its upload was being decoded")
         if time.monotonic() > self._end:
-            raise ServiceError(ErrorCode.DECODE_TIMEOUT, f"decoding took longer than {self.seconds:g} s")
+            raise ServiceError(
+                ErrorCode.DECODE_TIMEOUT,
+                f"decoding took longer than {self.seconds:g} s (waiting for a decode worker included)",
+            )
 
 
 @dataclass
