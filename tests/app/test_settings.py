@@ -44,6 +44,7 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
         "DECODE_WORKERS": "3",
         "DECODE_THREADS": "1",
         "ALLOWED_CODECS": "h264, MSMPEG4V3",
+        "API_TOKEN": "s3cret-token",
         "HOST": "127.0.0.1",
         "PORT": "9000",
         "DRAIN_TIMEOUT_S": "11",
@@ -64,6 +65,7 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
     assert (settings.max_tracks, settings.max_track_boxes, settings.detection_interval) == (5, 500, 3)
     assert settings.detector == "fasterrcnn_mobilenet_v3_large_fpn"
     assert settings.detector_weights == Path("/models/detector.pth")
+    assert settings.api_token is not None and settings.api_token.get_secret_value() == "s3cret-token"
 
 
 def test_a_batch_wait_as_long_as_the_queue_timeout_is_refused(monkeypatch):
