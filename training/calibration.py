@@ -4,7 +4,10 @@
   ``balanced_accuracy`` = (TPR + TNR) / 2, the attribute's mA) over the validation predictions. The search is
   exact: with the probabilities sorted, every distinct operating point "the k most probable are positive" is
   scored from cumulative counts, and the threshold is put half-way between the k-th and (k+1)-th probability.
-  Of equally good points the highest threshold wins.
+  Of equally good points the highest threshold wins. A point no threshold inside (0, 1) can make is not a
+  candidate: probabilities saturate to exactly 1.0 (or 0.0) in fp32, and as "positive iff probability >
+  threshold" nothing keeps a 1.0 negative (or makes a 0.0 positive), so "none positive" with a 1.0 among the
+  probabilities (or "all positive" with a 0.0) is not an operating point a checkpoint can hold.
 - **Temperatures** (optional). For each attribute, T > 0 minimising the mean binary cross-entropy of
   sigmoid(logit / T) on the validation labels. The loss is convex in 1/T, so a bisection on its derivative finds
   the minimum (within ``TEMPERATURE_RANGE``). A temperature keeps an attribute's ranking (so its best threshold
@@ -18,6 +21,7 @@ threshold and temperature 1: nothing on the validation split says where to put t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -26,8 +30,6 @@ from model.decisions import probabilities
 
 OBJECTIVES = ("f1", "balanced_accuracy")
 TEMPERATURE_RANGE = (0.05, 20.0)
-# Probabilities saturate to 0.0 or 1.0 in fp32; checkpoints need thresholds strictly inside (0, 1).
-THRESHOLD_MARGIN = 1e-6
 BISECTION_STEPS = 60
 
 
@@ -58,12 +60,21 @@ def fit_threshold(probs: np.ndarray, labels: np.ndarray, objective: str) -> floa
         score = 2 * tp / (2 * tp + fp + (num_positive - tp))
     else:
         score = (tp / num_positive + (num_negative - fp) / num_negative) / 2
-    reachable = np.ones(len(p) + 1, dtype=bool)
-    reachable[1:-1] = p[:-1] > p[1:]  # no threshold separates equal probabilities
-    k = int(np.argmax(np.where(reachable, score, -np.inf)))
-    upper = p[k - 1] if k > 0 else 1.0
-    lower = p[k] if k < len(p) else 0.0
-    return float(np.clip((upper + lower) / 2, THRESHOLD_MARGIN, 1 - THRESHOLD_MARGIN))
+    bounds = np.concatenate([[np.inf], p, [-np.inf]])  # point k lies between bounds[k + 1] and bounds[k]
+    thresholds = [_threshold_between(bounds[k + 1], bounds[k]) for k in range(len(p) + 1)]
+    k = int(np.argmax([score[k] if t is not None else -np.inf for k, t in enumerate(thresholds)]))
+    return cast(float, thresholds[k])
+
+
+def _threshold_between(lower: float, upper: float) -> float | None:
+    """A threshold t inside (0, 1) with ``lower <= t < upper``, so that "probability > t" makes every probability
+    from ``upper`` up positive and every one up to ``lower`` negative: half-way (within (0, 1)), else ``lower``;
+    None if there is none (equal probabilities, or one saturated at the wrong end)."""
+    low, high = max(lower, 0.0), min(upper, 1.0)
+    for threshold in ((low + high) / 2, lower):
+        if 0.0 < threshold < 1.0 and lower <= threshold < upper:
+            return float(threshold)
+    return None
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -54,6 +54,30 @@ def test_thresholds_match_a_brute_force_search(name):
         assert objective(probs, labels, fit_threshold(probs, labels, name), name) == pytest.approx(best)
 
 
+SATURATED = {
+    # Anti-correlated, the top clip saturated: "none positive" (0.5) ties "all positive" (0.5); no threshold
+    # below 1 keeps a 1.0 negative, so clipping "none positive" to 1 - 1e-6 made exactly the 1.0 positive (0.0).
+    "none positive, top at 1.0": ([1.0, 0.2], [0, 1], "balanced_accuracy"),
+    "none positive, several at 1.0": ([1.0, 1.0, 0.6, 0.3], [0, 0, 1, 0], "balanced_accuracy"),
+    # The mirror: "all positive" is best, but the bottom clip is 0.0, which no threshold above 0 makes positive.
+    "all positive, bottom at 0.0": ([0.9, 0.0, 0.0], [0, 1, 1], "f1"),
+    "all positive, bottom at 0.0, balanced": ([0.9, 0.4, 0.0], [1, 1, 0], "balanced_accuracy"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SATURATED))
+def test_saturated_probabilities_get_the_best_decisions_a_threshold_inside_0_1_can_make(case):
+    """The threshold's own decisions on the validation clips score the best any threshold in (0, 1) scores:
+    the fit never settles on an operating point the threshold cannot make."""
+    values, labels, name = SATURATED[case]
+    probs, labels = np.array(values, dtype=np.float32), np.array(labels)
+    threshold = fit_threshold(probs, labels, name)
+    assert 0.0 < threshold < 1.0
+    grid = np.r_[np.unique(probs.astype(np.float64)), np.linspace(1e-9, 1 - 1e-9, 2001)]
+    best = max(objective(probs, labels, t, name) for t in grid if 0.0 < t < 1.0)
+    assert objective(probs, labels, threshold, name) == pytest.approx(best)
+
+
 @pytest.mark.parametrize("temperature", [0.5, 2.5])
 def test_temperature_fit_recovers_the_temperature_labels_were_drawn_with(temperature):
     rng = np.random.default_rng(0)
