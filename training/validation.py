@@ -3,7 +3,9 @@
 A share (``fraction``) of the training split's identities, drawn with a generator seeded by the run's seed, so
 the same data and seed always give the same split; every tracklet of a held-out identity goes to validation, so
 no person is seen in training and scored in validation. The test split is never touched. The split is recorded
-(counts and a digest of the tracklet names) so that calibrating later can check it rebuilt the same one.
+(counts, a digest of the tracklet names, and a digest of every identity of the training split) so that
+calibrating later recognises the data the model trained on by its content, wherever it was copied or moved, and
+checks it rebuilt the same split.
 """
 
 from __future__ import annotations
@@ -36,7 +38,14 @@ class ValidationSplit:
             "identities": len({t.identity for t in self.validation}),
             "tracklets": len(self.validation),
             "tracklets_sha256": hashlib.sha256(names.encode()).hexdigest(),
+            "identities_sha256": identities_digest(self.train + self.validation),
         }
+
+
+def identities_digest(tracklets: list[Tracklet]) -> str:
+    """sha256 of the sorted, distinct identities of ``tracklets``: the same for the same people, wherever the
+    files lie."""
+    return hashlib.sha256("\n".join(sorted({t.identity for t in tracklets})).encode()).hexdigest()
 
 
 def split_validation(tracklets: list[Tracklet], fraction: float, seed: int) -> ValidationSplit:
@@ -68,15 +77,18 @@ def rebuild_split(
     seed: int | None = None,
 ) -> ValidationSplit:
     """The validation split for a checkpoint with ``provenance``, from the training split ``tracklets`` of
-    ``data``. On the data it was trained on: the split it recorded, rebuilt and checked against the record (no
-    other split is allowed there: it would reuse tracklets the model trained on). On other data, or for a
-    checkpoint that records no split: the split ``fraction`` and ``seed`` ask for."""
+    ``data``. On the data it was trained on (the same identities, by their digest, wherever the data lies now; or
+    the same path, for checkpoints that record no digest): the split it recorded, rebuilt and checked against the
+    record (no other split is allowed there: it would reuse tracklets the model trained on). On other data, or
+    for a checkpoint that records no split: the split ``fraction`` and ``seed`` ask for."""
     recorded = provenance.get("validation")
     trained_on = (provenance.get("settings") or {}).get("data")
-    if recorded and trained_on == str(Path(data).resolve()):
+    same_identities = recorded is not None and recorded.get("identities_sha256") == identities_digest(tracklets)
+    if recorded and (same_identities or trained_on == str(Path(data).resolve())):
+        where = "these identities" if same_identities else str(data)
         if fraction is not None or seed is not None:
             raise DatasetError(
-                f"the checkpoint was trained on {data} and records its validation split (fraction "
+                f"the checkpoint was trained on {where} and records its validation split (fraction "
                 f"{recorded['fraction']}, seed {recorded['seed']}); another split would reuse tracklets it trained on"
             )
         split = split_validation(tracklets, recorded["fraction"], recorded["seed"])

@@ -15,7 +15,7 @@ from training.calibration import fit_decisions, fit_temperature, fit_threshold
 from training.records import DatasetError, Tracklet
 from training.sources import load_dataset
 from training.train import main as train_main
-from training.validation import split_validation
+from training.validation import rebuild_split, split_validation
 
 TINY = ["--preset", "tiny", "--batch-size", "4", "--eval-batch-size", "8", "--warmup-epochs", "1", "--lr", "2e-3"]
 
@@ -163,9 +163,29 @@ def test_test_tracklets_never_reach_calibration(small_synthetic, tmp_path, monke
     with pytest.raises(SystemExit):
         calibrate_main([*arguments, "--out", str(tmp_path / "x.safetensors"), "--val-fraction", "0.5"])
     assert "another split would reuse tracklets it trained on" in capsys.readouterr().err
-    # Other data (here: a copy elsewhere) may be split as the user says, and only then.
+    # A copy of that data elsewhere is the same data, recognised by its identities rather than its path: calibrated
+    # on the same validation split, and on no other.
     elsewhere = tmp_path / "elsewhere"
     shutil.copytree(small_synthetic, elsewhere)
+    fitted = spy_on_the_fit(monkeypatch, calibrate_module)
+    moved = ["--checkpoint", str(recalibrated), "--data", str(elsewhere), "--out", str(tmp_path / "moved.safetensors")]
+    assert calibrate_main(moved) == 0 and fitted == [validation]
+    capsys.readouterr()
     with pytest.raises(SystemExit):
-        calibrate_main(["--checkpoint", str(recalibrated), "--data", str(elsewhere)])
-    assert "was trained on other data" in capsys.readouterr().err
+        calibrate_main([*moved, "--val-fraction", "0.5"])
+    assert "another split would reuse tracklets it trained on" in capsys.readouterr().err
+
+
+def test_the_data_a_checkpoint_trained_on_is_recognised_by_its_identities_wherever_it_lies():
+    data = tracklets({f"p{k:02d}": 2 for k in range(20)})
+    split = split_validation(data, 0.2, seed=3)
+    provenance = {"validation": split.record(), "settings": {"data": "/datasets/mars"}}
+    moved = rebuild_split(provenance, "/mnt/copy-of-mars", list(reversed(data)))
+    assert moved.record() == split.record()
+    with pytest.raises(DatasetError, match="another split would reuse tracklets it trained on"):
+        rebuild_split(provenance, "/mnt/copy-of-mars", data, fraction=0.5)
+    # Other people: split as the user says, and only when asked to.
+    other = tracklets({f"q{k:02d}": 2 for k in range(20)})
+    with pytest.raises(DatasetError, match="was trained on other data"):
+        rebuild_split(provenance, "/mnt/other", other)
+    assert rebuild_split(provenance, "/mnt/other", other, fraction=1.0).train == []
