@@ -18,6 +18,11 @@ import bisect
 import torch
 from torch import nn
 
+# torch's CUDA graph trees (torch/_inductor/cudagraph_trees.py, CUDAGraphTreeManager._run) run the first call of each
+# shape eagerly, as a warm-up in the graphs' memory pool, and record the shape's graph on its second call; from the
+# third on the graph replays. Warm-up calls each size this often, so that no request pays for a capture.
+CALLS_TO_CAPTURE = 2
+
 
 def resolve_compile(requested: str, device: torch.device) -> bool:
     """``auto`` compiles on CUDA only: on CPU compiling takes minutes and serving starts with the demo model."""
@@ -31,6 +36,11 @@ class CompiledForward:
         self.cuda_graphs = device.type == "cuda"
         self._forward = torch.compile(model, mode="reduce-overhead" if self.cuda_graphs else None, fullgraph=True)
         self.sizes: list[int] = []  # ascending; the batch sizes warm-up ran
+
+    @property
+    def warmup_calls(self) -> int:
+        """How often warm-up runs each size: once compiles it; on CUDA, capturing its graph takes more."""
+        return CALLS_TO_CAPTURE if self.cuda_graphs else 1
 
     def padded_size(self, rows: int) -> int:
         """The warmed size a batch of ``rows`` clips runs at (itself beyond the largest: compiled then)."""

@@ -249,13 +249,16 @@ class ModelRunner:
         return probabilities(logits, self.model.temperatures).cpu().numpy()
 
     def warm_up(self, batch_sizes: list[int]) -> None:
-        """Run every batch size once; when compiled, this compiles (and on CUDA captures) each of them, and later
-        batches are padded up to these sizes."""
+        """Run every batch size, as often as it takes to compile it (and on CUDA to capture its graph: twice, see
+        ``app.compiled.CALLS_TO_CAPTURE``); later batches are padded up to these sizes."""
+        calls = 1
         if self.compiled is not None:
             self.compiled.sizes = sorted(set(batch_sizes))
+            calls = self.compiled.warmup_calls
         size = self.model.config.image_size
         blank = [np.zeros((size, size, 3), dtype=np.uint8)] * self.frames_per_clip
         for batch_size in batch_sizes:
-            self.predict([self.prepare(blank) for _ in range(batch_size)])
+            for _ in range(calls):
+                self.predict([self.prepare(blank) for _ in range(batch_size)])
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)

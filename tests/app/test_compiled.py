@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
-from app.compiled import CompiledForward, resolve_compile
+from app.compiled import CALLS_TO_CAPTURE, CompiledForward, resolve_compile
 from app.inference import ModelRunner
 
 from .harness import make_settings
@@ -43,6 +43,21 @@ def test_auto_compiles_on_cuda_only(tiny_checkpoint):
     assert resolve_compile("on", torch.device("cpu")) and not resolve_compile("off", torch.device("cuda"))
     assert ModelRunner.load(make_settings(tiny_checkpoint)).compiled is None
     assert ModelRunner.load(make_settings(tiny_checkpoint, compile="on")).compiled is not None
+
+
+@pytest.mark.parametrize(("device", "calls"), [("cpu", 1), ("cuda", CALLS_TO_CAPTURE)])
+def test_warm_up_runs_each_size_as_often_as_compiling_and_capturing_it_takes(runner, monkeypatch, device, calls):
+    """CUDA graph trees record a shape's graph on its second call (the first is an eager warm-up): warmed twice,
+    every size is captured before any request; without CUDA graphs once compiles it. Only the count is checked
+    here (nothing runs compiled)."""
+    assert CALLS_TO_CAPTURE == 2
+    compiled_runner = ModelRunner(runner.model, runner.served, runner.device, "fp32")
+    compiled_runner.compiled = CompiledForward(runner.model, torch.device(device))  # compiles lazily: never called
+    sizes = []
+    monkeypatch.setattr(compiled_runner, "predict", lambda clips: sizes.append(len(clips)))
+    compiled_runner.warm_up([1, 2, 4])
+    assert sizes == [size for size in (1, 2, 4) for _ in range(calls)]
+    assert compiled_runner.compiled.sizes == [1, 2, 4]
 
 
 def test_batches_are_padded_to_the_next_warmed_size():
