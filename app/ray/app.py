@@ -3,8 +3,9 @@
 ``build_app`` is the application builder that ``deploy/ray/serve.yaml`` names (``import_path:
 app.ray.app:build_app``); its ``args`` are :class:`AppOptions`, the same options ``python -m app.ray`` takes as
 flags. The service's own settings are the ``VTFPAR_*`` variables of the process that builds the application
-(in a config file: ``runtime_env.env_vars``), read once there and handed to every replica, so that ingress and
-model replicas cannot disagree.
+(in a config file: ``runtime_env.env_vars``), read once there, given the GPU-sized defaults
+(``Settings.for_device``) when the model replicas reserve GPUs, and handed to every replica, so that ingress and
+model replicas, and the Ray limits below, cannot disagree.
 
 Ray's limits are derived from those settings so that the service's own limits are the ones that answer:
 
@@ -88,7 +89,16 @@ def build_app(args: dict) -> Application:
     return application(AppOptions.model_validate(args), Settings())
 
 
+def model_device_type(options: AppOptions, settings: Settings) -> str:
+    """Where the model replicas run: CUDA only where they reserve GPUs (Ray hides the GPUs from a replica that
+    reserves none)."""
+    return "cuda" if options.model_gpus > 0 and settings.device != "cpu" else "cpu"
+
+
 def application(options: AppOptions, settings: Settings) -> Application:
+    # The device's defaults, once, before anything is sized from the settings: the replicas' own for_device then
+    # finds nothing left to change.
+    settings = settings.for_device(model_device_type(options, settings))
     # @serve.deployment makes each class a Deployment, but mypy keeps a decorated class's own type.
     coordinator = Coordinator.options(logging_config=QUIET).bind()  # type: ignore[attr-defined]
     model = Model.options(  # type: ignore[attr-defined]

@@ -10,9 +10,10 @@ from pydantic import ValidationError
 pytest.importorskip("ray.serve", reason="the [ray] extra is not installed (pip install -e '.[ray]')")
 
 from app.metrics import Metrics  # noqa: E402
-from app.ray.app import AppOptions, scaling  # noqa: E402
+from app.ray.app import AppOptions, application, scaling  # noqa: E402
 from app.ray.coordinator import ReplicaReport  # noqa: E402
 from app.ray.metrics import ClusterMetrics  # noqa: E402
+from app.settings import CUDA_MAX_BATCH_CLIPS, Settings, cuda_defaults  # noqa: E402
 
 
 def test_replicas_are_a_fixed_count_or_an_autoscaling_range():
@@ -28,6 +29,22 @@ def test_replicas_are_a_fixed_count_or_an_autoscaling_range():
         AppOptions(model_gpus=-1)
     with pytest.raises(ValidationError):
         AppOptions.model_validate({"model_replica": "2"})  # a misspelt option in a config file is refused
+
+
+@pytest.mark.parametrize(("gpus", "batch"), [(0.0, 8), (0.5, CUDA_MAX_BATCH_CLIPS)])
+def test_ray_limits_and_every_replica_use_the_settings_of_the_device_the_model_runs_on(gpus, batch):
+    """Model replicas with GPUs batch as a GPU does (VTFPAR_MAX_BATCH_CLIPS 32 by default): Ray's limits are sized
+    from the same settings the replicas get, not from the CPU defaults."""
+    options = AppOptions(model_gpus=gpus, model_replicas="1:4", ingress_replicas="1:2")
+    ingress = application(options, Settings())._bound_deployment
+    model = ingress.init_args[1]._bound_deployment
+    handed = [ingress.init_args[0], model.init_args[0]]
+    assert [settings.max_batch_clips for settings in handed] == [batch, batch]
+    assert model.max_ongoing_requests == 2 * (Settings().max_queue + batch)
+    assert model._deployment_config.autoscaling_config.target_ongoing_requests == 2 * batch
+    workers = handed[0].decode_workers
+    assert ingress._deployment_config.autoscaling_config.target_ongoing_requests == 4 * workers
+    assert workers == (cuda_defaults()["decode_workers"] if gpus else Settings().decode_workers)
 
 
 def test_merged_metrics_label_each_replica_and_keep_each_series_where_it_is_updated():
