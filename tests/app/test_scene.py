@@ -126,12 +126,13 @@ def test_a_torchvision_detector_loads_its_weights_from_a_local_file(tiny_checkpo
     weights = tmp_path / "detector.pth"
     torch.save(torchvision.models.get_model(name, weights=None, weights_backbone=None).state_dict(), weights)
     _, video, _ = scene
-    settings = make_settings(
-        tiny_checkpoint, **E2E_LIMITS, detector=name, detector_weights=weights, detection_interval=4
-    )
+    # A real detector on a CPU that other tests may share: deadlines for correctness, not speed.
+    scene_settings = dict(detector=name, detector_weights=weights, detection_interval=4, decode_timeout_s=120)
+    settings = make_settings(tiny_checkpoint, **E2E_LIMITS, **scene_settings)
     with serving(settings) as running:
         info = httpx.get(f"{running.url}/info").json()["scene"]
-        response = httpx.post(f"{running.url}/predict/scene", content=video, headers={"Content-Type": "video/mp4"})
+        headers = {"Content-Type": "video/mp4"}
+        response = httpx.post(f"{running.url}/predict/scene", content=video, headers=headers, timeout=120)
     assert info["detector"] == name and info["detector_weights"] == str(weights) and info["enabled"]
     assert response.status_code == 200, response.text
     decoded = response.json()["input"]
