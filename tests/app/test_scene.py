@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+import app.decoding.video as video_module
+from app.decoding import Deadline, DecodeLimits, FrameCounter, decode_frames, read_index
 from app.inference import StartupError
+from app.settings import Settings
 from app.tracks import TorchvisionDetector
 from training.scenes import make_scene
 
@@ -115,6 +118,23 @@ def test_the_scene_is_detected_tracked_and_answered_per_walker(tiny_checkpoint, 
         np.testing.assert_allclose(
             [a["probability"] for a in ours["attributes"]], [a["probability"] for a in theirs["attributes"]], atol=1e-5
         )
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_the_detection_pass_decodes_the_same_pixels_every_time(scene, monkeypatch, threads):
+    """Decoded pixels do not depend on the run or on FFmpeg's threads (frame threading forced on here, where the
+    scene is too small to get it): a stub that recognised frames by their pixels would pass or fail by chance
+    otherwise."""
+    monkeypatch.setattr(video_module, "MIN_PIXELS_FOR_THREADS", 0)
+    _, video, decoded = scene
+    limits = DecodeLimits.from_settings(Settings(decode_threads=threads))
+    wanted = range(0, len(decoded), INTERVAL)
+    for _ in range(5):
+        got: dict[int, np.ndarray] = {}
+        index = read_index(io.BytesIO(video), limits, Deadline(30))
+        decode_frames(io.BytesIO(video), index, wanted, FrameCounter(limits, Deadline(30)), got.__setitem__)
+        assert sorted(got) == list(wanted)
+        assert [i for i in wanted if not np.array_equal(got[i], decoded[i])] == []
 
 
 def test_a_torchvision_detector_loads_its_weights_from_a_local_file(tiny_checkpoint, scene, tmp_path):
