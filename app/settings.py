@@ -39,7 +39,11 @@ class Settings(BaseSettings):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="Autocast precision on CUDA (auto = bf16 where supported, else fp16); CPU runs fp32."
     )
-    warmup: bool = Field(True, description="Run the batch sizes once before reporting ready.")
+    warmup: bool = Field(
+        True,
+        description="Run the batch sizes before reporting ready (twice each with CUDA graphs, which capture on "
+        "a size's second call).",
+    )
     compile: Literal["auto", "on", "off"] = Field(
         "auto",
         description="torch.compile the model for the warmed batch sizes, with CUDA graphs on CUDA "
