@@ -28,7 +28,7 @@ from model import sample_frame_indices
 
 from ..errors import ErrorCode, ServiceError
 from .limits import Deadline, DecodedMedia, DecodeLimits
-from .sniff import SNIFF_BYTES, MediaKind, sniff_video
+from .sniff import MATROSKA, MP4, SNIFF_BYTES, MediaKind, sniff_video
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,15 @@ MIN_FRAMES_SKIPPED_BY_SEEK = 8
 # Frame threading only for frames this large (VGA): below it, handing frames between threads costs more CPU than
 # it saves (a 256x128 clip took 40 % more CPU with 2 threads than with one).
 MIN_PIXELS_FOR_THREADS = 640 * 480
+# Every av.open runs FFmpeg's stream probing, which opens a decoder (a thread per core) and decodes the first frames
+# of the video to learn what MP4 and Matroska headers already state (size, timestamps): for H.264 up to six frames,
+# 2 ms of CPU per open on a 2-s 128x256 clip, the largest single cost of an upload after decoding itself. These
+# options make the probe decoder single-threaded and skip all but keyframes; the demuxed packets and the frames
+# decoded afterwards are identical (tests/app/test_decoding.py). Other containers (AVI, MPEG-TS, GIF) may need the
+# probe's decoding to reconstruct timestamps, and keep it. Passed as ``options`` (every stream known when the header
+# is read; the demuxer ignores them), not ``stream_options``, which PyAV refuses for a file that declares no stream
+# before probing (a damaged Matroska file).
+PROBE_DECODER_OPTIONS = {"threads": "1", "skip_frame": "nonkey"}
 
 
 @dataclass(frozen=True)
@@ -152,7 +161,12 @@ def _open(file: BinaryIO, kind: MediaKind, limits: DecodeLimits) -> av.container
     # format= is forced so FFmpeg never probes its way into another demuxer; timeout bounds each read;
     # metadata strings in uploads are not always valid UTF-8.
     return av.open(
-        file, mode="r", format=kind.ffmpeg_format, timeout=limits.decode_timeout_s, metadata_errors="replace"
+        file,
+        mode="r",
+        format=kind.ffmpeg_format,
+        timeout=limits.decode_timeout_s,
+        metadata_errors="replace",
+        options=PROBE_DECODER_OPTIONS if kind in (MP4, MATROSKA) else {},
     )
 
 
