@@ -326,7 +326,9 @@ def _decode_keeping(container, stream, keep_pts: set[int]):
 
 
 # One converter per decode thread: frame.to_ndarray(format=...) sets up a new swscale context for every frame,
-# which cost four times the conversion itself; a kept one is reused while the size and pixel format stay.
+# which cost four times the conversion itself; a kept one is reused while the size and pixel format stay. One
+# thread: FFmpeg 8's swscale otherwise splits every frame over a pool of a thread per core, and waking them cost
+# more CPU than converting (the decode threads already run in parallel).
 _converters = threading.local()
 
 
@@ -334,7 +336,7 @@ def _rgb(frame: av.VideoFrame) -> np.ndarray:
     converter = getattr(_converters, "rgb", None)
     if converter is None:
         converter = _converters.rgb = VideoReformatter()
-    return converter.reformat(frame, format="rgb24").to_ndarray()
+    return converter.reformat(frame, format="rgb24", threads=1).to_ndarray()
 
 
 def _decode_steps(file, kind, frame_pts: list[int], steps: list[_Step], counter: FrameCounter, keep) -> None:
