@@ -9,7 +9,9 @@ import hashlib
 import httpx
 import numpy as np
 import onnx
+import onnxruntime
 import pytest
+import torch
 from onnx import TensorProto, helper
 
 from app.api.schemas import PredictResponse
@@ -108,3 +110,21 @@ def test_providers_follow_the_device_and_the_installed_build():
     assert rest == [CUDA, CPU] and tensorrt[0] == TENSORRT
     assert tensorrt[1]["trt_profile_min_shapes"] == "frames:1x6x3x224x224"
     assert tensorrt[1]["trt_profile_max_shapes"] == "frames:32x6x3x224x224"
+
+
+@pytest.mark.skipif(
+    "CUDAExecutionProvider" not in onnxruntime.get_available_providers() or not torch.cuda.is_available(),
+    reason="needs onnxruntime-gpu on a CUDA host",
+)
+@pytest.mark.parametrize("tensorrt", [False, True], ids=["cuda", "tensorrt"])
+def test_gpu_providers_give_the_cpu_probabilities(onnx_export, tensorrt):
+    """On a GPU host: the CUDA provider (and TensorRT, where ONNX Runtime can load it) within 1e-3 of torch on CPU."""
+    checkpoint, onnx_file = onnx_export
+    torch_runner = ModelRunner.load(make_settings(checkpoint))
+    runner = load_runner(make_settings(onnx_file, device="cuda", onnx_tensorrt=tensorrt, max_batch_clips=4))
+    assert runner.device.type == "cuda", runner.description.runtime
+    clips = [frames(4, seed=seed) for seed in range(3)]
+    runner.warm_up([1, 2, 4])
+    expected = torch_runner.predict([torch_runner.prepare(clip) for clip in clips])
+    got = runner.predict([runner.prepare(clip) for clip in clips])
+    np.testing.assert_allclose(got, expected, atol=PROBABILITY_TOLERANCE, rtol=0)
