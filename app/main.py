@@ -21,6 +21,8 @@ from .api.errors import install_error_handlers
 from .api.middleware import RequestContextMiddleware
 from .api.routes import router
 from .backend import LocalBackend, ModelBackend
+from .decoding import DecodeLimits
+from .decoding.video import DecodeDeviceError, check_decode_device
 from .inference import Runner, StartupError, load_runner, resolve_device
 from .log import log_config
 from .metrics import Metrics
@@ -58,9 +60,10 @@ def create_app(
             if model_backend is None:
                 model_runner = runner if runner is not None else await asyncio.to_thread(load_runner, settings)
                 model_backend = LocalBackend(settings, model_runner, metrics)
+            await asyncio.to_thread(check_decode_device, DecodeLimits.from_settings(settings))
             # The detector runs where the uploads are decoded: in this process.
             scene = await asyncio.to_thread(load_scene, settings, resolve_device(settings.device), detector)
-        except (StartupError, CheckpointError) as exc:
+        except (StartupError, CheckpointError, DecodeDeviceError) as exc:
             log.error("cannot load the model: %s", exc)
             raise
         service = Service(settings, model_backend, metrics, scene)

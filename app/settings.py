@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     torch_threads: int | None = Field(
         None, ge=1, description="CPU threads for torch (torch.set_num_threads); unset = torch's default (all cores)."
     )
+    # Where uploads' video frames are decoded
+    decode_device: Literal["cpu", "cuda"] = Field(
+        "cpu",
+        description="cpu: FFmpeg's software decoders; cuda: NVDEC (FFmpeg's CUDA hwaccel, bundled in PyAV's wheels; "
+        "needs the NVIDIA driver), frames copied back to host memory, same limits; checked with a test clip at "
+        "startup. Codecs NVDEC lacks decode in software.",
+    )
     # ONNX checkpoints (VTFPAR_CHECKPOINT=FILE.onnx, served with ONNX Runtime)
     onnx_tensorrt: bool = Field(
         True,
