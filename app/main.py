@@ -63,8 +63,11 @@ def create_app(
             await asyncio.to_thread(check_decode_device, DecodeLimits.from_settings(settings))
             # The detector runs where the uploads are decoded: in this process.
             scene = await asyncio.to_thread(load_scene, settings, resolve_device(settings.device), detector)
-        except (StartupError, CheckpointError, DecodeDeviceError) as exc:
+        except (StartupError, CheckpointError) as exc:
             log.error("cannot load the model: %s", exc)
+            raise
+        except DecodeDeviceError as exc:
+            log.error("cannot decode uploads: %s", exc)
             raise
         service = Service(settings, model_backend, metrics, scene)
         app.state.service = service

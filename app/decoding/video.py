@@ -189,7 +189,9 @@ def check_decode_device(limits: DecodeLimits) -> None:
             frames = sum(1 for _ in container.decode(stream))
             on_device = stream.codec_context.is_hwaccel
     except (av.error.FFmpegError, OSError, NotImplementedError) as exc:
-        raise DecodeDeviceError(f"VTFPAR_DECODE_DEVICE={limits.decode_device}: cannot decode there: {exc}") from None
+        raise DecodeDeviceError(
+            f"VTFPAR_DECODE_DEVICE={limits.decode_device}: cannot decode there (is the NVIDIA driver installed?): {exc}"
+        ) from None
     if frames != 8 or not on_device:
         raise DecodeDeviceError(
             f"VTFPAR_DECODE_DEVICE={limits.decode_device}: a test clip decoded {frames} of 8 frames, "
