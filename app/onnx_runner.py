@@ -128,6 +128,8 @@ class OnnxRunner:
             model_card=(metadata.get("provenance") or {}).get("model_card"),
         )
         runner = cls(session, facts, served)
+        if settings.device == "cuda" and runner.device.type != "cuda":  # ONNX Runtime fell back to its CPU provider
+            raise StartupError(f"VTFPAR_DEVICE=cuda, but ONNX Runtime could not start {providers[0]} on this host")
         log.info(
             "loaded %s (version %s, schema %s) with %s",
             served.name,
