@@ -34,7 +34,7 @@ from model import CheckpointError
 from .api.schemas import TracksResponse, tracks_response
 from .backend import LocalBackend
 from .errors import ServiceError
-from .inference import ModelRunner, StartupError
+from .inference import StartupError, load_runner
 from .metrics import Metrics
 from .service import Service
 from .settings import Settings
@@ -69,7 +69,7 @@ def annotate_offline(video: Path, tracks: Path | None, margin: float, settings: 
 
 async def _annotate_offline(video: Path, tracks: Path | None, margin: float, settings: Settings) -> TracksResponse:
     start = time.perf_counter()
-    runner = ModelRunner.load(settings)
+    runner = load_runner(settings)
     scene = load_scene(settings, runner.device) if tracks is None else None
     if tracks is None and scene is None:
         raise AnnotateError("no --tracks given and built-in detection is off: set VTFPAR_DETECTOR, or pass --tracks")

@@ -16,7 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from .batching import Batcher, BatchResult
-from .inference import ModelDescription, ModelRunner, warmup_batch_sizes
+from .inference import ModelDescription, Runner, warmup_batch_sizes
 from .metrics import Metrics
 from .settings import Settings
 
@@ -47,7 +47,7 @@ class ModelBackend(Protocol):
 class LocalBackend:
     """The model in this process: the runner behind a bounded, batching queue."""
 
-    def __init__(self, settings: Settings, runner: ModelRunner, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, runner: Runner, metrics: Metrics) -> None:
         self.settings = settings = settings.for_device(runner.device.type)  # GPU-sized batches on CUDA
         self.runner = runner
         self.description = runner.description
@@ -60,7 +60,7 @@ class LocalBackend:
             queue_timeout_s=settings.queue_timeout_s,
             observer=metrics,
         )
-        if runner.device.type == "cuda":
+        if runner.device.type == "cuda" and runner.description.runtime.startswith("torch"):  # torch's allocator
             metrics.track_gpu_memory(runner.device)
 
     async def start(self) -> None:

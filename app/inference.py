@@ -20,6 +20,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -72,6 +73,7 @@ class ModelDescription:
     preprocess: Preprocess
     preprocess_in_batch: bool  # the device finishes preprocessing batch-wise (CUDA); see ModelRunner
     compiled: bool  # the forward pass runs compiled (VTFPAR_COMPILE)
+    runtime: str = f"torch {torch.__version__}"  # what runs the forward pass, e.g. "onnxruntime 1.32.0 (CPU...)"
 
     def prepare_on_host(self, frames: list[np.ndarray]):
         """One clip's RGB uint8 frames -> host tensors, to be moved to the model's device by
@@ -79,6 +81,38 @@ class ModelDescription:
         if not self.preprocess_in_batch:
             return self.preprocess.squares_uint8(frames)
         return self.preprocess.fit(frames)
+
+
+class Runner(Protocol):
+    """The model in this process, as the service drives it: a torch checkpoint (:class:`ModelRunner`) or an ONNX
+    export (:class:`app.onnx_runner.OnnxRunner`)."""
+
+    description: ModelDescription
+    served: ServedModel
+    device: torch.device
+
+    def prepare(self, frames: list[np.ndarray]) -> object:
+        """One clip's RGB uint8 frames -> one item of a ``predict`` batch (runs on a decode thread)."""
+        ...
+
+    def to_device(self, prepared_on_host) -> object:
+        """``ModelDescription.prepare_on_host``'s result -> one item of a ``predict`` batch."""
+        ...
+
+    def predict(self, clips: list) -> np.ndarray:
+        """Probabilities ``[B, A]`` for a batch of prepared clips (runs on the model thread)."""
+        ...
+
+    def warm_up(self, batch_sizes: list[int]) -> None: ...
+
+
+def load_runner(settings: Settings) -> Runner:
+    """The runner for ``VTFPAR_CHECKPOINT``'s kind of file: ONNX Runtime for ``.onnx``, torch otherwise."""
+    if settings.checkpoint_path.suffix.lower() == ".onnx":
+        from .onnx_runner import OnnxRunner  # onnxruntime is an optional extra
+
+        return OnnxRunner.load(settings)
+    return ModelRunner.load(settings)
 
 
 def resolve_device(requested: str) -> torch.device:

@@ -27,7 +27,9 @@ from .api.errors import install_error_handlers
 from .api.middleware import RequestContextMiddleware
 from .api.routes import router
 from .backend import LocalBackend, ModelBackend
-from .inference import ModelRunner, StartupError, resolve_device
+from .decoding import DecodeLimits
+from .decoding.video import DecodeDeviceError, check_decode_device
+from .inference import Runner, StartupError, load_runner, resolve_device
 from .log import log_config
 from .metrics import Metrics
 from .service import Service
@@ -47,7 +49,7 @@ where the service runs its own detector and tracker, and get them per person. Re
 
 def create_app(
     settings: Settings | None = None,
-    runner: ModelRunner | None = None,
+    runner: Runner | None = None,
     backend: ModelBackend | None = None,
     metrics: Metrics | None = None,
     detector: Detector | None = None,
@@ -62,12 +64,16 @@ def create_app(
         model_backend = backend
         try:
             if model_backend is None:
-                model_runner = runner if runner is not None else await asyncio.to_thread(ModelRunner.load, settings)
+                model_runner = runner if runner is not None else await asyncio.to_thread(load_runner, settings)
                 model_backend = LocalBackend(settings, model_runner, metrics)
+            await asyncio.to_thread(check_decode_device, DecodeLimits.from_settings(settings))
             # The detector runs where the uploads are decoded: in this process.
             scene = await asyncio.to_thread(load_scene, settings, resolve_device(settings.device), detector)
         except (StartupError, CheckpointError) as exc:
             log.error("cannot load the model: %s", exc)
+            raise
+        except DecodeDeviceError as exc:
+            log.error("cannot decode uploads: %s", exc)
             raise
         service = Service(settings, model_backend, metrics, scene)
         app.state.service = service

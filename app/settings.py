@@ -30,7 +30,9 @@ class Settings(BaseSettings):
 
     # Model
     checkpoint: Path | None = Field(
-        None, description="Checkpoint (.safetensors) to serve; unset = the built-in demo model."
+        None,
+        description="Checkpoint to serve: a .safetensors checkpoint, or its ONNX export (.onnx, served with ONNX "
+        "Runtime); unset = the built-in demo model.",
     )
     backbone_weights: str | None = Field(
         None, description="CLIP weights for checkpoints saved without their backbone (a local file or folder)."
@@ -51,6 +53,20 @@ class Settings(BaseSettings):
     )
     torch_threads: int | None = Field(
         None, ge=1, description="CPU threads for torch (torch.set_num_threads); unset = torch's default (all cores)."
+    )
+    # Where uploads' video frames are decoded
+    decode_device: Literal["cpu", "cuda"] = Field(
+        "cpu",
+        description="cpu: FFmpeg's software decoders; cuda: NVDEC (FFmpeg's CUDA hwaccel, bundled in PyAV's wheels; "
+        "needs the NVIDIA driver), frames copied back to host memory, same limits; checked with a test clip at "
+        "startup. Codecs NVDEC lacks decode in software.",
+    )
+    # ONNX checkpoints (VTFPAR_CHECKPOINT=FILE.onnx, served with ONNX Runtime)
+    onnx_tensorrt: bool = Field(
+        True,
+        description="With onnxruntime-gpu and TensorRT on a GPU host, run an ONNX checkpoint with ONNX Runtime's "
+        "TensorRT provider ahead of CUDA (an engine for batches 1 to max_batch_clips, built at the first start and "
+        "cached in the temporary folder); off = the CUDA provider.",
     )
 
     # Dynamic batching and backpressure

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Issue 10's GPU run, in one call: the CUDA tests (CUDA graphs, autocast), then the benchmark suite with the paper
-# preset, its results in benchmarks/results/<gpu name>/ (or under $OUT when set, as on a lent device machine).
+# The GPU run, in one call: the CUDA tests (CUDA graphs, autocast, ONNX Runtime's GPU providers), then the benchmark
+# suite with the paper preset (torch eager and compiled; the ONNX export in ONNX Runtime's TensorRT and CUDA
+# providers), its results in benchmarks/results/<gpu name>/ (or under $OUT when set, as on a lent device machine).
 #
 # On a GPU host with the project installed:   bash benchmarks/gpu_check.sh
 # On this workplace's lent GPU machines (a Python 3.12 image with torch, timm, triton, safetensors, httpx,
@@ -9,7 +10,9 @@
 #     run(command="bash benchmarks/gpu_check.sh", carry=[".whl"], timeout_s=600)
 # An estimate, not yet measured: 6-9 minutes on an H200 for two compilations of vtfpar-b16 (later processes reuse
 # inductor's cache), the bare model at batch 1-32 eager and compiled, three servers, HTTP load at concurrency 1, 4,
-# 16 and 64. If it runs past a call's 10 minutes, pass suite options through, e.g. --concurrency 4,16,64.
+# 16 and 64; with onnxruntime-gpu, also the export (about a minute) and TensorRT's engine build for batches 1-32
+# (minutes, not yet measured). If it runs past a call's 10 minutes, pass suite options through, e.g.
+# --concurrency 4,16,64 or --max-batch 16, or --no-onnx.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,9 +37,19 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 python3 -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, torch.cuda.get_device_name())"
 
-python3 -m pytest -q -rs -p no:cacheprovider \
-  tests/app/test_compiled.py::test_cuda_graphs_replay_the_warmed_sizes \
-  tests/app/test_inference.py::test_cuda_autocast_stays_close_to_fp32
+# ONNX Runtime's CUDA and TensorRT providers need onnxruntime-gpu (a 244 MB wheel, more than a lent machine can be
+# given) with onnx and onnxscript (the [onnx] extra): without them the suite measures torch only.
+tests=(tests/app/test_compiled.py::test_cuda_graphs_replay_the_warmed_sizes
+       tests/app/test_inference.py::test_cuda_autocast_stays_close_to_fp32)
+onnx_flag=--no-onnx
+if python3 -c "import onnx, onnxscript, onnxruntime as o; assert 'CUDAExecutionProvider' in o.get_available_providers()"
+then
+  onnx_flag=
+  tests+=(tests/app/test_onnx_serving.py::test_gpu_providers_give_the_cpu_probabilities)
+else
+  echo "ONNX Runtime skipped: needs onnxruntime-gpu, onnx and onnxscript"
+fi
+python3 -m pytest -q -rs -p no:cacheprovider "${tests[@]}"
 
 gpu=$(python3 -c "import torch; print(torch.cuda.get_device_name().lower().replace(' ', '-'))")
-python3 -m benchmarks.suite --device cuda --preset vtfpar-b16 --out "${OUT:-benchmarks/results}/$gpu" "$@"
+python3 -m benchmarks.suite --device cuda --preset vtfpar-b16 --out "${OUT:-benchmarks/results}/$gpu" ${onnx_flag:+"$onnx_flag"} "$@"

@@ -2,6 +2,8 @@
 
 - the bare model (the service's own ``ModelRunner.predict``): clips/s and ms per batch at batch sizes 1, 2, 4, ...,
   eager and compiled, and the GPU memory each takes;
+- the same model exported to ONNX (``model.export``) and run by the service's ``OnnxRunner`` in ONNX Runtime: the
+  CPU provider, or on CUDA the TensorRT and CUDA providers (with ``onnxruntime-gpu``), at the same batch sizes;
 - decoding: wall and CPU ms per clip for a 2-s 256x128 H.264 clip (demux, decode, sampling, preparation);
 - serving over HTTP (``python -m app`` started here): clips/s and p50/p95/p99 latency at several concurrencies,
   batching on (VTFPAR_MAX_BATCH_CLIPS) and off (1), with the server's CPU per request;
@@ -41,6 +43,7 @@ from app.compiled import resolve_compile  # noqa: E402
 from app.decoding import DecodeLimits, decode_video  # noqa: E402
 from app.inference import (  # noqa: E402
     ModelRunner,
+    Runner,
     ServedModel,
     resolve_device,
     resolve_service_precision,
@@ -129,14 +132,14 @@ def make_runner(model: VTFPAR, device: torch.device, precision: str, compiled: b
     return ModelRunner(model, served, device, precision, compile=compiled)
 
 
-def measure_model(runner: ModelRunner, batch: int, seconds: float, min_iterations: int = 3) -> dict:
+def measure_model(runner: Runner, batch: int, seconds: float, min_iterations: int = 3) -> dict:
     """Back-to-back forward passes at one batch size (after two warm-up passes), on clips prepared once as the
     decode threads prepare them (on CUDA the batch-wise resizing then happens inside predict, as in the service)."""
-    frames = [np.zeros((CLIP["height"], CLIP["width"], 3), dtype=np.uint8)] * runner.frames_per_clip
+    frames = [np.zeros((CLIP["height"], CLIP["width"], 3), dtype=np.uint8)] * runner.description.frames_per_clip
     clips = [runner.prepare(frames) for _ in range(batch)]
     for _ in range(2):
         runner.predict(clips)
-    cuda = runner.device.type == "cuda"
+    cuda = runner.device.type == "cuda" and runner.description.runtime.startswith("torch")  # torch's allocator
     if cuda:
         torch.cuda.reset_peak_memory_stats(runner.device)
     iterations, start = 0, time.perf_counter()
@@ -165,6 +168,40 @@ def model_section(model: VTFPAR, device, precision: str, compiled: bool, sizes: 
     served = section["compiled"] or section["eager"]
     section["clips_per_s"], section["ms_per_batch"] = served["clips_per_s"], served["ms_per_batch"]
     section["gpu_memory_mib"] = served["gpu_memory_mib"] if device.type == "cuda" else None
+    return section
+
+
+def onnx_section(
+    checkpoint: str, folder: Path, device: torch.device, sizes: list[int], seconds: float, threads: int | None
+) -> dict:
+    """The checkpoint exported to ONNX and run by the service's ``OnnxRunner``, per provider: CPU, or on CUDA
+    TensorRT then CUDA (a provider this onnxruntime cannot load runs as the next one and is measured once)."""
+    from app.onnx_runner import OnnxRunner
+    from model.export import export_onnx
+
+    path = folder / "model.onnx"
+    start = time.perf_counter()
+    export_onnx(load_checkpoint(checkpoint), path)
+    section: dict = {"export_s": time.perf_counter() - start, "providers": {}}
+    variants = {"tensorrt": True, "cuda": False} if device.type == "cuda" else {"cpu": False}
+    for name, tensorrt in variants.items():
+        runner = OnnxRunner.load(
+            Settings(
+                checkpoint=path,
+                device=device.type,
+                torch_threads=threads,
+                onnx_tensorrt=tensorrt,
+                max_batch_clips=sizes[-1],
+            )
+        )
+        runtime = runner.description.runtime
+        if any(run["runtime"] == runtime for run in section["providers"].values()):
+            continue
+        start = time.perf_counter()
+        runner.warm_up(sizes)  # TensorRT builds its engine here
+        warm_up_s = time.perf_counter() - start
+        measured = _by_size({size: measure_model(runner, size, seconds) for size in sizes})
+        section["providers"][name] = {"runtime": runtime, "warm_up_s": warm_up_s} | measured
     return section
 
 
@@ -326,6 +363,10 @@ def run(args) -> dict:
                 env, clips, args.concurrency, profile.serve_s, Path(folder) / f"server-{name}.log"
             )
         results["serving"] = serving
+        if args.onnx:
+            say("ONNX Runtime: export, then the bare model at the same batch sizes")
+            onnx = onnx_section(checkpoint, Path(folder), device, sizes, profile.model_s, args.threads)
+            results["model"]["onnx"] = onnx
         say("server CPU per request outside the model (free forward pass)")
         env = server_env(checkpoint, args, device, VTFPAR_MAX_BATCH_CLIPS=str(max_batch))
         cpu = cpu_section(env, clips[0], profile.cpu_requests, Path(folder) / "server-free.log")
@@ -347,12 +388,20 @@ def ratios(results: dict, max_batch: int) -> dict:
     if model["compiled"]:
         eager, compiled = model["eager"]["clips_per_s"], model["compiled"]["clips_per_s"]
         compiled_over_eager = {size: compiled[size] / eager[size] for size in eager}
+    onnx_over_eager = None
+    if model.get("onnx"):
+        eager = model["eager"]["clips_per_s"]
+        onnx_over_eager = {
+            name: {size: run["clips_per_s"][size] / eager[size] for size in eager}
+            for name, run in model["onnx"]["providers"].items()
+        }
     return {
         "served_over_bare": on[busiest] / model["clips_per_s"][str(max_batch)],
         "served_over_bare_at": {"concurrency": int(busiest), "bare_batch": max_batch},
         "batching_gain": on[gain_at] / off[gain_at],
         "batching_gain_at_concurrency": int(gain_at),
         "compiled_over_eager": compiled_over_eager,
+        "onnx_over_eager": onnx_over_eager,
     }
 
 
@@ -403,6 +452,7 @@ def markdown(results: dict) -> str:
         lines += ["", f"Compiling (warm-up of every size): {model['compile_s']:.0f} s."]
     elif suite["compile_note"]:
         lines += ["", f"Compiled: {suite['compile_note']}."]
+    lines += onnx_markdown(model.get("onnx"), model["eager"]["clips_per_s"])
     decode = results["decode"]
     lines += [
         "",
@@ -427,6 +477,20 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def onnx_markdown(onnx: dict | None, eager: dict) -> list[str]:
+    if not onnx:
+        return []
+    lines = ["", f"## ONNX Runtime (the same model exported: {onnx['export_s']:.0f} s)", ""]
+    lines += ["| provider | batch | clips/s | ms/batch | / torch eager |", "|---|---|---|---|---|"]
+    for run in onnx["providers"].values():
+        for size, clips_per_s in run["clips_per_s"].items():
+            lines.append(
+                f"| {run['runtime']} | {size} | {clips_per_s:.1f} | {run['ms_per_batch'][size]:.2f} | "
+                f"{clips_per_s / eager[size]:.2f}x |"
+            )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, type=Path, help="folder for results.json and results.md")
@@ -439,6 +503,9 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, help="largest batch (default: the service's default on the device)")
     parser.add_argument("--concurrency", type=lambda text: [int(v) for v in text.split(",")], help="e.g. 1,4,16")
     parser.add_argument("--threads", type=int, help="torch CPU threads, here and in the servers")
+    parser.add_argument(
+        "--no-onnx", dest="onnx", action="store_false", help="skip ONNX Runtime (needs the onnx extra otherwise)"
+    )
     args = parser.parse_args()
     args.device_type = resolve_device(args.device).type
     results = run(args)

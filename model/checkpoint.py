@@ -25,7 +25,7 @@ from .backbone import BackboneError, backbone_source, file_sha256, tower_fingerp
 from .config import ConfigError, VTFPARConfig
 from .files import write_safetensors
 from .network import VTFPAR, build_backbone
-from .schema import SchemaError, schema_from_dict
+from .schema import AttributeSchema, SchemaError, schema_from_dict
 
 FORMAT_VERSION = 1
 METADATA_KEY = "vtfpar"
@@ -95,10 +95,11 @@ def save_checkpoint(
     return file_sha256(path)
 
 
-def _metadata(path: Path, header: dict) -> dict:
-    """The VTFPAR document of a safetensors header's ``__metadata__``, checked for format version."""
+def parse_metadata(path: Path, header: dict) -> dict:
+    """The VTFPAR document of a file's string metadata (a safetensors header's ``__metadata__``, an ONNX export's
+    ``metadata_props``), checked for format version."""
     if METADATA_KEY not in header:
-        raise CheckpointError(f"{path} is a safetensors file without VTFPAR metadata (key {METADATA_KEY!r})")
+        raise CheckpointError(f"{path} has no VTFPAR metadata (key {METADATA_KEY!r})")
     try:
         metadata = json.loads(header[METADATA_KEY])
     except json.JSONDecodeError as exc:
@@ -124,7 +125,7 @@ def read_metadata(path: str | os.PathLike) -> dict:
         raise CheckpointError(
             f"{path} is not a readable safetensors checkpoint (truncated or corrupt?): {exc}"
         ) from None
-    return _metadata(path, header)
+    return parse_metadata(path, header)
 
 
 def _read_once(path: Path) -> tuple[dict, dict[str, torch.Tensor], str]:
@@ -145,7 +146,7 @@ def _read_once(path: Path) -> tuple[dict, dict[str, torch.Tensor], str]:
         raise CheckpointError(f"{corrupt}: {exc}") from None
     if not isinstance(header, dict):
         raise CheckpointError(corrupt)
-    return _metadata(path, header.get("__metadata__") or {}), tensors, hashlib.sha256(data).hexdigest()
+    return parse_metadata(path, header.get("__metadata__") or {}), tensors, hashlib.sha256(data).hexdigest()
 
 
 def listed_names(names: list[str], limit: int = 8) -> str:
@@ -173,20 +174,22 @@ def tensor_problems(expected: dict[str, list[int]], found: dict[str, torch.Tenso
     return problems
 
 
-def load_checkpoint(
-    path: str | os.PathLike, device: str | torch.device = "cpu", backbone_weights: str | None = None
-) -> LoadedCheckpoint:
-    """Rebuild the model a checkpoint describes and load its weights.
+@dataclass(frozen=True)
+class ModelFacts:
+    """What a checkpoint's metadata says the model is and how its logits become answers."""
 
-    ``backbone_weights`` overrides where the frozen CLIP weights come from (e.g. a local file on a host without
-    the hub); whatever the source, the tower must hash to the digest recorded at training time.
-    """
-    path = Path(path)
-    metadata, tensors, digest = _read_once(path)
+    config: VTFPARConfig
+    schema: AttributeSchema
+    thresholds: list[float]
+    temperatures: list[float] | None
+    calibration: dict | None
+
+
+def model_facts(path: str | os.PathLike, metadata: dict) -> ModelFacts:
+    """The config, schema and decision parameters of a checkpoint's (or an ONNX export's) metadata, checked."""
     try:
         config = VTFPARConfig.from_dict(metadata["config"])
         schema = schema_from_dict(metadata["schema"], source=f"{path} schema")
-        recorded = metadata["backbone"]
         thresholds = [float(t) for t in metadata["thresholds"]]
         # Checkpoints written before calibration existed have neither field.
         temperatures = metadata.get("temperatures")
@@ -206,6 +209,25 @@ def load_checkpoint(
         )
     if calibration is not None and not isinstance(calibration, dict):
         raise CheckpointError(f"{path}: 'calibration' must be a JSON object or null")
+    return ModelFacts(config, schema, thresholds, temperatures, calibration)
+
+
+def load_checkpoint(
+    path: str | os.PathLike, device: str | torch.device = "cpu", backbone_weights: str | None = None
+) -> LoadedCheckpoint:
+    """Rebuild the model a checkpoint describes and load its weights.
+
+    ``backbone_weights`` overrides where the frozen CLIP weights come from (e.g. a local file on a host without
+    the hub); whatever the source, the tower must hash to the digest recorded at training time.
+    """
+    path = Path(path)
+    metadata, tensors, digest = _read_once(path)
+    facts = model_facts(path, metadata)
+    config, schema = facts.config, facts.schema
+    try:
+        recorded = metadata["backbone"]
+    except KeyError as exc:
+        raise CheckpointError(f"{path}: incomplete or invalid metadata: {exc}") from None
     if "text_embeddings" not in tensors:
         raise CheckpointError(f"{path}: missing tensor 'text_embeddings'")
 
@@ -239,6 +261,6 @@ def load_checkpoint(
                 "changed after the checkpoint was written"
             )
         backbone.fingerprint = stored
-    model.thresholds, model.temperatures, model.calibration = thresholds, temperatures, calibration
+    model.thresholds, model.temperatures, model.calibration = facts.thresholds, facts.temperatures, facts.calibration
     model.eval().to(device)
     return LoadedCheckpoint(model=model, metadata=metadata, digest=digest, path=str(path))

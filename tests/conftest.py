@@ -36,3 +36,24 @@ def no_network():
     socket.socket.connect = _local_only_connect
     yield
     socket.socket.connect = _connect
+
+
+@pytest.fixture(scope="session")
+def onnx_export(tmp_path_factory):
+    """A calibrated tiny checkpoint (temperatures, thresholds, provenance) and its ONNX export, made once with the
+    command a user runs (exporting takes about 10 s)."""
+    import torch
+
+    from model import create_model, get_config, load_schema, save_checkpoint
+    from model.export import main
+
+    folder = tmp_path_factory.mktemp("onnx")
+    torch.manual_seed(0)
+    model = create_model(get_config("tiny"), load_schema("mars"))
+    model.temperatures = [0.5 + 0.03 * i for i in range(len(model.schema))]
+    model.thresholds = [0.3 + 0.005 * i for i in range(len(model.schema))]
+    checkpoint = folder / "tiny.safetensors"
+    save_checkpoint(model, checkpoint, provenance={"model_card": "https://example.org/card", "run": "test"})
+    out = folder / "tiny.onnx"
+    assert main([str(checkpoint), "--format", "onnx", "--out", str(out)]) == 0
+    return checkpoint, out

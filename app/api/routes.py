@@ -325,6 +325,7 @@ async def info(service: ServiceDep) -> InfoResponse:
         device=model.device,
         precision=model.precision,
         torch_threads=model.torch_threads,
+        runtime=model.runtime,
         compiled=model.compiled,
         attributes=[
             AttributeInfo(name=a.name, group=a.group, phrase=a.phrase, threshold=t, temperature=temperature)

@@ -321,6 +321,10 @@ class InfoResponse(BaseModel):
         description="Autocast precision of the forward pass (the head runs in fp32).", examples=["bf16"]
     )
     torch_threads: int = Field(description="CPU threads torch uses (VTFPAR_TORCH_THREADS or torch's default).")
+    runtime: str = Field(
+        description="What runs the forward pass: torch, or ONNX Runtime and its provider for an ONNX checkpoint.",
+        examples=["torch 2.14.1", "onnxruntime 1.32.0 (CPUExecutionProvider)"],
+    )
     compiled: bool = Field(
         description="The forward pass runs through torch.compile (VTFPAR_COMPILE), with CUDA graphs on CUDA, at the "
         "warmed batch sizes (1, 2, 4, ... up to max_batch_clips)."

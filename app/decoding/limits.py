@@ -24,6 +24,7 @@ class DecodeLimits:
     decode_timeout_s: float
     decode_threads: int
     allowed_codecs: frozenset[str]
+    decode_device: str = "cpu"  # "cuda": NVDEC (see video.py)
 
     @classmethod
     def from_settings(cls, settings) -> DecodeLimits:
@@ -38,6 +39,7 @@ class DecodeLimits:
             decode_timeout_s=settings.decode_timeout_s,
             decode_threads=settings.decode_threads,
             allowed_codecs=frozenset(settings.allowed_codecs),
+            decode_device=settings.decode_device,
         )
 
     def without_duration(self) -> DecodeLimits:

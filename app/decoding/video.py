@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import io
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -22,13 +23,14 @@ from typing import BinaryIO
 import av
 import av.error
 import numpy as np
+from av.codec.hwaccel import HWAccel
 from av.video.reformatter import VideoReformatter
 
 from model import sample_frame_indices
 
 from ..errors import ErrorCode, ServiceError
 from .limits import Deadline, DecodedMedia, DecodeLimits
-from .sniff import SNIFF_BYTES, MediaKind, sniff_video
+from .sniff import MATROSKA, MP4, SNIFF_BYTES, MediaKind, sniff_video
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,15 @@ MIN_FRAMES_SKIPPED_BY_SEEK = 8
 # Frame threading only for frames this large (VGA): below it, handing frames between threads costs more CPU than
 # it saves (a 256x128 clip took 40 % more CPU with 2 threads than with one).
 MIN_PIXELS_FOR_THREADS = 640 * 480
+# Every av.open runs FFmpeg's stream probing, which opens a decoder (a thread per core) and decodes the first frames
+# of the video to learn what MP4 and Matroska headers already state (size, timestamps): for H.264 up to six frames,
+# 2 ms of CPU per open on a 2-s 128x256 clip, the largest single cost of an upload after decoding itself. These
+# options make the probe decoder single-threaded and skip all but keyframes; the demuxed packets and the frames
+# decoded afterwards are identical (tests/app/test_decoding.py). Other containers (AVI, MPEG-TS, GIF) may need the
+# probe's decoding to reconstruct timestamps, and keep it. Passed as ``options`` (every stream known when the header
+# is read; the demuxer ignores them), not ``stream_options``, which PyAV refuses for a file that declares no stream
+# before probing (a damaged Matroska file).
+PROBE_DECODER_OPTIONS = {"threads": "1", "skip_frame": "nonkey"}
 
 
 @dataclass(frozen=True)
@@ -147,12 +158,60 @@ def _ffmpeg_errors(kind: MediaKind):
         ) from None
 
 
-def _open(file: BinaryIO, kind: MediaKind, limits: DecodeLimits) -> av.container.InputContainer:
+class DecodeDeviceError(RuntimeError):
+    """``VTFPAR_DECODE_DEVICE`` names a device this host cannot decode on."""
+
+
+def _hwaccel(limits: DecodeLimits) -> HWAccel | None:
+    """NVDEC, through the CUDA hwaccel of the FFmpeg that PyAV's wheels bundle (built with nvdec; it loads the
+    driver's libcuda and libnvcuvid at run time). Each upload's decoder uses the device's primary CUDA context, the
+    one torch holds, rather than creating a context of its own; frames come back to host memory, so sampling,
+    conversion and limits are the CPU path's. Codecs NVDEC lacks (GIF) decode in software."""
+    if limits.decode_device != "cuda":
+        return None
+    return HWAccel("cuda", allow_software_fallback=True, options={"primary_ctx": "1"})
+
+
+def check_decode_device(limits: DecodeLimits) -> None:
+    """At startup: decode a small H.264 clip on ``limits.decode_device``, or say why that fails."""
+    if limits.decode_device == "cpu":
+        return
+    clip = io.BytesIO()
+    with av.open(clip, "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        for value in range(0, 256, 32):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.full((64, 64, 3), value, np.uint8), format="rgb24")))
+        out.mux(stream.encode())
+    try:
+        with _open(clip, MP4, limits, decoding=True) as container:
+            stream = container.streams.video[0]
+            frames = sum(1 for _ in container.decode(stream))
+            on_device = stream.codec_context.is_hwaccel
+    except (av.error.FFmpegError, OSError, NotImplementedError) as exc:
+        raise DecodeDeviceError(
+            f"VTFPAR_DECODE_DEVICE={limits.decode_device}: cannot decode there (is the NVIDIA driver installed?): {exc}"
+        ) from None
+    if frames != 8 or not on_device:
+        raise DecodeDeviceError(
+            f"VTFPAR_DECODE_DEVICE={limits.decode_device}: a test clip decoded {frames} of 8 frames, "
+            f"{'on the device' if on_device else 'in software'}"
+        )
+
+
+def _open(file: BinaryIO, kind: MediaKind, limits: DecodeLimits, decoding: bool = False) -> av.container.InputContainer:
+    """The upload as a container; ``decoding``: its frames will be decoded (on ``limits.decode_device``)."""
     file.seek(0)
     # format= is forced so FFmpeg never probes its way into another demuxer; timeout bounds each read;
     # metadata strings in uploads are not always valid UTF-8.
     return av.open(
-        file, mode="r", format=kind.ffmpeg_format, timeout=limits.decode_timeout_s, metadata_errors="replace"
+        file,
+        mode="r",
+        format=kind.ffmpeg_format,
+        timeout=limits.decode_timeout_s,
+        metadata_errors="replace",
+        options=PROBE_DECODER_OPTIONS if kind in (MP4, MATROSKA) else {},
+        hwaccel=_hwaccel(limits) if decoding else None,
     )
 
 
@@ -312,7 +371,9 @@ def _decode_keeping(container, stream, keep_pts: set[int]):
 
 
 # One converter per decode thread: frame.to_ndarray(format=...) sets up a new swscale context for every frame,
-# which cost four times the conversion itself; a kept one is reused while the size and pixel format stay.
+# which cost four times the conversion itself; a kept one is reused while the size and pixel format stay. One
+# thread: FFmpeg 8's swscale otherwise splits every frame over a pool of a thread per core, and waking them cost
+# more CPU than converting (the decode threads already run in parallel).
 _converters = threading.local()
 
 
@@ -320,12 +381,12 @@ def _rgb(frame: av.VideoFrame) -> np.ndarray:
     converter = getattr(_converters, "rgb", None)
     if converter is None:
         converter = _converters.rgb = VideoReformatter()
-    return converter.reformat(frame, format="rgb24").to_ndarray()
+    return converter.reformat(frame, format="rgb24", threads=1).to_ndarray()
 
 
 def _decode_steps(file, kind, frame_pts: list[int], steps: list[_Step], counter: FrameCounter, keep) -> None:
     """Follow the plan, recognising each target by its presentation timestamp."""
-    with _open(file, kind, counter.limits) as container:
+    with _open(file, kind, counter.limits, decoding=True) as container:
         stream = _video_stream(container, kind)
         _configure_decoder(stream, counter.limits)
         target_pts = {frame_pts[step.target] for step in steps}
@@ -349,7 +410,7 @@ def _decode_steps(file, kind, frame_pts: list[int], steps: list[_Step], counter:
 def _decode_counting(file, kind, targets: Sequence[int], counter: FrameCounter, keep) -> None:
     """Decode from the start, numbering frames in output order; for streams without usable timestamps."""
     wanted = set(targets)
-    with _open(file, kind, counter.limits) as container:
+    with _open(file, kind, counter.limits, decoding=True) as container:
         stream = _video_stream(container, kind)
         _configure_decoder(stream, counter.limits)
         for position, frame in enumerate(container.decode(stream)):

@@ -22,7 +22,7 @@ from ray import serve
 from ..backend import LocalBackend
 from ..batching import BatchResult
 from ..errors import ErrorCode, ServiceError
-from ..inference import ModelDescription, ModelRunner
+from ..inference import ModelDescription, load_runner
 from ..metrics import Metrics
 from ..settings import Settings
 from .coordinator import MODEL, ReplicaReport, Reporter
@@ -48,7 +48,7 @@ class Model:
         self.settings = settings
         self.replica = serve.get_replica_context().replica_tag
         self.metrics = Metrics()
-        self.runner = ModelRunner.load(settings)
+        self.runner = load_runner(settings)
         self.backend = LocalBackend(settings, self.runner, self.metrics)
         served, description = self.runner.served, self.runner.description
         self.metrics.set_model(served.name, served.version, served.schema, self.runner.device, description.precision)

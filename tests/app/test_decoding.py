@@ -11,9 +11,11 @@ from dataclasses import replace
 import av
 import numpy as np
 import pytest
+import torch
 
 import app.decoding.video as video_module
 from app.decoding import DecodeLimits, decode_images, decode_video
+from app.decoding.video import DecodeDeviceError, check_decode_device
 from app.errors import ErrorCode, ServiceError
 from app.settings import DEFAULT_CODECS
 from model import sample_frame_indices
@@ -289,3 +291,33 @@ def test_frames_decoded_before_a_seek_miss_count_once_against_the_limit(monkeypa
     media = decode_video(io.BytesIO(data), T, limits)
     assert media.frames_decoded > limits.max_frames_decoded  # both passes are reported ...
     assert media.indices == sample_frame_indices(120, T, "segment_middle")  # ... and the clip was served
+
+
+def test_decoding_on_cuda_asks_ffmpeg_for_nvdec_and_keeps_the_frames_and_budget(monkeypatch):
+    """VTFPAR_DECODE_DEVICE=cuda: the decoding passes (not the demux-only index) open with FFmpeg's CUDA hwaccel;
+    sampling, frame budget and pixels are the CPU path's. Here the device is simulated: PyAV gets no hwaccel."""
+    data = encode("mp4", frames(40, seed=4), gop=10)
+    cpu = decode_video(io.BytesIO(data), T, LIMITS)
+    opened = []
+    real_open = av.open
+
+    def recording_open(*args, hwaccel=None, **kwargs):
+        opened.append(hwaccel)
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(av, "open", recording_open)
+    cuda = decode_video(io.BytesIO(data), T, replace(LIMITS, decode_device="cuda"))
+    assert opened[0] is None and len(opened) >= 2
+    assert all(accel is not None and accel.options == {"primary_ctx": "1"} for accel in opened[1:])
+    assert cuda.indices == cpu.indices and cuda.frames_decoded == cpu.frames_decoded
+    for got, expected in zip(cuda.frames, cpu.frames, strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_a_decode_device_the_host_lacks_is_refused_at_startup():
+    limits = replace(LIMITS, decode_device="cuda")
+    if torch.cuda.is_available():
+        check_decode_device(limits)  # NVDEC decodes the test clip
+        return
+    with pytest.raises(DecodeDeviceError, match="VTFPAR_DECODE_DEVICE=cuda: cannot decode there"):
+        check_decode_device(limits)

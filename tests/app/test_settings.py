@@ -19,6 +19,7 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
         "WARMUP": "false",
         "COMPILE": "on",
         "TORCH_THREADS": "1",
+        "ONNX_TENSORRT": "false",
         "MAX_BATCH_CLIPS": "16",
         "MAX_BATCH_WAIT_MS": "2.5",
         "MAX_QUEUE": "7",
@@ -43,6 +44,7 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
         "DETECTION_INTERVAL": "3",
         "DECODE_WORKERS": "3",
         "DECODE_THREADS": "1",
+        "DECODE_DEVICE": "cuda",
         "ALLOWED_CODECS": "h264, MSMPEG4V3",
         "API_TOKEN": "s3cret-token",
         "HOST": "127.0.0.1",
@@ -57,7 +59,7 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
     assert set(Settings.model_fields) == {name.lower() for name in values}, "a setting without an env var test"
     assert settings.checkpoint == Path("/models/vtfpar/b16.safetensors")
     assert settings.max_batch_clips == 16 and settings.max_batch_wait_ms == 2.5 and settings.warmup is False
-    assert settings.compile == "on"
+    assert settings.compile == "on" and settings.onnx_tensorrt is False and settings.decode_device == "cuda"
     assert settings.max_upload_bytes == 1000 and settings.decode_workers == 3 and settings.port == 9000
     assert settings.upload_timeout_s == 7.5 and settings.max_concurrent_uploads == 10
     assert settings.log_json is False and settings.log_level == "debug"

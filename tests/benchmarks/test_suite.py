@@ -24,6 +24,9 @@ def test_quick_suite_writes_every_documented_key(tmp_path):
     assert all(
         results["model"]["clips_per_s"][size] > 0 and results["model"]["ms_per_batch"][size] > 0 for size in sizes
     )
+    onnx = results["model"]["onnx"]["providers"]["cpu"]  # the same model in ONNX Runtime, beside torch eager
+    assert onnx["runtime"].startswith("onnxruntime") and all(onnx["clips_per_s"][size] > 0 for size in sizes)
+    assert set(results["ratios"]["onnx_over_eager"]["cpu"]) == set(sizes)
     for name, batch in (("on", 4), ("off", 1)):
         serving = results["serving"][name]
         assert serving["max_batch_clips"] == batch
@@ -41,3 +44,4 @@ def test_quick_suite_writes_every_documented_key(tmp_path):
 
     report = (tmp_path / "results.md").read_text()
     assert "| served / bare model" in report and "| batching | concurrency | clips/s |" in report
+    assert "## ONNX Runtime" in report
