@@ -95,10 +95,10 @@ class Settings(BaseSettings):
         "waits in the queue as one clip.",
     )
     max_track_boxes: int = Field(100_000, ge=1, description="Boxes one /predict/tracks request may send.")
-    detector: str | None = Field(
-        None,
-        description="torchvision person detector for /predict/scene (e.g. fasterrcnn_mobilenet_v3_large_fpn); "
-        "unset = built-in detection and tracking off.",
+    detector: str = Field(
+        "hog",
+        description="Person detector for /predict/scene and live streams: hog (OpenCV's HOG people detector, CPU, "
+        "nothing to download), a torchvision detection model (e.g. fasterrcnn_mobilenet_v3_large_fpn), or off.",
     )
     detector_weights: Path | None = Field(
         None,

@@ -305,8 +305,10 @@ class GroupInfo(BaseModel):
 
 
 class SceneInfo(BaseModel):
-    enabled: bool = Field(description="False: /predict/scene answers 404 detection_off (VTFPAR_DETECTOR is unset).")
-    detector: str | None = Field(examples=["fasterrcnn_mobilenet_v3_large_fpn"])
+    enabled: bool = Field(
+        description="False: /predict/scene answers 404 detection_off (VTFPAR_DETECTOR=off, or no 'scene' extra)."
+    )
+    detector: str | None = Field(examples=["hog", "fasterrcnn_mobilenet_v3_large_fpn"])
     detector_weights: str | None = Field(
         description="The local weights file, or null for torchvision's downloaded COCO weights."
     )
