@@ -37,6 +37,9 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.DECODE_TIMEOUT: 422,
     ErrorCode.BAD_TRACKS: 422,
     ErrorCode.DETECTION_OFF: 404,
+    # Live streams
+    ErrorCode.SOURCE_NOT_ALLOWED: 403,
+    ErrorCode.TOO_MANY_STREAMS: 429,
     ErrorCode.QUEUE_FULL: 429,
     ErrorCode.OVERLOADED: 429,
     ErrorCode.NOT_READY: 503,

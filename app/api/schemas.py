@@ -156,7 +156,7 @@ class Health(BaseModel):
     status: Literal["ok", "not_ready"]
 
 
-def _decisions(model, probabilities) -> tuple[list[dict], list[dict]]:
+def decisions(model, probabilities) -> tuple[list[dict], list[dict]]:
     """One row of probabilities as answer data (``model`` is the ModelDescription): every attribute with its
     decision, each one-of group's winner, by ``model.decisions``' rule."""
     schema = model.schema
@@ -184,7 +184,7 @@ def prediction_json(request_id: str, model, clip, result, total_s: float) -> byt
     every answer against ``PredictResponse``.
     """
     served, media = model.served, clip.media
-    attributes, groups = _decisions(model, result.probabilities)
+    attributes, groups = decisions(model, result.probabilities)
     return pydantic_core.to_json(
         {
             "request_id": request_id,
@@ -221,7 +221,7 @@ def tracks_response(
     tracks = []
     for track, result in zip(prepared.tracks, results, strict=True):
         plan = track.plan
-        attributes, groups = _decisions(model, result.probabilities)
+        attributes, groups = decisions(model, result.probabilities)
         tracks.append(
             TrackResult(
                 track_id=plan.track_id,
