@@ -79,12 +79,12 @@ async def list_streams(service: ServiceDep) -> dict:
     return {"streams": [stream.status() for stream in service.streams.streams.values()]}
 
 
-@router.get("/{stream_id}", response_model=StreamStatus, summary="A stream's status", responses=_errors(401, 404))
+@router.get("/{stream_id}", response_model=StreamStatus, summary="A stream's status", responses=_errors(400, 401, 404))
 async def stream_status(stream_id: StreamId, service: ServiceDep) -> dict:
     return service.streams.get(stream_id).status()
 
 
-@router.delete("/{stream_id}", status_code=204, summary="Close a stream", responses=_errors(401, 404))
+@router.delete("/{stream_id}", status_code=204, summary="Close a stream", responses=_errors(400, 401, 404))
 async def close_stream(stream_id: StreamId, service: ServiceDep) -> Response:
     """Stops the stream (its open tracks end, with `track_end` events) and forgets it."""
     await service.streams.remove(stream_id)
@@ -95,7 +95,7 @@ async def close_stream(stream_id: StreamId, service: ServiceDep) -> Response:
     "/{stream_id}/events",
     summary="A stream's tracks as server-sent events",
     response_class=EventSourceResponse,
-    responses={200: {"content": {"text/event-stream": {}}}, **_errors(401, 404)},
+    responses={200: {"content": {"text/event-stream": {}}}, **_errors(400, 401, 404)},
 )
 async def stream_events(stream_id: StreamId, service: ServiceDep) -> EventSourceResponse:
     """`track_update` each time a track's attributes are computed again, `track_end` when the tracker loses it (or
@@ -120,7 +120,7 @@ async def stream_events(stream_id: StreamId, service: ServiceDep) -> EventSource
     "/{stream_id}/preview",
     summary="A stream's live picture with boxes, ids and top attributes (MJPEG)",
     response_class=StreamingResponse,
-    responses={200: {"content": {f"multipart/x-mixed-replace; boundary={BOUNDARY}": {}}}, **_errors(401, 404)},
+    responses={200: {"content": {f"multipart/x-mixed-replace; boundary={BOUNDARY}": {}}}, **_errors(400, 401, 404)},
 )
 async def stream_preview(stream_id: StreamId, request: Request, service: ServiceDep) -> StreamingResponse:
     stream = service.streams.get(stream_id)
