@@ -54,18 +54,22 @@ def make_recording(wheel: Path, video: str, out: Path, seconds: float) -> None:
         container.mux(stream.encode())
 
 
-def save_preview(url: str, path: Path) -> None:
-    """The first picture of the MJPEG preview, as PNG."""
+def save_preview(url: str, path: Path, wait_s: float = 60) -> None:
+    """The first picture of the MJPEG preview with a box drawn (coloured pixels on the grey film), as PNG."""
     from PIL import Image
 
-    data = b""
+    data, deadline = b"", time.monotonic() + wait_s
     with httpx.stream("GET", url, timeout=30) as response:
         for chunk in response.iter_bytes():
             data += chunk
             start, end = data.find(b"\xff\xd8"), data.find(b"\xff\xd9")
             if start >= 0 and end > start:
-                Image.open(io.BytesIO(data[start : end + 2])).save(path)
-                return
+                picture = Image.open(io.BytesIO(data[start : end + 2])).convert("RGB")
+                data = data[end + 2 :]
+                pixels = np.asarray(picture).astype(int)
+                if np.ptp(pixels, axis=2).max() > 120 or time.monotonic() > deadline:
+                    picture.save(path)
+                    return
 
 
 def main() -> None:

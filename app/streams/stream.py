@@ -35,7 +35,7 @@ from ..errors import ServiceError
 from ..metrics import Metrics
 from ..tracks import Detector
 from .sources import Source
-from .tracks import LiveTrack, Seen, TrackEnded
+from .tracks import LiveTrack, Seen, TrackEnded, model_squares
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,8 @@ class Stream:
         self.on_finished = on_finished  # called on the event loop when the source ends or fails
         self.ended = False  # stop() has sent the open tracks' ends
         description = backend.description
-        self.frames_per_clip, self.input_size = description.frames_per_clip, description.image_size
+        self.frames_per_clip = description.frames_per_clip
+        self._square = model_squares(description.preprocess)  # crops become model input as they are cut
         self.state = "connecting"
         self.last_error: str | None = None
         self.reconnects = self.frames_dropped = 0
@@ -308,7 +309,7 @@ class Stream:
                     if len(self.tracks) >= self.config.max_tracks:
                         continue
                     track = self.tracks[track_id] = LiveTrack(track_id, seen, RING_CLIPS * self.frames_per_clip)
-                track.add(seen, box, frame.rgb, self.input_size)
+                track.add(seen, box, frame.rgb, self._square)
                 shown.append((track_id, box))
                 if self._window_due(track, frame.stream_s):
                     due.append(track)

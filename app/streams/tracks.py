@@ -9,12 +9,14 @@ latest one, and a single bad window (a person half hidden) moves the answer by 1
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
+import torch
 
-from model import sample_frame_indices
+from model import Preprocess, sample_frame_indices
 
 MAX_BOXES = 512  # boxes a track remembers (stream time and corners), for events and the track store
 THUMBNAIL_SIDE = 256  # longest side of the thumbnail kept per track
@@ -61,9 +63,9 @@ class LiveTrack:
         self.last_window_s: float | None = None  # stream time of the last clip sent
         self.pending = False  # a clip is with the model
 
-    def add(self, seen: Seen, box: np.ndarray, frame: np.ndarray, input_size: int) -> None:
-        """Record a box of this track in ``frame`` (RGB uint8): its corners, its crop fitted to the model's input
-        (longest side ``input_size``, uint8) and, if it is the best so far, its thumbnail."""
+    def add(self, seen: Seen, box: np.ndarray, frame: np.ndarray, square: Callable[[np.ndarray], np.ndarray]) -> None:
+        """Record a box of this track in ``frame`` (RGB uint8): its corners, its crop as the model's input picture
+        (``square``, from :func:`model_squares`) and, if it is the best so far, its thumbnail."""
         height, width = frame.shape[:2]
         x0, y0, x1, y1 = (float(v) for v in box)
         self.last_seen = seen
@@ -73,7 +75,7 @@ class LiveTrack:
         if right - left < 2 or bottom - top < 2:
             return
         crop = frame[top:bottom, left:right]
-        self.crops.append(_fit(crop, input_size))
+        self.crops.append(square(crop))
         whole = x0 > EDGE_PX and y0 > EDGE_PX and x1 < width - EDGE_PX and y1 < height - EDGE_PX
         rank = (whole, float((right - left) * (bottom - top)))
         if rank > self._thumbnail_rank:
@@ -114,9 +116,21 @@ class LiveTrack:
         )
 
 
+def model_squares(preprocess: Preprocess) -> Callable[[np.ndarray], np.ndarray]:
+    """A crop -> the model's S x S input picture in uint8, by the model's own padding and resizing
+    (``Preprocess.squares``): preparing it again changes nothing, and a ring holds S*S*3 bytes a crop, whatever
+    the camera's resolution."""
+
+    def square(crop: np.ndarray) -> np.ndarray:
+        picture = preprocess.squares([np.ascontiguousarray(crop)])[0]  # [3, S, S] in [0, 1], from uint8 steps
+        return picture.mul(255).round_().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+
+    return square
+
+
 def _fit(crop: np.ndarray, side: int) -> np.ndarray:
-    """``crop`` shrunk so that its longest side is at most ``side`` (never enlarged: the model's preprocessing
-    enlarges small crops itself), as its own contiguous copy so that the frame can be freed."""
+    """``crop`` shrunk so that its longest side is at most ``side`` (never enlarged), as its own contiguous copy so
+    that the frame can be freed."""
     import cv2  # the scene extra's OpenCV: imported where streams run, so that the API loads without it
 
     height, width = crop.shape[:2]

@@ -127,7 +127,9 @@ def test_a_torchvision_detector_loads_its_weights_from_a_local_file(tiny_checkpo
     )
     with serving(settings) as running:
         info = httpx.get(f"{running.url}/info").json()["scene"]
-        response = httpx.post(f"{running.url}/predict/scene", content=video, headers={"Content-Type": "video/mp4"})
+        response = httpx.post(
+            f"{running.url}/predict/scene", content=video, headers={"Content-Type": "video/mp4"}, timeout=60
+        )
     assert info["detector"] == name and info["detector_weights"] == str(weights) and info["enabled"]
     assert response.status_code == 200, response.text
     decoded = response.json()["input"]

@@ -12,10 +12,12 @@ from app.errors import ErrorCode, ServiceError
 from app.inference import StartupError
 from app.streams.manager import _read_streams_file
 from app.streams.sources import check_source
-from app.streams.tracks import MAX_BOXES, LiveTrack, Seen
+from app.streams.tracks import MAX_BOXES, LiveTrack, Seen, model_squares
+from model import Preprocess
 
 pytest.importorskip("cv2", reason="the 'scene' extra (OpenCV) is not installed")
 
+PREPROCESS = Preprocess(image_size=64, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), padding="centre")
 ALLOWED = ("rtsp://cam.local:554/live/", "https://video.example.com/hls/", "rtmp://10.0.0.2/app/")
 
 
@@ -115,15 +117,16 @@ def test_the_thumbnail_is_the_largest_box_not_cut_by_the_frame_edge_and_rings_ar
     frame = np.zeros((480, 640, 3), np.uint8)
     frame[:, :, 0] = np.arange(640, dtype=np.uint8)[None, :] // 3  # a box's crop says where it was cut
     track = LiveTrack(1, _seen(0), ring=4)
-    track.add(_seen(0.1), np.array([100, 100, 150, 200]), frame, input_size=64)  # small, whole
-    track.add(_seen(0.2), np.array([0, 0, 300, 479]), frame, input_size=64)  # large, cut by the edge
+    square = model_squares(PREPROCESS)
+    track.add(_seen(0.1), np.array([100, 100, 150, 200]), frame, square)  # small, whole
+    track.add(_seen(0.2), np.array([0, 0, 300, 479]), frame, square)  # large, cut by the edge
     assert track.thumbnail is not None and track.thumbnail.shape == (100, 50, 3)
-    track.add(_seen(0.3), np.array([200, 40, 420, 440]), frame, input_size=64)  # larger still, whole
+    track.add(_seen(0.3), np.array([200, 40, 420, 440]), frame, square)  # larger still, whole
     assert track.thumbnail.shape == (256, 141, 3)  # full resolution, longest side capped at 256
     assert track.thumbnail[0, 0, 0] == frame[40, 200, 0]
     for i in range(MAX_BOXES + 10):
-        track.add(_seen(1 + i), np.array([10, 10, 60, 110]), frame, input_size=64)
-    assert len(track.crops) == 4 and max(max(c.shape[:2]) for c in track.crops) <= 64
+        track.add(_seen(1 + i), np.array([10, 10, 60, 110]), frame, square)
+    assert len(track.crops) == 4 and all(c.shape == (64, 64, 3) and c.dtype == np.uint8 for c in track.crops)
     assert len(track.boxes) == MAX_BOXES and track.boxes[-1][0] == 1 + MAX_BOXES + 9
     assert track.first_seen.stream_s == 0 and track.last_seen.stream_s == 1 + MAX_BOXES + 9
     assert len(track.clip_frames(6)) == 6
@@ -139,3 +142,14 @@ def test_the_streams_file_is_read_strictly(tmp_path):
         bad.write_text(text)
         with pytest.raises(StartupError, match="VTFPAR_STREAMS_FILE"):
             _read_streams_file(bad)
+
+
+@pytest.mark.parametrize("padding", ["centre", "stretch"])
+def test_crops_kept_as_model_input_give_the_model_what_the_original_crops_would(padding):
+    preprocess = Preprocess(image_size=64, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), padding=padding)
+    square = model_squares(preprocess)
+    rng = np.random.default_rng(3)
+    crops = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(300, 120), (40, 17), (64, 64), (90, 200)]]
+    kept = [square(crop) for crop in crops]
+    assert all(k.shape == (64, 64, 3) and k.dtype == np.uint8 for k in kept)
+    np.testing.assert_allclose(preprocess(kept).numpy(), preprocess(crops).numpy(), atol=1e-5)
