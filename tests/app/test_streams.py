@@ -22,7 +22,6 @@ from .harness import make_settings, metric, serving
 from .streams import FPS, EventsReader, IndexedDetector, RtspCamera, make_camera
 
 pytest.importorskip("trackers", reason="the 'scene' extra (pip install -e '.[scene]') is not installed")
-pytestmark = pytest.mark.e2e
 
 STREAM_SETTINGS = dict(stream_update_s=1.0, stream_track_lost_s=0.5, stream_detection_interval=2, min_frames=1)
 
