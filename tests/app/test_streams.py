@@ -4,7 +4,9 @@ token, a camera that goes away and comes back, one that never answers, and SIGTE
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
 import os
 import signal
 import time
@@ -15,6 +17,8 @@ import pytest
 from PIL import Image
 
 from app.api.schemas import AttributeResult, GroupResult
+from app.inference import StartupError
+from app.metrics import Metrics
 from app.streams import StreamManager, TrackEnded
 
 from .conftest import E2E_LIMITS
@@ -261,3 +265,19 @@ def test_memory_stays_flat_over_a_minute_of_streaming(tiny_checkpoint, camera, t
     assert len(events.of("track_end")) >= 5 and status["reconnects"] >= 3
     # A leaked frame (147 KB) per processed frame would grow 30 MB a minute; crops and tracks more.
     assert max(samples[5:]) - samples[0] < 25, samples
+
+
+def test_the_streams_file_opens_its_streams_with_the_service_and_a_refused_one_stops_the_start(
+    tiny_checkpoint, camera, tmp_path
+):
+    listed = tmp_path / "streams.json"
+    listed.write_text(json.dumps([{"name": "gate-3", "url": camera.path.as_uri(), "update_s": 5}]))
+    sources = (f"file://{camera.path.parent}/",)
+    settings = make_settings(tiny_checkpoint, **E2E_LIMITS, stream_sources=sources, streams_file=listed)
+    with serving(settings, detector=IndexedDetector(camera)) as running:
+        [stream] = httpx.get(f"{running.url}/streams").json()["streams"]
+    assert stream["name"] == "gate-3" and stream["update_s"] == 5 and stream["url"] == camera.path.as_uri()
+    listed.write_text(json.dumps([{"name": "elsewhere", "url": "rtsp://127.0.0.1:9/cam"}]))
+    manager = StreamManager(settings, backend=None, metrics=Metrics(), detector=IndexedDetector(camera))  # type: ignore[arg-type]
+    with pytest.raises(StartupError, match="stream 'elsewhere': .* not under any of the allowed stream sources"):
+        asyncio.run(manager.start())
