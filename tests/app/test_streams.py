@@ -278,6 +278,6 @@ def test_the_streams_file_opens_its_streams_with_the_service_and_a_refused_one_s
         [stream] = httpx.get(f"{running.url}/streams").json()["streams"]
     assert stream["name"] == "gate-3" and stream["update_s"] == 5 and stream["url"] == camera.path.as_uri()
     listed.write_text(json.dumps([{"name": "elsewhere", "url": "rtsp://127.0.0.1:9/cam"}]))
-    manager = StreamManager(settings, backend=None, metrics=Metrics(), detector=IndexedDetector(camera))  # type: ignore[arg-type]
+    manager = StreamManager(settings, backend=None, metrics=Metrics(), detector=IndexedDetector(camera))
     with pytest.raises(StartupError, match="stream 'elsewhere': .* not under any of the allowed stream sources"):
         asyncio.run(manager.start())
