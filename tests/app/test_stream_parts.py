@@ -153,3 +153,14 @@ def test_crops_kept_as_model_input_give_the_model_what_the_original_crops_would(
     kept = [square(crop) for crop in crops]
     assert all(k.shape == (64, 64, 3) and k.dtype == np.uint8 for k in kept)
     np.testing.assert_allclose(preprocess(kept).numpy(), preprocess(crops).numpy(), atol=1e-5)
+
+
+def test_the_frame_slot_keeps_only_the_newest_frame_and_counts_what_it_replaced():
+    from app.streams.stream import _Frame, _Slot
+
+    slot = _Slot()
+    frames = [_Frame(float(i), 0.0, _seen(i).at, np.zeros((2, 2, 3), np.uint8)) for i in range(3)]
+    assert slot.put(frames[0]) is False
+    assert slot.put(frames[1]) is True and slot.put(frames[2]) is True  # processing fell behind: two dropped
+    assert slot.take(0.01) is frames[2]
+    assert slot.take(0.01) is None  # nothing queues up behind it
