@@ -20,6 +20,7 @@ import asyncio
 import collections
 import concurrent.futures
 import logging
+import math
 import random
 import threading
 import time
@@ -222,13 +223,18 @@ class Stream:
                     last_frame = frame.arrived
                 if self._stop.is_set():
                     return
-                if self.source.is_file:
-                    self.state = "stopped"
+                if self.source.is_file:  # its end; without a single frame, a broken recording
+                    self.state = "stopped" if ever_ran else "failed"
+                    self.last_error = None if ever_ran else "the recording has no frame that can be decoded"
                     self.loop.call_soon_threadsafe(self.on_finished, self)
                     return
                 self.last_error = "the source ended the stream"
             except (av.FFmpegError, OSError, ValueError, IndexError) as exc:  # IndexError: no video
                 self.last_error = f"{type(exc).__name__}: {exc}"
+                if self.source.is_file:  # a broken recording does not mend by waiting
+                    last_frame = -math.inf
+            if self._stop.is_set():
+                return
             if time.monotonic() - last_frame > self.config.give_up_s:
                 log.warning("stream %s failed: %s", self.id, self.last_error)
                 self.state = "failed"

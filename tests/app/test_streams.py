@@ -281,3 +281,13 @@ def test_the_streams_file_opens_its_streams_with_the_service_and_a_refused_one_s
     manager = StreamManager(settings, backend=None, metrics=Metrics(), detector=IndexedDetector(camera))
     with pytest.raises(StartupError, match="stream 'elsewhere': .* not under any of the allowed stream sources"):
         asyncio.run(manager.start())
+
+
+def test_a_broken_recording_fails_at_once(tiny_checkpoint, camera, tmp_path):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(camera.path.read_bytes()[:2000])  # the header, cut short
+    settings = make_settings(tiny_checkpoint, **E2E_LIMITS, stream_sources=(f"file://{tmp_path}/",))
+    with serving(settings, detector=IndexedDetector(camera)) as running:
+        stream_id = httpx.post(f"{running.url}/streams", json={"name": "old", "url": broken.as_uri()}).json()["id"]
+        status = _wait(lambda: (s := _status(running.url, stream_id))["state"] == "failed" and s, 10, "failed")
+    assert status["last_error"] and status["reconnects"] == 0
