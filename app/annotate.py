@@ -5,8 +5,8 @@
 Offline (the default) it runs the serving pipeline in this process, without a server: the model of
 ``VTFPAR_CHECKPOINT`` (or the built-in demo model) and every other ``VTFPAR_*`` setting, as ``python -m app``
 reads them. With ``--tracks`` the boxes come from that MOT text or JSON file, as /predict/tracks takes them;
-without, from the built-in detector and tracker, as /predict/scene finds them (``VTFPAR_DETECTOR`` must be
-set). ``--url`` sends the same request to a running service instead, and loads no model.
+without, from the built-in detector and tracker, as /predict/scene finds them (``VTFPAR_DETECTOR``, HOG by
+default). ``--url`` sends the same request to a running service instead, and loads no model.
 
 ``--json`` gets one line per track, the track object of the /predict/tracks answer (attributes, groups, the
 frames and crops the model saw), then one line per skipped track with ``"skipped": true`` and the reason.
@@ -72,7 +72,7 @@ async def _annotate_offline(video: Path, tracks: Path | None, margin: float, set
     runner = load_runner(settings)
     scene = load_scene(settings, runner.device) if tracks is None else None
     if tracks is None and scene is None:
-        raise AnnotateError("no --tracks given and built-in detection is off: set VTFPAR_DETECTOR, or pass --tracks")
+        raise AnnotateError("no --tracks given and built-in detection is off (VTFPAR_DETECTOR=off): pass --tracks")
     service = Service(settings, LocalBackend(settings, runner, Metrics()), scene=scene)
     await service.start()
     try:

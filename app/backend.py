@@ -34,9 +34,10 @@ class ModelBackend(Protocol):
         """Returns once clips can be submitted (model loaded and warmed up); raises if they never can."""
         ...
 
-    async def submit(self, clip: object) -> BatchResult:
+    async def submit(self, clip: object, background: bool = False) -> BatchResult:
         """This clip's row of probabilities, from a batch; raises ``ServiceError`` (queue full, queue timeout,
-        not ready). Cancelling the caller takes the clip out of the queue."""
+        not ready). Cancelling the caller takes the clip out of the queue. ``background`` clips (live streams)
+        yield to request clips."""
         ...
 
     async def close(self, drain_timeout_s: float) -> None:
@@ -71,8 +72,8 @@ class LocalBackend:
             await self.batcher.run_on_model_thread(self.runner.warm_up, sizes)
             log.info("warmed up batch sizes %s", sizes)
 
-    async def submit(self, clip: object) -> BatchResult:
-        return await self.batcher.submit(clip)
+    async def submit(self, clip: object, background: bool = False) -> BatchResult:
+        return await self.batcher.submit(clip, background)
 
     async def close(self, drain_timeout_s: float) -> None:
         await self.batcher.close(drain_timeout_s)

@@ -5,6 +5,10 @@ up to ``max_batch_wait_ms`` after the first for the batch to fill to ``max_batch
 thread (the event loop keeps serving) and hands every caller its row. The queue is bounded (``QUEUE_FULL``),
 a clip not taken within ``queue_timeout_s`` is dropped (``QUEUE_TIMEOUT``; like Triton, the timeout covers
 waiting, not running), and a caller that goes away (its task is cancelled) takes its clip out of the queue.
+
+Clips submitted as ``background`` (live streams) wait in a second queue of the same bound and only fill the room
+that request clips leave in a batch: strict priority, so that streams never slow /predict down; when requests
+keep every batch full, stream clips time out and the stream tries again at its next update.
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ class Batcher:
         # empty and no batch is on the model thread (close() waits on it to drain); _busy is true while a batch
         # runs. Only the worker clears _arrived and runs batches.
         self._queue: collections.deque[_Item] = collections.deque()
+        self._background: collections.deque[_Item] = collections.deque()
         self._arrived = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -83,7 +88,7 @@ class Batcher:
 
     @property
     def depth(self) -> int:
-        return len(self._queue)
+        return len(self._queue) + len(self._background)
 
     def start(self) -> None:
         self._worker = asyncio.get_running_loop().create_task(self._run(), name="batcher")
@@ -92,15 +97,17 @@ class Batcher:
         """Runs ``fn`` where the batches run (warm-up uses this, so it never overlaps a batch)."""
         return await asyncio.get_running_loop().run_in_executor(self._model_thread, fn, *args)
 
-    async def submit(self, clip: object) -> BatchResult:
+    async def submit(self, clip: object, background: bool = False) -> BatchResult:
+        """This clip's row; ``background`` clips (live streams) ride only in room that request clips leave."""
         if self._closed:
             raise ServiceError(ErrorCode.NOT_READY, "the service is shutting down")
-        if len(self._queue) >= self.max_queue:
+        queue = self._background if background else self._queue
+        if len(queue) >= self.max_queue:
             raise ServiceError(ErrorCode.QUEUE_FULL, f"the queue holds {self.max_queue} clips already")
         item = _Item(clip, asyncio.get_running_loop().create_future())
-        self._queue.append(item)
+        queue.append(item)
         self._idle.clear()
-        self.observer.on_queue_depth(len(self._queue))
+        self.observer.on_queue_depth(self.depth)
         self._arrived.set()
         try:
             return await asyncio.wait_for(asyncio.shield(item.future), self.queue_timeout_s)
@@ -117,31 +124,35 @@ class Batcher:
             raise
 
     def _remove(self, item: _Item, outcome: str) -> None:
-        try:
-            self._queue.remove(item)
-        except ValueError:
-            pass
-        else:
+        for queue in (self._queue, self._background):
+            try:
+                queue.remove(item)
+            except ValueError:
+                continue
             self.observer.on_queue_wait(time.perf_counter() - item.enqueued, outcome)
+            break
         item.future.cancel()
-        self.observer.on_queue_depth(len(self._queue))
-        if not self._queue and not self._busy:
+        self.observer.on_queue_depth(self.depth)
+        if not self.depth and not self._busy:
             self._idle.set()
 
     async def _run(self) -> None:
         while True:
-            while not self._queue:
+            while not self.depth:
                 self._arrived.clear()
                 await self._arrived.wait()
             # Wait for the batch to fill, counted from when its oldest clip arrived.
-            fill_by = self._queue[0].enqueued + self.max_batch_wait_ms / 1000
-            while len(self._queue) < self.max_batch_clips and (remaining := fill_by - time.perf_counter()) > 0:
+            fill_by = min(queue[0].enqueued for queue in (self._queue, self._background) if queue)
+            fill_by += self.max_batch_wait_ms / 1000
+            while self.depth < self.max_batch_clips and (remaining := fill_by - time.perf_counter()) > 0:
                 self._arrived.clear()
                 try:
                     await asyncio.wait_for(self._arrived.wait(), remaining)
                 except TimeoutError:
                     break
             batch = [self._queue.popleft() for _ in range(min(self.max_batch_clips, len(self._queue)))]
+            room = self.max_batch_clips - len(batch)
+            batch += [self._background.popleft() for _ in range(min(room, len(self._background)))]
             if not batch:  # every waiting caller left while the batch filled
                 continue
             self._busy = True
@@ -149,11 +160,11 @@ class Batcher:
                 await self._run_batch(batch)
             finally:
                 self._busy = False
-                if not self._queue:
+                if not self.depth:
                     self._idle.set()
 
     async def _run_batch(self, batch: list[_Item]) -> None:
-        self.observer.on_queue_depth(len(self._queue))
+        self.observer.on_queue_depth(self.depth)
         taken_at = time.perf_counter()
         for item in batch:
             item.taken = True
@@ -180,15 +191,16 @@ class Batcher:
         try:
             await asyncio.wait_for(self._idle.wait(), drain_timeout_s)
         except TimeoutError:
-            log.warning("drain timed out with %d clips queued", len(self._queue))
+            log.warning("drain timed out with %d clips queued", self.depth)
         if self._worker is not None:
             self._worker.cancel()
             try:
                 await self._worker
             except asyncio.CancelledError:
                 pass
-        _fail(list(self._queue), ServiceError(ErrorCode.NOT_READY, "the service shut down"))
+        _fail([*self._queue, *self._background], ServiceError(ErrorCode.NOT_READY, "the service shut down"))
         self._queue.clear()
+        self._background.clear()
         self._model_thread.shutdown(wait=True)
 
 

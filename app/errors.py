@@ -26,6 +26,9 @@ class ErrorCode(StrEnum):
     DECODE_TIMEOUT = "decode_timeout"
     BAD_TRACKS = "bad_tracks"  # a tracks file (MOT text or JSON) that cannot be read, or boxes outside the video
     DETECTION_OFF = "detection_off"  # /predict/scene on a server without a configured detector
+    # Live streams
+    SOURCE_NOT_ALLOWED = "source_not_allowed"  # a stream URL outside VTFPAR_STREAM_SOURCES (or of no known scheme)
+    TOO_MANY_STREAMS = "too_many_streams"  # VTFPAR_MAX_STREAMS streams are open already
     QUEUE_FULL = "queue_full"
     OVERLOADED = "overloaded"  # too many requests in flight
     NOT_READY = "not_ready"  # loading, warming up or draining

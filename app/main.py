@@ -26,6 +26,7 @@ from model import CheckpointError
 from .api.errors import install_error_handlers
 from .api.middleware import RequestContextMiddleware
 from .api.routes import router
+from .api.streams import router as streams_router
 from .backend import LocalBackend, ModelBackend
 from .decoding import DecodeLimits
 from .decoding.video import DecodeDeviceError, check_decode_device
@@ -88,6 +89,7 @@ def create_app(
     app.state.metrics = metrics
     install_error_handlers(app, settings.retry_after_s, metrics)
     app.include_router(router)
+    app.include_router(streams_router)
     # Added last, so outermost: its request id is set while the error middleware above logs and answers.
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app

@@ -7,6 +7,8 @@ vtfpar_batch_size_clips_count``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from prometheus_client import (
     CollectorRegistry,
@@ -103,6 +105,7 @@ class Metrics(BatchObserver, DecodeObserver):
             ["name", "version", "schema", "device", "precision"],
             registry=registry,
         )
+        self.streams = StreamMetrics(registry)
 
     def set_model(self, name: str, version: str, schema: str, device: torch.device, precision: str) -> None:
         labels = dict(name=name, version=version, schema=schema, device=device.type, precision=precision)
@@ -136,3 +139,49 @@ class Metrics(BatchObserver, DecodeObserver):
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class StreamMetrics:
+    """One live stream's series (label ``stream``: its id). Removed with the stream, so that the number of
+    series stays bounded by VTFPAR_MAX_STREAMS however many streams come and go."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        def counter(name: str, text: str) -> Counter:
+            return Counter(name, text, ["stream"], registry=registry)
+
+        def gauge(name: str, text: str) -> Gauge:
+            return Gauge(name, text, ["stream"], registry=registry)
+
+        self.families = {
+            "frames_in": counter("vtfpar_stream_frames_in", "Frames decoded from a live stream"),
+            "frames_dropped": counter(
+                "vtfpar_stream_frames_dropped", "Frames for the detector replaced before processing (it fell behind)"
+            ),
+            "lag": gauge("vtfpar_stream_lag_seconds", "From a frame's arrival to the end of its processing"),
+            "detections": counter("vtfpar_stream_detections", "Person boxes the detector found on a stream"),
+            "windows": counter("vtfpar_stream_windows", "Track clips the model answered for a stream"),
+            "reconnects": counter("vtfpar_stream_reconnects", "Times a stream's source came back after failing"),
+            "active_tracks": gauge("vtfpar_stream_active_tracks", "People followed on a stream now"),
+        }
+
+    def labels(self, stream_id: str) -> StreamSeries:
+        children = {name: family.labels(stream=stream_id) for name, family in self.families.items()}
+        return StreamSeries(**children)  # type: ignore[arg-type]  # labels() is typed as the base class
+
+    def remove(self, stream_id: str) -> None:
+        for family in self.families.values():
+            try:
+                family.remove(stream_id)
+            except KeyError:
+                pass
+
+
+@dataclass
+class StreamSeries:
+    frames_in: Counter
+    frames_dropped: Counter
+    lag: Gauge
+    detections: Counter
+    windows: Counter
+    reconnects: Counter
+    active_tracks: Gauge

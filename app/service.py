@@ -17,6 +17,7 @@ from .decoding import DecodeLimits, Decoder
 from .errors import ErrorCode, ServiceError
 from .metrics import Metrics
 from .settings import Settings
+from .streams import StreamManager
 from .tracks import SceneTracker, TrackLimits, TrackPipeline
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ class Service:
             backend.prepare,
             scene,
         )
+        # Live streams use the same detector and model (through the batcher, behind requests).
+        self.streams = StreamManager(settings, backend, self.metrics, scene.detector if scene is not None else None)
         self.warmed_up = False
         self.failed = False  # warm-up failed: the server exits (non-zero) so that a supervisor restarts it
         self.draining = False
@@ -77,6 +80,7 @@ class Service:
         """Start the model backend (worker and warm-up) in the background; ready once that is done."""
         self._loop = asyncio.get_running_loop()
         self._warmup_task = self._loop.create_task(self._warm_up(), name="warm-up")
+        await self.streams.start()
 
     async def _warm_up(self) -> None:
         try:
@@ -95,11 +99,14 @@ class Service:
             self.draining = True
             if self._loop is not None:
                 self._loop.call_soon_threadsafe(log.info, "draining: not ready, finishing accepted requests")
+                # Streams end now, not after the open connections: their events readers get each track's end.
+                self._loop.call_soon_threadsafe(self.streams.begin_stop)
 
     async def stop(self) -> None:
         self.begin_drain()
         if self._warmup_task is not None:
             self._warmup_task.cancel()
+        await self.streams.stop()
         await self.backend.close(self.settings.drain_timeout_s)
         self.decoder.close()
 

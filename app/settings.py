@@ -115,10 +115,10 @@ class Settings(BaseSettings):
         "waits in the queue as one clip.",
     )
     max_track_boxes: int = Field(100_000, ge=1, description="Boxes one /predict/tracks request may send.")
-    detector: str | None = Field(
-        None,
-        description="torchvision person detector for /predict/scene (e.g. fasterrcnn_mobilenet_v3_large_fpn); "
-        "unset = built-in detection and tracking off.",
+    detector: str = Field(
+        "hog",
+        description="Person detector for /predict/scene and live streams: hog (OpenCV's HOG people detector, CPU, "
+        "nothing to download), a torchvision detection model (e.g. fasterrcnn_mobilenet_v3_large_fpn), or off.",
     )
     detector_weights: Path | None = Field(
         None,
@@ -138,6 +138,36 @@ class Settings(BaseSettings):
         DEFAULT_CODECS,
         min_length=1,
         description="Video codecs accepted (FFmpeg names, comma-separated in the environment).",
+    )
+
+    # Live streams
+    stream_sources: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="URL prefixes a stream may be opened from (comma-separated), e.g. rtsp://10.0.0.7/, "
+        "https://cams.example.com/live/, file:///srv/recordings/; empty = no streams.",
+    )
+    streams_file: Path | None = Field(
+        None, description='JSON file of streams to start with the service: [{"name": ..., "url": ..., ...}, ...].'
+    )
+    max_streams: int = Field(4, ge=0, description="Streams open at once; beyond it POST /streams gets 429.")
+    stream_detection_interval: int = Field(3, ge=1, description="A stream's detector runs on every k-th frame.")
+    stream_update_s: float = Field(
+        2.0, gt=0, description="Seconds (stream time) between a track's attribute updates: one clip each."
+    )
+    stream_max_tracks: int = Field(32, ge=1, description="People followed at once per stream; more are not followed.")
+    stream_track_lost_s: float = Field(
+        1.0, gt=0, description="A track unseen this long (stream time) has ended (track_end)."
+    )
+    stream_open_timeout_s: float = Field(10.0, gt=0, description="Opening a stream's source, before it fails.")
+    stream_read_timeout_s: float = Field(10.0, gt=0, description="A source silent this long is reconnected.")
+    stream_retry_max_s: float = Field(
+        30.0, gt=0, description="Longest wait between reconnection attempts (backoff doubles up to it, jittered)."
+    )
+    stream_give_up_s: float = Field(
+        300.0, gt=0, description="A source that delivers no frame for this long ends failed, retries stopped."
+    )
+    stream_event_buffer: int = Field(
+        256, ge=1, description="Events held for each slow events reader; the oldest are dropped beyond it."
     )
 
     # Access
@@ -160,6 +190,13 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             value = [name.strip().lower() for name in value.split(",") if name.strip()]
         return tuple(sorted(set(value))) if isinstance(value, list | tuple | set | frozenset) else value
+
+    @field_validator("stream_sources", mode="before")
+    @classmethod
+    def _source_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [prefix.strip() for prefix in value.split(",") if prefix.strip()]
+        return tuple(value) if isinstance(value, list | tuple) else value
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import ErrorCode, ServiceError
@@ -37,6 +38,9 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.DECODE_TIMEOUT: 422,
     ErrorCode.BAD_TRACKS: 422,
     ErrorCode.DETECTION_OFF: 404,
+    # Live streams
+    ErrorCode.SOURCE_NOT_ALLOWED: 403,
+    ErrorCode.TOO_MANY_STREAMS: 429,
     ErrorCode.QUEUE_FULL: 429,
     ErrorCode.OVERLOADED: 429,
     ErrorCode.NOT_READY: 503,
@@ -81,7 +85,10 @@ def install_error_handlers(app: FastAPI, retry_after_s: int, metrics: Metrics) -
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         fallback = ErrorCode.BAD_REQUEST if exc.status_code < 500 else ErrorCode.INTERNAL_ERROR
         code = _HTTP_CODES.get(exc.status_code, fallback)
-        response = respond(ServiceError(code, str(exc.detail)), headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:  # Starlette names the first route of the path only; a path may have several
+            headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+        response = respond(ServiceError(code, str(exc.detail)), headers=headers)
         response.status_code = exc.status_code
         return response
 
@@ -99,6 +106,15 @@ def install_error_handlers(app: FastAPI, retry_after_s: int, metrics: Metrics) -
     # Not add_exception_handler(Exception): Starlette runs that one outside every middleware, where the response
     # gets no X-Request-Id and the log line no request id, and then re-raises for the server to log it again.
     app.add_middleware(UnexpectedErrorMiddleware, respond=unexpected_error)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route of the request's path takes (e.g. GET and DELETE on /streams/{id})."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if route.matches(request.scope)[0] != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
 
 
 class UnexpectedErrorMiddleware:

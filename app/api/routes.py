@@ -233,14 +233,14 @@ async def predict_tracks(request: Request, service: ServiceDep, margin: Margin =
 async def predict_scene(request: Request, service: ServiceDep, margin: Margin = 0.0) -> TracksResponse:
     """Send the `video` alone (multipart or a raw body): the configured detector runs on every k-th frame,
     ByteTrack joins its boxes into tracks, and each track is answered as /predict/tracks answers it, with its
-    boxes. 404 `detection_off` unless a detector is configured (VTFPAR_DETECTOR; /info says)."""
+    boxes. 404 `detection_off` when detection is off (VTFPAR_DETECTOR; /info says)."""
     start = time.perf_counter()
     pipeline = service.tracks
     if pipeline.scene is None:
         raise ServiceError(
             ErrorCode.DETECTION_OFF,
-            "built-in detection is off on this server (VTFPAR_DETECTOR is unset): send your own tracks to "
-            "/predict/tracks",
+            "built-in detection is off on this server (VTFPAR_DETECTOR=off, or the 'scene' extra is not installed): "
+            "send your own tracks to /predict/tracks",
         )
 
     def decode(upload):

@@ -156,7 +156,7 @@ class Health(BaseModel):
     status: Literal["ok", "not_ready"]
 
 
-def _decisions(model, probabilities) -> tuple[list[dict], list[dict]]:
+def decisions(model, probabilities) -> tuple[list[dict], list[dict]]:
     """One row of probabilities as answer data (``model`` is the ModelDescription): every attribute with its
     decision, each one-of group's winner, by ``model.decisions``' rule."""
     schema = model.schema
@@ -184,7 +184,7 @@ def prediction_json(request_id: str, model, clip, result, total_s: float) -> byt
     every answer against ``PredictResponse``.
     """
     served, media = model.served, clip.media
-    attributes, groups = _decisions(model, result.probabilities)
+    attributes, groups = decisions(model, result.probabilities)
     return pydantic_core.to_json(
         {
             "request_id": request_id,
@@ -221,7 +221,7 @@ def tracks_response(
     tracks = []
     for track, result in zip(prepared.tracks, results, strict=True):
         plan = track.plan
-        attributes, groups = _decisions(model, result.probabilities)
+        attributes, groups = decisions(model, result.probabilities)
         tracks.append(
             TrackResult(
                 track_id=plan.track_id,
@@ -305,8 +305,10 @@ class GroupInfo(BaseModel):
 
 
 class SceneInfo(BaseModel):
-    enabled: bool = Field(description="False: /predict/scene answers 404 detection_off (VTFPAR_DETECTOR is unset).")
-    detector: str | None = Field(examples=["fasterrcnn_mobilenet_v3_large_fpn"])
+    enabled: bool = Field(
+        description="False: /predict/scene answers 404 detection_off (VTFPAR_DETECTOR=off, or no 'scene' extra)."
+    )
+    detector: str | None = Field(examples=["hog", "fasterrcnn_mobilenet_v3_large_fpn"])
     detector_weights: str | None = Field(
         description="The local weights file, or null for torchvision's downloaded COCO weights."
     )

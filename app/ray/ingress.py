@@ -42,7 +42,8 @@ class RayBackend:
     async def start(self) -> None:
         """Nothing to wait for: a model replica answered ``describe``, and replicas take requests once warm."""
 
-    async def submit(self, clip: object) -> BatchResult:
+    async def submit(self, clip: object, background: bool = False) -> BatchResult:
+        # No live streams run on Ray (docs/streams.md): every clip is a request's, so ``background`` changes nothing.
         response = self.model.infer.remote(clip)
         try:
             answer = await response

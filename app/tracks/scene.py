@@ -1,10 +1,11 @@
-"""Built-in detection and tracking for /predict/scene: a torchvision person detector on every k-th frame, and
+"""Built-in detection and tracking for /predict/scene and live streams: a person detector on every k-th frame, and
 ByteTrack joining its boxes into tracks.
 
 ByteTrack is Roboflow's ``trackers`` package (Apache-2.0, a clean-room implementation of the paper), installed
-with the optional ``scene`` extra; it is imported only when a detector is configured. The detector is any of
-torchvision's COCO detection models (label 1 is "person"), with weights from a local file or torchvision's own
-download. Both run on a decode thread, inside the upload's decode deadline.
+with the optional ``scene`` extra; it is imported only when detection is on. The detector is OpenCV's HOG people
+detector by default (``app.tracks.hog``, CPU, nothing to download), or any of torchvision's COCO detection models
+(label 1 is "person"), with weights from a local file or torchvision's own download. Both run on a decode thread,
+inside the upload's decode deadline.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 COCO_PERSON = 1  # the "person" label of torchvision's COCO detection models
 DETECTION_BATCH = 4  # frames per detector call
 FALLBACK_FPS = 25.0  # for ByteTrack's time scale when the video does not say how long it lasts
+HOG, OFF = "hog", "off"  # VTFPAR_DETECTOR values beside torchvision's model names
 
 
 class Detector(Protocol):
@@ -144,9 +146,22 @@ class SceneTracker:
 
 
 def load_scene(settings, device: torch.device, detector: Detector | None = None) -> SceneTracker | None:
-    """The configured scene tracker, or None when built-in detection is off (no detector given or configured)."""
-    if detector is None and settings.detector is None:
+    """The configured scene tracker, or None when built-in detection is off (``VTFPAR_DETECTOR=off``).
+
+    The default, HOG, needs the ``scene`` extra (ByteTrack and OpenCV 4); without it the service still starts, with
+    detection off and a warning, whereas a detector the operator chose fails the start with the reason."""
+    if detector is None and settings.detector == OFF:
         return None
-    if detector is None:
-        detector = TorchvisionDetector.load(settings.detector, settings.detector_weights, device)
-    return SceneTracker(detector, settings.detection_interval)
+    try:
+        if detector is None and settings.detector == HOG:
+            from .hog import HogDetector
+
+            detector = HogDetector()
+        elif detector is None:
+            detector = TorchvisionDetector.load(settings.detector, settings.detector_weights, device)
+        return SceneTracker(detector, settings.detection_interval)
+    except (ImportError, StartupError) as exc:
+        if "detector" in settings.model_fields_set:
+            raise StartupError(f"VTFPAR_DETECTOR={settings.detector}: {exc}") from None
+        log.warning("built-in detection is off: %s (pip install 'vtfpar-serve[scene]')", exc)
+        return None

@@ -84,7 +84,8 @@ def test_a_bad_tracks_file_exits_2_naming_the_line(offline_env, server, scene_fi
     assert not (tmp_path / "a.mp4").exists()
 
 
-def test_without_tracks_it_needs_a_detector(offline_env, scene_files, tmp_path, capsys):
+def test_without_tracks_it_needs_a_detector(offline_env, scene_files, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("VTFPAR_DETECTOR", "off")
     folder, _ = scene_files
     status = main([str(folder / "scene.mp4"), "--out", str(tmp_path / "a.mp4"), "--json", str(tmp_path / "t.jsonl")])
     assert status == 2 and "VTFPAR_DETECTOR" in capsys.readouterr().err

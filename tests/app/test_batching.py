@@ -149,3 +149,39 @@ async def test_close_finishes_accepted_clips_then_refuses_new_ones():
     results = await asyncio.gather(*accepted)
     await closing
     assert [int(r.probabilities[0]) for r in results] == list(range(5))
+
+
+async def test_background_clips_fill_only_the_room_request_clips_leave():
+    model = FakeModel()
+    model.gate.clear()  # hold the first batch so that the rest queue up behind it
+    batcher = make(model, max_batch_clips=3)
+    batcher.start()
+    first = asyncio.ensure_future(batcher.submit(clip(0)))
+    await _wait_for(model.entered.is_set)
+    # Streams queued first, requests after: requests still go first, streams fill what is left.
+    streams = [asyncio.ensure_future(batcher.submit(clip(10 + i), background=True)) for i in range(3)]
+    requests = [asyncio.ensure_future(batcher.submit(clip(20 + i))) for i in range(2)]
+    await _wait_for(lambda: batcher.depth == 5)
+    model.gate.set()
+    await asyncio.gather(first, *streams, *requests)
+    assert model.batches == [[0], [20, 21, 10], [11, 12]]
+    await batcher.close(1)
+
+
+async def test_background_clips_have_their_own_bound_and_cannot_fill_the_request_queue():
+    model = FakeModel()
+    model.gate.clear()
+    batcher = make(model, max_batch_clips=1, max_queue=2)
+    batcher.start()
+    running = asyncio.ensure_future(batcher.submit(clip(0)))
+    await _wait_for(model.entered.is_set)
+    streams = [asyncio.ensure_future(batcher.submit(clip(10 + i), background=True)) for i in range(2)]
+    await _wait_for(lambda: batcher.depth == 2)
+    with pytest.raises(ServiceError) as full:
+        await batcher.submit(clip(12), background=True)
+    assert full.value.code == ErrorCode.QUEUE_FULL
+    request = asyncio.ensure_future(batcher.submit(clip(20)))  # a request still finds room
+    model.gate.set()
+    await asyncio.gather(running, request, *streams)
+    assert model.batches == [[0], [20], [10], [11]]
+    await batcher.close(1)

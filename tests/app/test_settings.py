@@ -46,7 +46,19 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
         "DECODE_THREADS": "1",
         "DECODE_DEVICE": "cuda",
         "ALLOWED_CODECS": "h264, MSMPEG4V3",
-        "API_TOKEN": "s3cret-token",
+        "STREAM_SOURCES": "rtsp://10.0.0.7/, file:///srv/recordings/",
+        "STREAMS_FILE": "/etc/vtfpar/streams.json",
+        "MAX_STREAMS": "2",
+        "STREAM_DETECTION_INTERVAL": "5",
+        "STREAM_UPDATE_S": "3.5",
+        "STREAM_MAX_TRACKS": "8",
+        "STREAM_TRACK_LOST_S": "2",
+        "STREAM_OPEN_TIMEOUT_S": "4",
+        "STREAM_READ_TIMEOUT_S": "6",
+        "STREAM_RETRY_MAX_S": "20",
+        "STREAM_GIVE_UP_S": "600",
+        "STREAM_EVENT_BUFFER": "64",
+        "API_TOKEN": "s3cret",
         "HOST": "127.0.0.1",
         "PORT": "9000",
         "DRAIN_TIMEOUT_S": "11",
@@ -67,7 +79,12 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
     assert (settings.max_tracks, settings.max_track_boxes, settings.detection_interval) == (5, 500, 3)
     assert settings.detector == "fasterrcnn_mobilenet_v3_large_fpn"
     assert settings.detector_weights == Path("/models/detector.pth")
-    assert settings.api_token is not None and settings.api_token.get_secret_value() == "s3cret-token"
+    assert settings.stream_sources == ("rtsp://10.0.0.7/", "file:///srv/recordings/")
+    assert settings.streams_file == Path("/etc/vtfpar/streams.json") and settings.max_streams == 2
+    assert (settings.stream_detection_interval, settings.stream_update_s, settings.stream_max_tracks) == (5, 3.5, 8)
+    assert (settings.stream_track_lost_s, settings.stream_open_timeout_s, settings.stream_read_timeout_s) == (2, 4, 6)
+    assert (settings.stream_retry_max_s, settings.stream_give_up_s, settings.stream_event_buffer) == (20, 600, 64)
+    assert settings.api_token is not None and settings.api_token.get_secret_value() == "s3cret"
 
 
 def test_a_batch_wait_as_long_as_the_queue_timeout_is_refused(monkeypatch):
@@ -84,7 +101,8 @@ def test_defaults_serve_on_port_8000_of_every_interface(monkeypatch):
     settings = Settings()
     assert (settings.host, settings.port) == ("0.0.0.0", 8000)
     assert settings.checkpoint is None and settings.uses_demo_checkpoint
-    assert settings.detector is None and settings.max_tracks == 64  # built-in detection is off unless configured
+    assert settings.detector == "hog" and settings.max_tracks == 64  # HOG needs no download: on by default
+    assert settings.stream_sources == () and settings.api_token is None  # no streams unless sources are allowed
 
 
 def test_a_gpu_gets_a_large_batch_and_a_decode_worker_per_core(monkeypatch):

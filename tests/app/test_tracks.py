@@ -339,10 +339,11 @@ def test_json_tracks_are_read_one_item_at_a_time(document, refused):
     assert peak < 200 * 1024 * 1024, f"{peak / 2**20:.0f} MiB for a {len(document) / 2**20:.0f} MiB document"
 
 
-def test_scene_is_404_detection_off_without_a_detector_and_info_says_so(server, scene):
-    response = httpx.post(f"{server.url}/predict/scene", files={"video": ("s.mp4", scene["video"])}, timeout=30)
+def test_scene_is_404_detection_off_when_the_detector_is_off_and_info_says_so(tiny_checkpoint, scene):
+    with serving(make_settings(tiny_checkpoint, **E2E_LIMITS, detector="off")) as running:
+        response = httpx.post(f"{running.url}/predict/scene", files={"video": ("s.mp4", scene["video"])}, timeout=30)
+        info = httpx.get(f"{running.url}/info").json()
     assert response.status_code == 404 and response.json()["error"]["code"] == "detection_off"
-    info = httpx.get(f"{server.url}/info").json()
     assert info["scene"] == {
         "enabled": False,
         "detector": None,
@@ -350,6 +351,16 @@ def test_scene_is_404_detection_off_without_a_detector_and_info_says_so(server, 
         "detection_interval": 1,
         "tracker": None,
     }
+
+
+def test_hog_detection_is_on_by_default_and_info_says_so(server, scene):
+    pytest.importorskip("trackers", reason="the 'scene' extra (pip install -e '.[scene]') is not installed")
+    response = httpx.post(f"{server.url}/predict/scene", files={"video": ("s.mp4", scene["video"])}, timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.json()["input"]["tracks_source"] == "detector"
+    info = httpx.get(f"{server.url}/info").json()
+    assert info["scene"]["enabled"] and info["scene"]["detector"] == "hog"
+    assert info["scene"]["tracker"].startswith("bytetrack")
     assert info["limits"]["max_tracks"] == 64 and info["limits"]["max_track_boxes"] == 100_000
     spec = httpx.get(f"{server.url}/openapi.json").json()
     tracks_form = spec["paths"]["/predict/tracks"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]

@@ -23,6 +23,11 @@ TOPICS = {
     "inference time": "vtfpar_batch_inference_duration_seconds_bucket",
     "rejections": "vtfpar_rejections_total",
     "GPU memory": "vtfpar_gpu_memory_allocated_bytes",
+    "live streams' frames": "vtfpar_stream_frames_in_total",
+    "live streams' dropped frames": "vtfpar_stream_frames_dropped_total",
+    "live streams' lag": "vtfpar_stream_lag_seconds",
+    "live streams' windows": "vtfpar_stream_windows_total",
+    "live streams' reconnects": "vtfpar_stream_reconnects_total",
 }
 SERIES_SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
 

@@ -1,0 +1,157 @@
+"""Live streams: open, list, inspect and close camera streams; read their tracks' attributes as server-sent
+events; watch their preview. Every route needs the API token when VTFPAR_API_TOKEN is set (a stream makes the
+server open connections, and its events and preview show people)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import anyio
+import numpy as np
+import pydantic_core
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+from sse_starlette import EventSourceResponse
+
+from ..streams import CLOSED, Event, StreamSpec
+from ..streams.preview import BOUNDARY, PREVIEW_FPS, part, render
+from .auth import require_token
+from .routes import ServiceDep
+from .schemas import ErrorResponse, decisions
+
+router = APIRouter(prefix="/streams", tags=["streams"], dependencies=[Depends(require_token)])
+SHUTDOWN_GRACE_S = 5.0  # after SIGTERM, how long an events reader has to get its tracks' ends
+
+
+class StreamStatus(BaseModel):
+    id: str
+    name: str
+    url: str
+    state: str = Field(description="connecting, running, reconnecting, stopped or failed", examples=["running"])
+    fps_in: float = Field(description="Frames decoded per second (last 5 s).")
+    fps_processed: float = Field(description="Frames detected and tracked per second (last 5 s).")
+    frames_dropped: int = Field(description="Frames meant for the detector that were replaced: processing fell behind.")
+    lag_s: float = Field(description="From the last processed frame's arrival to the end of its processing.")
+    active_tracks: int
+    reconnects: int = Field(description="Times the source came back after failing.")
+    last_error: str | None
+    detection_interval: int
+    update_s: float
+    created_at: str
+
+
+class StreamList(BaseModel):
+    streams: list[StreamStatus]
+
+
+StreamId = Annotated[str, Field(max_length=64)]
+ERRORS = {
+    400: "Malformed request body (unknown or missing fields, bad values).",
+    401: "VTFPAR_API_TOKEN is set and the request does not carry it (unauthorized).",
+    403: "The URL is not under VTFPAR_STREAM_SOURCES, or of no stream scheme (source_not_allowed).",
+    404: "No such stream (not_found), or detection is off on this server (detection_off).",
+    429: "VTFPAR_MAX_STREAMS streams are open already (too_many_streams).",
+}
+
+
+def _errors(*statuses: int) -> dict:
+    return {status: {"model": ErrorResponse, "description": ERRORS[status]} for status in statuses}
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=StreamStatus,
+    summary="Open a live stream",
+    responses=_errors(400, 401, 403, 404, 429),
+)
+async def open_stream(spec: StreamSpec, service: ServiceDep) -> dict:
+    """Opens `url` (rtsp, rtsps, http(s) MPEG-TS or HLS, rtmp, or a file:// recording) if it lies under one of
+    VTFPAR_STREAM_SOURCES (403 `source_not_allowed` otherwise, before any connection); the stream connects in the
+    background: its `state` says how it goes."""
+    return service.streams.add(spec).status()
+
+
+@router.get("", response_model=StreamList, summary="Every stream and its status", responses=_errors(401))
+async def list_streams(service: ServiceDep) -> dict:
+    return {"streams": [stream.status() for stream in service.streams.streams.values()]}
+
+
+@router.get("/{stream_id}", response_model=StreamStatus, summary="A stream's status", responses=_errors(400, 401, 404))
+async def stream_status(stream_id: StreamId, service: ServiceDep) -> dict:
+    return service.streams.get(stream_id).status()
+
+
+@router.delete("/{stream_id}", status_code=204, summary="Close a stream", responses=_errors(400, 401, 404))
+async def close_stream(stream_id: StreamId, service: ServiceDep) -> Response:
+    """Stops the stream (its open tracks end, with `track_end` events) and forgets it."""
+    await service.streams.remove(stream_id)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/{stream_id}/events",
+    summary="A stream's tracks as server-sent events",
+    response_class=EventSourceResponse,
+    responses={200: {"content": {"text/event-stream": {}}}, **_errors(400, 401, 404)},
+)
+async def stream_events(stream_id: StreamId, service: ServiceDep) -> EventSourceResponse:
+    """`track_update` each time a track's attributes are computed again, `track_end` when the tracker loses it (or
+    the stream stops), each with JSON data: `stream`, `stream_name`, `track_id`, `first_seen` and `last_seen`
+    (`stream_s`: stream time; `at`: wall clock, UTC), the last `box` ([left, top, width, height] pixels),
+    `windows` (clips fused) and `attributes` and `groups` as /predict answers them (null before any window)."""
+    manager = service.streams
+    queue = manager.subscribe(stream_id)
+    model = service.backend.description
+
+    async def events():
+        try:
+            while (event := await queue.get()) is not CLOSED:
+                yield {"event": event.kind, "data": event_json(model, event)}
+        finally:
+            manager.unsubscribe(stream_id, queue)
+
+    return EventSourceResponse(events(), shutdown_event=anyio.Event(), shutdown_grace_period=SHUTDOWN_GRACE_S)
+
+
+@router.get(
+    "/{stream_id}/preview",
+    summary="A stream's live picture with boxes, ids and top attributes (MJPEG)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {f"multipart/x-mixed-replace; boundary={BOUNDARY}": {}}}, **_errors(400, 401, 404)},
+)
+async def stream_preview(stream_id: StreamId, request: Request, service: ServiceDep) -> StreamingResponse:
+    stream = service.streams.get(stream_id)
+    model = service.backend.description
+
+    async def pictures():
+        while not stream.ended and not await request.is_disconnected():
+            jpeg = await asyncio.to_thread(render, stream, model.schema.names, model.thresholds)
+            if jpeg is not None:
+                yield part(jpeg)
+            await asyncio.sleep(1 / PREVIEW_FPS)
+
+    return StreamingResponse(pictures(), media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+
+
+def event_json(model, event: Event) -> str:
+    track = event.track
+    x0, y0, x1, y1 = event.box
+    attributes = groups = None
+    if track.probabilities:
+        attributes, groups = decisions(model, np.asarray(track.probabilities, np.float32))
+    return pydantic_core.to_json(
+        {
+            "stream": track.stream_id,
+            "stream_name": track.stream_name,
+            "track_id": track.track_id,
+            "first_seen": {"stream_s": track.first_seen_s, "at": track.first_seen_at.isoformat()},
+            "last_seen": {"stream_s": track.last_seen_s, "at": track.last_seen_at.isoformat()},
+            "box": [round(x0, 1), round(y0, 1), round(x1 - x0, 1), round(y1 - y0, 1)],
+            "windows": track.windows,
+            "attributes": attributes,
+            "groups": groups,
+        }
+    ).decode()

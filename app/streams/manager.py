@@ -1,0 +1,190 @@
+"""The service's live streams: adding (allow-list first), listing, removing, the streams file, the events each
+stream sends to its readers, and the listeners of ended tracks.
+
+Everything here runs on the event loop; each stream's threads reach it through ``call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from ..backend import ModelBackend
+from ..errors import ErrorCode, ServiceError
+from ..inference import StartupError
+from ..metrics import Metrics
+from ..settings import Settings
+from ..tracks import Detector
+from .sources import check_source
+from .stream import Event, Stream, StreamConfig
+from .tracks import TrackEnded
+
+log = logging.getLogger(__name__)
+
+CLOSED = None  # what an events reader's queue gets when its stream has stopped
+
+
+class StreamSpec(BaseModel):
+    """A stream to open: the body of POST /streams, and each item of VTFPAR_STREAMS_FILE."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, examples=["gate-3"])
+    url: str = Field(min_length=1, max_length=2000, examples=["rtsp://10.0.0.7:554/stream1"])
+    detection_interval: int | None = Field(
+        None, ge=1, description="The detector runs on every k-th frame (default VTFPAR_STREAM_DETECTION_INTERVAL)."
+    )
+    update_s: float | None = Field(
+        None, gt=0, description="Seconds between a track's attribute updates (default VTFPAR_STREAM_UPDATE_S)."
+    )
+    rtsp_transport: str = Field("tcp", pattern="^(tcp|udp)$", description="RTSP only: RTP over tcp or udp.")
+
+
+class StreamManager:
+    def __init__(self, settings: Settings, backend: ModelBackend, metrics: Metrics, detector: Detector | None) -> None:
+        self.settings, self.backend, self.metrics, self.detector = settings, backend, metrics, detector
+        self.streams: dict[str, Stream] = {}
+        self._readers: dict[str, set[asyncio.Queue]] = {}
+        self._track_end_listeners: list[Callable[[TrackEnded], None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Task | None = None
+
+    def add_track_end_listener(self, callback: Callable[[TrackEnded], None]) -> None:
+        """``callback(TrackEnded)`` for every ended track of every stream, on the event loop (it must not block)."""
+        self._track_end_listeners.append(callback)
+
+    async def start(self) -> None:
+        """Open the streams of VTFPAR_STREAMS_FILE; a file that cannot be read, or a stream it may not open, stops
+        the start with the reason."""
+        self._loop = asyncio.get_running_loop()
+        path = self.settings.streams_file
+        if path is None:
+            return
+        for spec in _read_streams_file(path):
+            try:
+                self.add(spec)
+            except ServiceError as exc:
+                raise StartupError(f"VTFPAR_STREAMS_FILE={path}: stream {spec.name!r}: {exc.message}") from None
+
+    def add(self, spec: StreamSpec) -> Stream:
+        settings = self.settings
+        source = check_source(spec.url, settings.stream_sources, spec.rtsp_transport)  # before any connection
+        if self.detector is None:
+            raise ServiceError(
+                ErrorCode.DETECTION_OFF, "streams need the person detector, and detection is off (VTFPAR_DETECTOR)"
+            )
+        if sum(not stream.finished for stream in self.streams.values()) >= settings.max_streams:
+            raise ServiceError(
+                ErrorCode.TOO_MANY_STREAMS, f"{settings.max_streams} streams are open already (VTFPAR_MAX_STREAMS)"
+            )
+        assert self._loop is not None, "start() first"
+        config = StreamConfig(
+            detection_interval=spec.detection_interval or settings.stream_detection_interval,
+            update_s=spec.update_s or settings.stream_update_s,
+            max_tracks=settings.stream_max_tracks,
+            track_lost_s=settings.stream_track_lost_s,
+            open_timeout_s=settings.stream_open_timeout_s,
+            read_timeout_s=settings.stream_read_timeout_s,
+            retry_max_s=settings.stream_retry_max_s,
+            give_up_s=settings.stream_give_up_s,
+            decode_threads=settings.decode_threads,
+        )
+        stream_id = uuid.uuid4().hex[:12]
+        stream = Stream(
+            stream_id,
+            spec.name,
+            source,
+            config,
+            self.detector,
+            self.backend,
+            self.metrics,
+            self._loop,
+            self._on_event,
+            self._on_finished,
+        )
+        self.streams[stream_id] = stream
+        self._readers[stream_id] = set()
+        stream.start()
+        log.info("stream %s (%s) opened: %s", stream_id, spec.name, source.url)
+        return stream
+
+    def get(self, stream_id: str) -> Stream:
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            raise ServiceError(ErrorCode.NOT_FOUND, f"no stream {stream_id!r}")
+        return stream
+
+    async def remove(self, stream_id: str) -> None:
+        stream = self.get(stream_id)
+        await self._end(stream)
+        del self.streams[stream_id]
+        self._readers.pop(stream_id, None)
+        self.metrics.streams.remove(stream_id)
+        log.info("stream %s removed", stream_id)
+
+    def begin_stop(self) -> None:
+        """Start ending every stream (SIGTERM, on the event loop), so that events readers get their ``track_end``
+        events and close before the server waits for open connections."""
+        if self._stopping is None and self._loop is not None:
+            self._stopping = self._loop.create_task(self._end_all(), name="streams-stop")
+
+    async def stop(self) -> None:
+        self.begin_stop()
+        if self._stopping is not None:
+            await self._stopping
+
+    async def _end_all(self) -> None:
+        await asyncio.gather(*(self._end(stream) for stream in list(self.streams.values())))
+
+    async def _end(self, stream: Stream) -> None:
+        await stream.stop()
+        for queue in self._readers.get(stream.id, ()):
+            _offer(queue, CLOSED)
+
+    # Events --------------------------------------------------------------------------------------------------------
+    def subscribe(self, stream_id: str) -> asyncio.Queue:
+        """A bounded queue of the stream's events (oldest dropped when the reader falls behind; ``CLOSED`` last)."""
+        stream = self.get(stream_id)
+        queue: asyncio.Queue = asyncio.Queue(self.settings.stream_event_buffer)
+        self._readers[stream_id].add(queue)
+        if stream.ended:
+            _offer(queue, CLOSED)
+        return queue
+
+    def unsubscribe(self, stream_id: str, queue: asyncio.Queue) -> None:
+        self._readers.get(stream_id, set()).discard(queue)
+
+    def _on_event(self, stream: Stream, event: Event) -> None:
+        for queue in self._readers.get(stream.id, ()):
+            _offer(queue, event)
+        if event.kind == "track_end":
+            for listener in self._track_end_listeners:
+                try:
+                    listener(event.track)
+                except Exception:  # one listener's bug never stops the others, nor the stream
+                    log.exception("a track-end listener failed")
+
+    def _on_finished(self, stream: Stream) -> None:
+        """The source ended (a file's end) or failed: end its tracks and close its readers; it stays listed."""
+        assert self._loop is not None
+        self._loop.create_task(self._end(stream), name=f"stream-{stream.id}-end")
+
+
+def _offer(queue: asyncio.Queue, item: object) -> None:
+    if queue.full():
+        queue.get_nowait()  # the reader is too slow: it loses the oldest event, never the service's memory
+    queue.put_nowait(item)
+
+
+def _read_streams_file(path: Path) -> list[StreamSpec]:
+    try:
+        return TypeAdapter(list[StreamSpec]).validate_python(json.loads(Path(path).read_text()))
+    except (OSError, json.JSONDecodeError, ValidationError) as exc:
+        first_line = str(exc).strip().splitlines()[0]
+        raise StartupError(f"VTFPAR_STREAMS_FILE={path} cannot be read: {first_line}") from None
