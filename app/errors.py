@@ -26,6 +26,10 @@ class ErrorCode(StrEnum):
     DECODE_TIMEOUT = "decode_timeout"
     BAD_TRACKS = "bad_tracks"  # a tracks file (MOT text or JSON) that cannot be read, or boxes outside the video
     DETECTION_OFF = "detection_off"  # /predict/scene on a server without a configured detector
+    # Stored tracks and their search
+    UNKNOWN_ATTRIBUTE = "unknown_attribute"  # an attribute the model's schema does not have (closest names given)
+    BAD_TIME = "bad_time"  # a time that is not ISO 8601, or bounds in the wrong order
+    BAD_SEARCH = "bad_search"  # a cursor not handed out for this query, an unknown model, contradictory attributes
     QUEUE_FULL = "queue_full"
     OVERLOADED = "overloaded"  # too many requests in flight
     NOT_READY = "not_ready"  # loading, warming up or draining

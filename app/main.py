@@ -20,12 +20,15 @@ from model import CheckpointError
 from .api.errors import install_error_handlers
 from .api.middleware import RequestContextMiddleware
 from .api.routes import router
+from .api.tracks_store import router as tracks_store_router
 from .backend import LocalBackend, ModelBackend
 from .inference import ModelRunner, StartupError, resolve_device
 from .log import log_config
 from .metrics import Metrics
 from .service import Service
 from .settings import Settings
+from .store import TrackStore
+from .store.retention import purge_periodically
 from .tracks import Detector, load_scene
 
 log = logging.getLogger(__name__)
@@ -65,17 +68,22 @@ def create_app(
             raise
         service = Service(settings, model_backend, metrics, scene)
         app.state.service = service
+        app.state.track_store = store = await asyncio.to_thread(TrackStore.from_settings, settings)
+        purging = asyncio.create_task(purge_periodically(store, settings.retention_days), name="purge")
         await service.start()
         try:
             yield
         finally:
             await service.stop()
+            purging.cancel()
+            store.close()
 
     app = FastAPI(title="VTFPAR++ attribute service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = metrics
     install_error_handlers(app, settings.retry_after_s, metrics)
     app.include_router(router)
+    app.include_router(tracks_store_router)
     # Added last, so outermost: its request id is set while the error middleware above logs and answers.
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app

@@ -8,6 +8,7 @@ width on the left and right, of its height above and below) and clipped to the f
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -77,9 +78,15 @@ def crop_region(box: Box, margin: float, width: int, height: int) -> Region:
 
 
 def cut_crops(
-    file: BinaryIO, index: VideoIndex, plans: list[TrackPlan], counter: FrameCounter
+    file: BinaryIO,
+    index: VideoIndex,
+    plans: list[TrackPlan],
+    counter: FrameCounter,
+    also: Mapping[int, Callable[[np.ndarray], None]] | None = None,
 ) -> list[list[np.ndarray]]:
-    """Every track's crops (RGB uint8), from one decode pass over the frames the tracks need."""
+    """Every track's crops (RGB uint8), from one decode pass over the frames the tracks need; ``also`` (frame ->
+    function) sees whole frames in the same pass (the stored tracks' thumbnails)."""
+    also = also or {}
     wanted: dict[int, list[tuple[int, int]]] = {}  # frame -> (track, slot) pairs that need it
     for track, plan in enumerate(plans):
         for slot, box in enumerate(plan.used):
@@ -87,10 +94,12 @@ def cut_crops(
     crops: list[list[np.ndarray | None]] = [[None] * len(plan.used) for plan in plans]
 
     def keep(position: int, frame: np.ndarray) -> None:
-        for track, slot in wanted[position]:
+        if position in also:
+            also[position](frame)
+        for track, slot in wanted.get(position, ()):
             region = plans[track].regions[slot]
             # A copy, so that the full frame is freed as soon as its crops are cut.
             crops[track][slot] = frame[region.top : region.bottom, region.left : region.right].copy()
 
-    decode_frames(file, index, sorted(wanted), counter, keep)
+    decode_frames(file, index, sorted(wanted.keys() | also.keys()), counter, keep)
     return crops  # type: ignore[return-value]  # every slot was filled: decode_frames hands over every target
