@@ -124,6 +124,7 @@ def _normalised(clause: list[str]) -> tuple[set[str], set[str]]:
     words: set[str] = set()
     opposites: set[str] = set()
     pairs = {OPPOSITES[pair] for pair in zip(clause, clause[1:], strict=False) if pair in OPPOSITES}
+    words |= set(clause)  # a schema of its own may name what the synonyms map away ("coat")
     for mapped in [SYNONYMS.get(word, word) for word in clause] + sorted(pairs):
         meaning = mapped.split()
         if meaning[0] == "no":

@@ -49,6 +49,11 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
         "DRAIN_TIMEOUT_S": "11",
         "LOG_LEVEL": "debug",
         "LOG_JSON": "false",
+        "API_TOKEN": "t0ken",
+        "DATA_DIR": "/var/lib/vtfpar",
+        "DATABASE_URL": "postgresql://vtfpar:pw@db:5432/vtfpar",
+        "STORE_THUMBNAILS": "false",
+        "RETENTION_DAYS": "7.5",
     }
     for name, value in values.items():
         monkeypatch.setenv(f"VTFPAR_{name}", value)
@@ -64,6 +69,9 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
     assert (settings.max_tracks, settings.max_track_boxes, settings.detection_interval) == (5, 500, 3)
     assert settings.detector == "fasterrcnn_mobilenet_v3_large_fpn"
     assert settings.detector_weights == Path("/models/detector.pth")
+    assert settings.api_token is not None and settings.api_token.get_secret_value() == "t0ken"
+    assert settings.data_dir == Path("/var/lib/vtfpar") and settings.store_thumbnails is False
+    assert settings.database_url == "postgresql://vtfpar:pw@db:5432/vtfpar" and settings.retention_days == 7.5
 
 
 def test_a_batch_wait_as_long_as_the_queue_timeout_is_refused(monkeypatch):
