@@ -8,9 +8,10 @@ then the most recent (``last_seen``) first, then the highest id. A required attr
 (``p > threshold``; with ``min_probability``, ``p >= min_probability``), an excluded one negative (``p <= threshold``;
 with ``min_probability``, ``p < min_probability``). Without attributes every track scores 1: the most recent first.
 
-Each asked attribute is one join on ``track_attributes``' primary key (track, column), and the model, camera and
-time filters are a range on ``tracks (model_id, camera, last_seen)``, so SQLite and PostgreSQL both walk the
-window's tracks in an index and look their attributes up by key. Pages continue with an opaque cursor holding the
+The model, camera and time filters are a range on the index ``tracks (model_id, camera, last_seen)`` (or
+``(model_id, last_seen)`` without a camera), so SQLite and PostgreSQL both walk only the window's tracks; each
+asked attribute is then read from the row's probabilities (``json_extract`` in SQLite, ``->>`` on JSONB in
+PostgreSQL), with no join. Pages continue with an opaque cursor holding the
 last result's (score, last_seen, id): keyset pagination, so that a page costs the same however deep it is and new
 tracks do not shift it.
 """
@@ -24,12 +25,12 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Select, and_, literal, select, tuple_
+from sqlalchemy import ColumnElement, Select, literal, select, tuple_
 from sqlalchemy.types import Double
 
 from ..errors import ErrorCode, ServiceError
 from .records import ModelSpec, naive_utc
-from .tables import AttributeRow, TrackRow
+from .tables import TrackRow
 
 MAX_LIMIT = 200
 
@@ -74,11 +75,15 @@ def statement(search: Search, model_id: int, model: ModelSpec, longest_track_s: 
     score: ColumnElement = literal(1.0, Double)
     query = select(tracks)
     asked = [(c, True) for c in columns(model, search.required)] + [(c, False) for c in columns(model, search.excluded)]
-    for n, (column, wanted) in enumerate(asked):
-        row = AttributeRow.__table__.alias(f"a{n}")
-        query = query.join(row, and_(row.c.track == tracks.c.id, row.c.column == column))
-        query = query.where(_decided(row, wanted, search.min_probability))
-        score = score * (row.c.probability if wanted else 1.0 - row.c.probability)
+    for column, wanted in asked:
+        p = tracks.c.probabilities[column].as_float()
+        cut = search.min_probability
+        if cut is None:  # the model's decision: positive iff p > threshold
+            threshold = model.attributes[column].threshold
+            query = query.where(p > threshold if wanted else p <= threshold)
+        else:
+            query = query.where(p >= cut if wanted else p < cut)
+        score = score * (p if wanted else 1.0 - p)
     score = score.label("score")
     query = query.add_columns(score).where(tracks.c.model_id == model_id)
     if search.camera is not None:
@@ -95,12 +100,6 @@ def statement(search: Search, model_id: int, model: ModelSpec, longest_track_s: 
         after_score, after_seen, after_id = decode_cursor(search.cursor, search.fingerprint())
         query = query.where(tuple_(score, tracks.c.last_seen, tracks.c.id) < tuple_(after_score, after_seen, after_id))
     return query.order_by(score.desc(), tracks.c.last_seen.desc(), tracks.c.id.desc()).limit(search.limit)
-
-
-def _decided(row, wanted: bool, min_probability: float | None) -> ColumnElement[bool]:
-    if min_probability is None:
-        return row.c.positive.is_(wanted)
-    return row.c.probability >= min_probability if wanted else row.c.probability < min_probability
 
 
 def encode_cursor(score: float, last_seen: datetime, track: int, fingerprint: str) -> str:

@@ -6,7 +6,7 @@ Every method blocks (database and file work): async callers run them on a thread
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +19,7 @@ from ..errors import ErrorCode, ServiceError
 from .database import migrate, open_engine, store_url
 from .records import AttributeSpec, ModelSpec, NewTrack, StoredAttribute, StoredTrack, aware_utc, naive_utc
 from .search import Search, encode_cursor, statement
-from .tables import AttributeRow, ModelRow, TrackRow
+from .tables import ModelRow, TrackRow
 from .thumbnails import ThumbnailFiles
 
 ERASE_CHUNK = 5000  # tracks deleted per transaction: short transactions while searches go on
@@ -79,10 +79,12 @@ class TrackStore:
                 "last_seen": naive_utc(track.last_seen),
                 "boxes": track.boxes,
                 "windows": track.windows,
+                "probabilities": probabilities,
+                "positives": [p > a.threshold for p, a in zip(probabilities, model.attributes, strict=True)],
                 "thumbnail": thumbnail,
                 "stored_at": now,
             }
-            for track, thumbnail in zip(tracks, thumbnails, strict=True)
+            for track, thumbnail, probabilities in zip(tracks, thumbnails, _probabilities(model, tracks), strict=True)
         ]
         longest = max((t.last_seen - t.first_seen).total_seconds() for t in tracks)
         try:
@@ -91,7 +93,6 @@ class TrackStore:
                     insert(TrackRow).returning(TrackRow.id, sort_by_parameter_order=True), rows
                 )
                 ids = [row.id for row in inserted]
-                connection.execute(insert(AttributeRow), list(_attribute_rows(model, tracks, ids)))
                 connection.execute(
                     update(ModelRow)
                     .where(ModelRow.id == model_id, ModelRow.longest_track_s < longest)
@@ -141,7 +142,7 @@ class TrackStore:
         model_id, model, longest = self._searched_model(search.model, served)
         with self.engine.connect() as connection:
             rows = connection.execute(statement(search, model_id, model, longest)).all()
-            found = self._tracks(connection, rows, {model_id: model})
+        found = [_stored(row, model) for row in rows]
         cursor = None
         if len(rows) == search.limit:
             last = rows[-1]
@@ -167,7 +168,7 @@ class TrackStore:
             if not rows:
                 return None
             model_row = connection.execute(select(ModelRow).where(ModelRow.id == rows[0].model_id)).one()
-            return self._tracks(connection, rows, {model_row.id: _spec(model_row)})[0]
+        return _stored(rows[0], _spec(model_row))
 
     def thumbnail(self, track: int) -> Path | None:
         with self.engine.connect() as connection:
@@ -179,15 +180,6 @@ class TrackStore:
         query = select(ModelRow, counts.c.n).join(counts, counts.c.model_id == ModelRow.id).order_by(ModelRow.id)
         with self.engine.connect() as connection:
             return [StoredModel(_spec(row), row.n) for row in connection.execute(query)]
-
-    def _tracks(self, connection, rows: Sequence[Row], models: dict[int, ModelSpec]) -> list[StoredTrack]:
-        ids = [row.id for row in rows]
-        attributes: dict[int, list[Row]] = {track: [] for track in ids}
-        if ids:
-            query = select(AttributeRow).where(AttributeRow.track.in_(ids)).order_by(AttributeRow.column)
-            for attribute in connection.execute(query):
-                attributes[attribute.track].append(attribute)
-        return [_stored(row, models[row.model_id], attributes[row.id]) for row in rows]
 
     # Erasing
 
@@ -215,7 +207,6 @@ class TrackStore:
         for chunk in self._chunks(conditions):
             ids = [track for track, _ in chunk]
             with self.engine.begin() as connection:
-                connection.execute(delete(AttributeRow).where(AttributeRow.track.in_(ids)))
                 connection.execute(delete(TrackRow).where(TrackRow.id.in_(ids)))
             self.thumbnails.delete(name for _, name in chunk)
             erased += len(chunk)
@@ -231,12 +222,11 @@ class TrackStore:
             yield chunk
 
 
-def _attribute_rows(model: ModelSpec, tracks: list[NewTrack], ids: list[int]) -> Iterator[dict]:
-    for track, track_pk in zip(tracks, ids, strict=True):
+def _probabilities(model: ModelSpec, tracks: list[NewTrack]) -> Iterator[list[float]]:
+    for track in tracks:
         if len(track.probabilities) != len(model.attributes):
             raise ValueError(f"{len(track.probabilities)} probabilities for {len(model.attributes)} attributes")
-        for column, (p, spec) in enumerate(zip(track.probabilities, model.attributes, strict=True)):
-            yield {"track": track_pk, "column": column, "probability": float(p), "positive": p > spec.threshold}
+        yield [float(p) for p in track.probabilities]
 
 
 def _spec(row) -> ModelSpec:
@@ -244,7 +234,7 @@ def _spec(row) -> ModelSpec:
     return ModelSpec(row.name, row.version, row.schema_name, attributes)
 
 
-def _stored(row: Row, model: ModelSpec, attributes: list[Row]) -> StoredTrack:
+def _stored(row: Row, model: ModelSpec) -> StoredTrack:
     return StoredTrack(
         id=row.id,
         model=model,
@@ -256,8 +246,8 @@ def _stored(row: Row, model: ModelSpec, attributes: list[Row]) -> StoredTrack:
         boxes=row.boxes,
         windows=row.windows,
         attributes=[
-            StoredAttribute(spec.name, spec.group, a.probability, spec.threshold, a.positive)
-            for spec, a in zip(model.attributes, attributes, strict=True)
+            StoredAttribute(spec.name, spec.group, p, spec.threshold, positive)
+            for spec, p, positive in zip(model.attributes, row.probabilities, row.positives, strict=True)
         ],
         has_thumbnail=row.thumbnail is not None,
     )

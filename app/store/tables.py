@@ -2,19 +2,22 @@
 models here are what the queries are written against, and a test checks the two agree.
 
 Times are naive UTC (``timestamp without time zone`` in PostgreSQL, ISO text in SQLite): both compare them in
-order, and neither converts them behind the caller's back. Probabilities are double precision in both, so that
-rankings computed by either database are the same numbers.
+order, and neither converts them behind the caller's back. Probabilities are read back as double precision in
+both (JSON numbers written with Python's exact float repr), so that rankings computed by either database are the
+same numbers.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Double, ForeignKey, Index, Integer, SmallInteger, String
+from sqlalchemy import JSON, BigInteger, DateTime, Double, ForeignKey, Index, Integer, String
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite's rowid is a 64-bit INTEGER PRIMARY KEY only when declared exactly INTEGER.
 Id = BigInteger().with_variant(Integer(), "sqlite")
+Array = JSON().with_variant(JSONB(), "postgresql")
 
 
 class Base(DeclarativeBase):
@@ -56,18 +59,10 @@ class TrackRow(Base):
     last_seen: Mapped[datetime] = mapped_column(DateTime)
     boxes: Mapped[list] = mapped_column(JSON)  # [[seconds after first_seen, x0, y0, x1, y1], ...]
     windows: Mapped[int] = mapped_column(Integer)  # clips the model saw, fused into the probabilities
+    # Each attribute's fused probability and the model's decision, in the schema's column order: arrays in the row
+    # (not a row each), so that one track is one row to insert, and a search reads the window's rows and nothing
+    # else. JSONB in PostgreSQL (binary: element access without parsing text).
+    probabilities: Mapped[list] = mapped_column(Array)
+    positives: Mapped[list] = mapped_column(Array)
     thumbnail: Mapped[str | None] = mapped_column(String(64))  # file name under <data_dir>/thumbnails
     stored_at: Mapped[datetime] = mapped_column(DateTime)
-
-
-class AttributeRow(Base):
-    """One attribute of one track: its fused probability and the model's decision. One row per attribute (not a
-    column each) so that any schema fits; the primary key is the lookup the search joins on."""
-
-    __tablename__ = "track_attributes"
-    __table_args__ = {"sqlite_with_rowid": False}
-
-    track: Mapped[int] = mapped_column(Id, ForeignKey("tracks.id"), primary_key=True)
-    column: Mapped[int] = mapped_column(SmallInteger, primary_key=True)  # the attribute's column in the schema
-    probability: Mapped[float] = mapped_column(Double)
-    positive: Mapped[bool] = mapped_column(Boolean)

@@ -1,4 +1,4 @@
-"""Tracks, their attributes and the models that produced them.
+"""Tracks, with their attributes, and the models that produced them.
 
 Revision ID: 0001
 Revises:
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0001"
 down_revision = None
@@ -15,6 +16,7 @@ branch_labels = None
 depends_on = None
 
 Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Array = sa.JSON().with_variant(JSONB(), "postgresql")
 
 
 def upgrade() -> None:
@@ -39,23 +41,16 @@ def upgrade() -> None:
         sa.Column("last_seen", sa.DateTime(), nullable=False),
         sa.Column("boxes", sa.JSON(), nullable=False),
         sa.Column("windows", sa.Integer(), nullable=False),
+        sa.Column("probabilities", Array, nullable=False),
+        sa.Column("positives", Array, nullable=False),
         sa.Column("thumbnail", sa.String(64), nullable=True),
         sa.Column("stored_at", sa.DateTime(), nullable=False),
     )
     op.create_index("ix_tracks_model_camera_seen", "tracks", ["model_id", "camera", "last_seen"])
     op.create_index("ix_tracks_model_seen", "tracks", ["model_id", "last_seen"])
     op.create_index("ix_tracks_seen", "tracks", ["last_seen"])
-    op.create_table(
-        "track_attributes",
-        sa.Column("track", Id, sa.ForeignKey("tracks.id"), primary_key=True),
-        sa.Column("column", sa.SmallInteger(), primary_key=True),
-        sa.Column("probability", sa.Double(), nullable=False),
-        sa.Column("positive", sa.Boolean(), nullable=False),
-        sqlite_with_rowid=False,
-    )
 
 
 def downgrade() -> None:
-    op.drop_table("track_attributes")
     op.drop_table("tracks")
     op.drop_table("models")
