@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from model import CheckpointError
 
@@ -32,6 +34,7 @@ from .store.retention import purge_periodically
 from .tracks import Detector, load_scene
 
 log = logging.getLogger(__name__)
+CONSOLE = Path(__file__).parent / "static"
 
 DESCRIPTION = """\
 Video pedestrian attribute recognition (VTFPAR++). POST a pedestrian clip, or a tracklet of crops, to
@@ -84,6 +87,7 @@ def create_app(
     install_error_handlers(app, settings.retry_after_s, metrics)
     app.include_router(router)
     app.include_router(tracks_store_router)
+    app.mount("/ui", StaticFiles(directory=CONSOLE, html=True), name="console")  # the web console (app/static)
     # Added last, so outermost: its request id is set while the error middleware above logs and answers.
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app
