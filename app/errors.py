@@ -29,7 +29,8 @@ class ErrorCode(StrEnum):
     # Stored tracks and their search
     UNKNOWN_ATTRIBUTE = "unknown_attribute"  # an attribute the model's schema does not have (closest names given)
     BAD_TIME = "bad_time"  # a time that is not ISO 8601, or bounds in the wrong order
-    BAD_SEARCH = "bad_search"  # a cursor not handed out for this query, an unknown model, contradictory attributes
+    BAD_SEARCH = "bad_search"  # a cursor of another query, an unknown model, contradictory attributes, no bounds
+    CAMERA_REQUIRED = "camera_required"  # store=true without camera=NAME
     QUEUE_FULL = "queue_full"
     OVERLOADED = "overloaded"  # too many requests in flight
     NOT_READY = "not_ready"  # loading, warming up or draining

@@ -29,7 +29,8 @@ from .log import log_config
 from .metrics import Metrics
 from .service import Service
 from .settings import Settings
-from .store import TrackStore
+from .store import ModelSpec, TrackStore
+from .store.recording import StreamRecorder
 from .store.retention import purge_periodically
 from .tracks import Detector, load_scene
 
@@ -72,6 +73,8 @@ def create_app(
         service = Service(settings, model_backend, metrics, scene)
         app.state.service = service
         app.state.track_store = store = await asyncio.to_thread(TrackStore.from_settings, settings)
+        # Live streams store the tracks they end through it (the stream manager's track-end listener).
+        app.state.stream_recorder = recorder = StreamRecorder(store, ModelSpec.of(model_backend.description))
         purging = asyncio.create_task(purge_periodically(store, settings.retention_days), name="purge")
         await service.start()
         try:
@@ -79,6 +82,7 @@ def create_app(
         finally:
             await service.stop()
             purging.cancel()
+            await recorder.drain()
             store.close()
 
     app = FastAPI(title="VTFPAR++ attribute service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import ErrorCode, ServiceError
@@ -40,6 +41,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.UNKNOWN_ATTRIBUTE: 422,
     ErrorCode.BAD_TIME: 422,
     ErrorCode.BAD_SEARCH: 422,
+    ErrorCode.CAMERA_REQUIRED: 422,
     ErrorCode.QUEUE_FULL: 429,
     ErrorCode.OVERLOADED: 429,
     ErrorCode.NOT_READY: 503,
@@ -84,7 +86,10 @@ def install_error_handlers(app: FastAPI, retry_after_s: int, metrics: Metrics) -
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         fallback = ErrorCode.BAD_REQUEST if exc.status_code < 500 else ErrorCode.INTERNAL_ERROR
         code = _HTTP_CODES.get(exc.status_code, fallback)
-        response = respond(ServiceError(code, str(exc.detail)), headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+        response = respond(ServiceError(code, str(exc.detail)), headers=headers)
         response.status_code = exc.status_code
         return response
 
@@ -102,6 +107,13 @@ def install_error_handlers(app: FastAPI, retry_after_s: int, metrics: Metrics) -
     # Not add_exception_handler(Exception): Starlette runs that one outside every middleware, where the response
     # gets no X-Request-Id and the log line no request id, and then re-raises for the server to log it again.
     app.add_middleware(UnexpectedErrorMiddleware, respond=unexpected_error)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves on this path: Starlette's 405 names only the first route's (GET /tracks, not
+    also DELETE /tracks)."""
+    routes = [route for route in request.app.router.routes if route.matches(request.scope)[0] != Match.NONE]
+    return ", ".join(sorted({method for route in routes for method in getattr(route, "methods", None) or ()}))
 
 
 class UnexpectedErrorMiddleware:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as FastAPIPath
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
@@ -39,6 +40,7 @@ def served_model(request: Request) -> ModelSpec:
 
 
 StoreDep = Annotated[TrackStore, Depends(get_store)]
+TrackId = Annotated[int, FastAPIPath(ge=1, le=2**63 - 1, description="The stored track's id.")]
 ServedDep = Annotated[ModelSpec, Depends(served_model)]
 
 
@@ -163,7 +165,8 @@ def _errors(*statuses: int) -> dict:
         400: "Malformed request (a parameter out of range: limit is at most 200).",
         401: "VTFPAR_API_TOKEN is set and the request does not carry it.",
         404: "No such track, or it has no thumbnail.",
-        422: "Unknown attribute (the closest names are given), a bad time, or a cursor of another query.",
+        422: "Unknown attribute (the closest names are given), a bad time, a cursor of another query, or an "
+        "erasure without bounds.",
         503: "The service is starting.",
     }
     return {status: {"model": ErrorResponse, "description": descriptions[status]} for status in statuses}
@@ -259,7 +262,7 @@ async def stored_models(store: StoreDep, served: ServedDep) -> list[StoredModelB
     dependencies=Protected,
     responses=_errors(400, 401, 404, 503),
 )
-async def get_track(request: Request, store: StoreDep, track: int) -> TrackBody:
+async def get_track(request: Request, store: StoreDep, track: TrackId) -> TrackBody:
     found = await asyncio.to_thread(store.get, track)
     if found is None:
         raise ServiceError(ErrorCode.NOT_FOUND, f"no stored track {track}")
@@ -274,7 +277,7 @@ async def get_track(request: Request, store: StoreDep, track: int) -> TrackBody:
     dependencies=Protected,
     responses={200: {"content": {"image/jpeg": {}}, "description": "The thumbnail"}, **_errors(400, 401, 404, 503)},
 )
-async def track_thumbnail(store: StoreDep, track: int) -> FileResponse:
+async def track_thumbnail(store: StoreDep, track: TrackId) -> FileResponse:
     path = await asyncio.to_thread(store.thumbnail, track)
     if path is None or not await asyncio.to_thread(path.is_file):
         raise ServiceError(ErrorCode.NOT_FOUND, f"stored track {track} has no thumbnail")
@@ -292,7 +295,7 @@ async def erase_tracks(store: StoreDep, camera: Camera = None, since: Since = No
     """Deletes every track of `camera` (all cameras if not given) seen at any time between `since` and `until`.
     At least one of the three is needed."""
     if camera is None and since is None and until is None:
-        raise ServiceError(ErrorCode.BAD_REQUEST, "give camera, since or until (or several): what to erase")
+        raise ServiceError(ErrorCode.BAD_SEARCH, "erasure needs camera, since or until (or several): what to erase")
     start, end = _bounds(since, until)
     return Erased(deleted=await asyncio.to_thread(store.erase, camera, start, end))
 
@@ -329,7 +332,7 @@ def recording(
     if not store:
         return None
     if camera is None:
-        raise ServiceError(ErrorCode.BAD_REQUEST, "store=true needs camera=NAME")
+        raise ServiceError(ErrorCode.CAMERA_REQUIRED, "store=true needs camera=NAME")
     settings = request.app.state.settings
     return Recording(get_store(request), camera, moment or datetime.now(UTC), settings.store_thumbnails)
 

@@ -171,10 +171,11 @@ def test_bad_searches_are_422_naming_the_problem(server, params, code, words):
 def test_limit_has_a_cap_and_unknown_tracks_are_404(server):
     assert httpx.get(f"{server.url}/tracks", **auth(limit=201)).status_code == 400
     assert httpx.get(f"{server.url}/tracks/999999", **auth()).status_code == 404
+    assert httpx.get(f"{server.url}/tracks/{2**70}", **auth()).status_code == 400
 
 
 def test_store_needs_a_camera_and_a_good_start(server, scene):
-    assert post(server.url, scene, store="true").json()["error"]["code"] == "bad_request"
+    assert post(server.url, scene, store="true").json()["error"]["code"] == "camera_required"
     refused = post(server.url, scene, store="true", camera="x", start="soon")
     assert refused.status_code == 422 and refused.json()["error"]["code"] == "bad_time"
 
@@ -195,4 +196,5 @@ def test_erasure_deletes_a_camera_and_its_thumbnails(server, scene, stored):
 
 
 def test_erasure_needs_a_bound(server):
-    assert httpx.delete(f"{server.url}/tracks", **auth()).status_code == 400
+    refused = httpx.delete(f"{server.url}/tracks", **auth())
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "bad_search"

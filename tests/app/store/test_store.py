@@ -4,6 +4,7 @@ retention purge delete tracks with their thumbnails."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from sqlalchemy import inspect
 
 from app.errors import ServiceError
 from app.store import AttributeSpec, ModelSpec, NewTrack, Search
+from app.store.retention import purge_periodically
 from app.store.tables import Base
 
 from .conftest import BACKENDS
@@ -184,3 +186,19 @@ def test_without_thumbnails_no_files_are_kept(open_store):
     ids = store.add(MODEL, tracks(3))
     assert all(store.thumbnail(i) is None for i in ids)
     assert not list(store.thumbnails.folder.rglob("*.jpg"))
+
+
+def test_the_periodic_purge_runs_until_cancelled(open_store):
+    store = open_store("sqlite")
+    old, new = tracks(2)
+    old.first_seen = old.last_seen = datetime.now(UTC) - timedelta(days=3)
+    new.first_seen = new.last_seen = datetime.now(UTC)
+    old_id, new_id = store.add(MODEL, [old, new])
+
+    async def purge_for_a_moment() -> None:
+        task = asyncio.create_task(purge_periodically(store, retention_days=2, every_s=0.01))
+        await asyncio.sleep(0.3)
+        task.cancel()
+
+    asyncio.run(purge_for_a_moment())
+    assert store.get(old_id) is None and store.get(new_id) is not None
