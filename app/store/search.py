@@ -96,10 +96,13 @@ def statement(search: Search, model_id: int, model: ModelSpec, longest_track_s: 
         # index range on last_seen two-sided.
         query = query.where(tracks.c.first_seen <= until)
         query = query.where(tracks.c.last_seen <= until + timedelta(seconds=longest_track_s))
+    # Without attributes every score is 1: ordered by time alone, the index on last_seen gives the order (no sort).
+    keys = [score, tracks.c.last_seen, tracks.c.id] if asked else [tracks.c.last_seen, tracks.c.id]
     if search.cursor is not None:
         after_score, after_seen, after_id = decode_cursor(search.cursor, search.fingerprint())
-        query = query.where(tuple_(score, tracks.c.last_seen, tracks.c.id) < tuple_(after_score, after_seen, after_id))
-    return query.order_by(score.desc(), tracks.c.last_seen.desc(), tracks.c.id.desc()).limit(search.limit)
+        after = [after_score, after_seen, after_id] if asked else [after_seen, after_id]
+        query = query.where(tuple_(*keys) < tuple_(*after))
+    return query.order_by(*(key.desc() for key in keys)).limit(search.limit)
 
 
 def encode_cursor(score: float, last_seen: datetime, track: int, fingerprint: str) -> str:
