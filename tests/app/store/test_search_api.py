@@ -4,11 +4,14 @@ asked; the token guards every read and delete; bad input gets a precise 422."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import math
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -61,8 +64,9 @@ def stored(server, scene):
 def test_an_answer_without_store_keeps_nothing(server, scene, stored):
     answer = post(server.url, scene)
     assert answer.status_code == 200 and answer.json()["stored"] is None
-    listed = httpx.get(f"{server.url}/tracks", **auth(limit=200)).json()
-    assert len(listed["tracks"]) == 2 * len(stored[0]["tracks"])
+    for camera, answer in zip(["gate-3", "hall"], stored, strict=True):
+        listed = httpx.get(f"{server.url}/tracks", **auth(camera=camera, limit=200)).json()["tracks"]
+        assert sorted(track["id"] for track in listed) == sorted(answer["stored"])
 
 
 def test_each_stored_track_is_the_answer_with_its_times_and_a_thumbnail(server, stored):
@@ -198,3 +202,32 @@ def test_erasure_deletes_a_camera_and_its_thumbnails(server, scene, stored):
 def test_erasure_needs_a_bound(server):
     refused = httpx.delete(f"{server.url}/tracks", **auth())
     assert refused.status_code == 422 and refused.json()["error"]["code"] == "bad_search"
+
+
+def test_a_track_a_stream_ends_is_found_through_the_api(server):
+    """What the stream manager does with the served app's recorder: ``track_ended`` on the event loop."""
+    recorder = server.app.state.stream_recorder
+    start = datetime(2026, 3, 2, 8, tzinfo=UTC)
+    ended = SimpleNamespace(
+        stream_id="s-9",
+        stream_name="platform-2",
+        track_id=41,
+        first_seen_s=3.0,
+        last_seen_s=9.0,
+        first_seen_at=start,
+        last_seen_at=start + timedelta(seconds=6),
+        boxes=[(3.0, 10.0, 10.0, 50.0, 130.0), (9.0, 14.0, 10.0, 54.0, 130.0)],
+        windows=2,
+        probabilities=[0.9] * len(server.service.backend.description.schema),
+        thumbnail=np.full((120, 40, 3), 200, np.uint8),
+    )
+
+    async def end_track() -> None:
+        recorder.track_ended(ended)
+        await recorder.drain()
+
+    asyncio.run_coroutine_threadsafe(end_track(), server.service._loop).result(timeout=30)
+    (track,) = httpx.get(f"{server.url}/tracks", **auth(camera="platform-2")).json()["tracks"]
+    assert (track["source"], track["track_id"], track["windows"]) == ("stream", 41, 2)
+    assert datetime.fromisoformat(track["first_seen"]) == start
+    assert httpx.get(track["thumbnail"], **auth()).status_code == 200
