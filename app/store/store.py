@@ -66,6 +66,7 @@ class TrackStore:
         """Stores the tracks (one transaction), returns their ids in order."""
         if not tracks:
             return []
+        checked = list(_probabilities(model, tracks))  # before any thumbnail file is written
         model_id = self._model_id(model)
         thumbnails = [self._save_thumbnail(track) for track in tracks]
         now = datetime.now(UTC).replace(tzinfo=None)
@@ -84,7 +85,7 @@ class TrackStore:
                 "thumbnail": thumbnail,
                 "stored_at": now,
             }
-            for track, thumbnail, probabilities in zip(tracks, thumbnails, _probabilities(model, tracks), strict=True)
+            for track, thumbnail, probabilities in zip(tracks, thumbnails, checked, strict=True)
         ]
         longest = max((t.last_seen - t.first_seen).total_seconds() for t in tracks)
         try:
