@@ -27,11 +27,12 @@ ENV HF_HOME=/cache/huggingface \
 ENV VTFPAR_HOST=0.0.0.0 \
     VTFPAR_PORT=8000
 
-# A fixed uid, so files on bind-mounted /models and the cache volume can be granted to it on the host.
+# A fixed uid, so files on bind-mounted /models and the cache volume can be granted to it on the host. /data: the
+# track store's files (thumbnails; the SQLite database when no PostgreSQL is configured), a volume in compose.
 RUN groupadd --system --gid 10001 vtfpar \
     && useradd --system --uid 10001 --gid vtfpar --home-dir /home/vtfpar --create-home vtfpar \
-    && mkdir -p /models /cache/huggingface/hub /cache/torch \
-    && chown -R vtfpar:vtfpar /cache
+    && mkdir -p /models /cache/huggingface/hub /cache/torch /data \
+    && chown -R vtfpar:vtfpar /cache /data
 
 WORKDIR /opt/vtfpar
 

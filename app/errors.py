@@ -29,6 +29,11 @@ class ErrorCode(StrEnum):
     # Live streams
     SOURCE_NOT_ALLOWED = "source_not_allowed"  # a stream URL outside VTFPAR_STREAM_SOURCES (or of no known scheme)
     TOO_MANY_STREAMS = "too_many_streams"  # VTFPAR_MAX_STREAMS streams are open already
+    # Stored tracks and their search
+    UNKNOWN_ATTRIBUTE = "unknown_attribute"  # an attribute the model's schema does not have (closest names given)
+    BAD_TIME = "bad_time"  # a time that is not ISO 8601, or bounds in the wrong order
+    BAD_SEARCH = "bad_search"  # a cursor of another query, an unknown model, contradictory attributes, no bounds
+    CAMERA_REQUIRED = "camera_required"  # store=true without camera=NAME
     QUEUE_FULL = "queue_full"
     OVERLOADED = "overloaded"  # too many requests in flight
     NOT_READY = "not_ready"  # loading, warming up or draining

@@ -17,9 +17,11 @@ import socket
 import struct
 import sys
 import time
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from model import CheckpointError
 
@@ -27,6 +29,7 @@ from .api.errors import install_error_handlers
 from .api.middleware import RequestContextMiddleware
 from .api.routes import router
 from .api.streams import router as streams_router
+from .api.tracks_store import router as tracks_store_router
 from .backend import LocalBackend, ModelBackend
 from .decoding import DecodeLimits
 from .decoding.video import DecodeDeviceError, check_decode_device
@@ -35,9 +38,13 @@ from .log import log_config
 from .metrics import Metrics
 from .service import Service
 from .settings import Settings
+from .store import ModelSpec, TrackStore
+from .store.recording import StreamRecorder
+from .store.retention import purge_periodically
 from .tracks import Detector, load_scene
 
 log = logging.getLogger(__name__)
+CONSOLE = Path(__file__).parent / "static"
 
 DESCRIPTION = """\
 Video pedestrian attribute recognition (VTFPAR++). POST a pedestrian clip, or a tracklet of crops, to
@@ -78,11 +85,18 @@ def create_app(
             raise
         service = Service(settings, model_backend, metrics, scene)
         app.state.service = service
+        app.state.track_store = store = await asyncio.to_thread(TrackStore.from_settings, settings)
+        # Live streams store the tracks they end through it (the stream manager's track-end listener).
+        app.state.stream_recorder = recorder = StreamRecorder(store, ModelSpec.of(model_backend.description))
+        purging = asyncio.create_task(purge_periodically(store, settings.retention_days), name="purge")
         await service.start()
         try:
             yield
         finally:
             await service.stop()
+            purging.cancel()
+            await recorder.drain()
+            store.close()
 
     app = FastAPI(title="VTFPAR++ attribute service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
@@ -90,6 +104,8 @@ def create_app(
     install_error_handlers(app, settings.retry_after_s, metrics)
     app.include_router(router)
     app.include_router(streams_router)
+    app.include_router(tracks_store_router)
+    app.mount("/ui", StaticFiles(directory=CONSOLE, html=True), name="console")  # the web console (app/static)
     # Added last, so outermost: its request id is set while the error middleware above logs and answers.
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app

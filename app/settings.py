@@ -177,6 +177,23 @@ class Settings(BaseSettings):
         "'Authorization: Bearer <token>' (401 otherwise); predictions, health, /info and /metrics stay open.",
     )
 
+    # Track store
+    data_dir: Path = Field(
+        Path("data"),
+        description="The service's own files: the embedded track database (tracks.db) and the thumbnails/ folder.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="Where tracks are stored: sqlite:///PATH, or postgresql://USER:PASSWORD@HOST:PORT/DB when "
+        "several instances share one store; unset = sqlite:///<data_dir>/tracks.db.",
+    )
+    store_thumbnails: bool = Field(
+        True, description="Keep a JPEG of each stored track's best crop (under <data_dir>/thumbnails)."
+    )
+    retention_days: float = Field(
+        30, ge=0, description="Stored tracks last seen longer ago than this are purged (hourly); 0 keeps them."
+    )
+
     # Process
     host: str = "0.0.0.0"
     port: int = Field(8000, ge=0, le=65535)

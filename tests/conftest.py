@@ -3,12 +3,15 @@
 import ipaddress
 import os
 import socket
+import tempfile
 
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+# Servers started by the tests keep their track store (SQLite, thumbnails) in a folder of their own.
+os.environ.setdefault("VTFPAR_DATA_DIR", tempfile.mkdtemp(prefix="vtfpar-data-"))
 
 _connect = socket.socket.connect
 

@@ -41,6 +41,10 @@ STATUS: dict[ErrorCode, int] = {
     # Live streams
     ErrorCode.SOURCE_NOT_ALLOWED: 403,
     ErrorCode.TOO_MANY_STREAMS: 429,
+    ErrorCode.UNKNOWN_ATTRIBUTE: 422,
+    ErrorCode.BAD_TIME: 422,
+    ErrorCode.BAD_SEARCH: 422,
+    ErrorCode.CAMERA_REQUIRED: 422,
     ErrorCode.QUEUE_FULL: 429,
     ErrorCode.OVERLOADED: 429,
     ErrorCode.NOT_READY: 503,

@@ -14,6 +14,7 @@ from ..errors import ErrorCode, ServiceError
 from ..log import request_id_var
 from ..metrics import CONTENT_TYPE
 from ..service import Service
+from ..store import ModelSpec
 from ..tracks import submit_tracks
 from .schemas import (
     AttributeInfo,
@@ -28,6 +29,7 @@ from .schemas import (
     prediction_json,
     tracks_response,
 )
+from .tracks_store import Recording, RecordingDep
 from .uploads import PREDICT_FORM, RAW_CONTENT_TYPES, SCENE_FORM, TRACKS_FORM, Form, read_upload
 
 router = APIRouter()
@@ -211,16 +213,22 @@ async def predict(request: Request, service: ServiceDep) -> Response:
     responses=_errors(400, 408, 413, 415, 422, 429, 503),
     openapi_extra=_TRACKS_OPENAPI,
 )
-async def predict_tracks(request: Request, service: ServiceDep, margin: Margin = 0.0) -> TracksResponse:
+async def predict_tracks(
+    request: Request, service: ServiceDep, recording: RecordingDep, margin: Margin = 0.0
+) -> TracksResponse:
     """Send the `video` (camera footage) and its `tracks` (MOT text or JSON). Each track's boxes are sampled as
     /predict samples a clip, cropped (all tracks from one decode pass) and run through the model as one clip."""
     start = time.perf_counter()
     pipeline = service.tracks
 
-    def decode(upload):
-        return service.decoder.run(lambda deadline: pipeline.read_tracks(upload.video, upload.tracks, margin, deadline))
+    thumbnails = recording is not None and recording.thumbnails
 
-    return await _answer_tracks(request, service, TRACKS_FORM, decode, start, with_boxes=False)
+    def decode(upload):
+        return service.decoder.run(
+            lambda deadline: pipeline.read_tracks(upload.video, upload.tracks, margin, deadline, thumbnails)
+        )
+
+    return await _answer_tracks(request, service, TRACKS_FORM, decode, start, False, recording)
 
 
 @router.post(
@@ -230,7 +238,9 @@ async def predict_tracks(request: Request, service: ServiceDep, margin: Margin =
     responses=_errors(400, 404, 408, 413, 415, 422, 429, 503),
     openapi_extra=_SCENE_OPENAPI,
 )
-async def predict_scene(request: Request, service: ServiceDep, margin: Margin = 0.0) -> TracksResponse:
+async def predict_scene(
+    request: Request, service: ServiceDep, recording: RecordingDep, margin: Margin = 0.0
+) -> TracksResponse:
     """Send the `video` alone (multipart or a raw body): the configured detector runs on every k-th frame,
     ByteTrack joins its boxes into tracks, and each track is answered as /predict/tracks answers it, with its
     boxes. 404 `detection_off` when detection is off (VTFPAR_DETECTOR; /info says)."""
@@ -243,18 +253,23 @@ async def predict_scene(request: Request, service: ServiceDep, margin: Margin = 
             "send your own tracks to /predict/tracks",
         )
 
+    thumbnails = recording is not None and recording.thumbnails
+
     def decode(upload):
-        return service.decoder.run(lambda deadline: pipeline.read_scene(upload.video, margin, deadline))
+        return service.decoder.run(lambda deadline: pipeline.read_scene(upload.video, margin, deadline, thumbnails))
 
-    return await _answer_tracks(request, service, SCENE_FORM, decode, start, with_boxes=True)
+    return await _answer_tracks(request, service, SCENE_FORM, decode, start, True, recording)
 
 
-async def _answer_tracks(request: Request, service: Service, form: Form, decode, start: float, with_boxes: bool):
+async def _answer_tracks(
+    request: Request, service: Service, form: Form, decode, start: float, with_boxes: bool, recording: Recording | None
+):
     async with _received_and_decoded(request, service, form, decode) as prepared:
         submitted = time.perf_counter()
         results = await _unless_client_leaves(request, submit_tracks(service.backend, prepared))
         model_s = time.perf_counter() - submitted
-    return tracks_response(
+    stored = await recording.save(ModelSpec.of(service.backend.description), prepared, results) if recording else None
+    answer = tracks_response(
         request_id_var.get() or "",
         service.backend.description,
         prepared,
@@ -263,6 +278,8 @@ async def _answer_tracks(request: Request, service: Service, form: Form, decode,
         total_s=time.perf_counter() - start,
         with_boxes=with_boxes,
     )
+    answer.stored = stored
+    return answer
 
 
 async def _unless_client_leaves(request: Request, work):

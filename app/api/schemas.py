@@ -141,6 +141,9 @@ class TracksResponse(BaseModel):
     tracks: list[TrackResult] = Field(description="The tracks the model ran on, by track id.")
     skipped: list[SkippedTrackResult] = Field(description="Tracks not run, each with the reason.")
     timings: TracksTimings
+    stored: list[int] | None = Field(
+        None, description="With store=true: the stored tracks' ids (GET /tracks/{id}), in the order of tracks."
+    )
 
 
 class ErrorBody(BaseModel):

@@ -28,6 +28,7 @@ import numpy as np
 from ..backend import ModelBackend
 from ..batching import BatchResult
 from ..decoding import Deadline, DecodeLimits, FrameCounter, VideoIndex, read_index
+from ..store.thumbnails import BestCrops
 from .boxes import Box, TrackLimits, Tracks, check_boxes, parse_tracks
 from .plan import Region, SkippedTrack, TrackPlan, cut_crops, plan_tracks
 from .scene import Detector, SceneTracker, TorchvisionDetector, load_scene
@@ -72,6 +73,7 @@ class PreparedTracks:
     skipped: list[SkippedTrack]
     frames_decoded: int
     decode_s: float = 0.0
+    thumbnails: list[np.ndarray | None] | None = None  # each track's best crop, when asked for (store=true)
 
     @property
     def codec(self) -> str:
@@ -91,23 +93,27 @@ class TrackPipeline:
     prepare: Callable[[list[np.ndarray]], object]
     scene: SceneTracker | None = None
 
-    def read_tracks(self, video: BinaryIO, tracks_file: BinaryIO, margin: float, deadline: Deadline) -> PreparedTracks:
+    def read_tracks(
+        self, video: BinaryIO, tracks_file: BinaryIO, margin: float, deadline: Deadline, thumbnails: bool = False
+    ) -> PreparedTracks:
         """Steps 1-4 for the client's tracks: parse, plan, cut in one decode pass, prepare. The video is checked
         first (what it is, its limits), as /predict checks it but for its duration (the frames decoded bound the
         cost; see ``DecodeLimits.without_duration``), then the tracks."""
         index = read_index(video, self.limits.without_duration(), deadline)
         tracks = parse_tracks(tracks_file, self.track_limits)
         check_boxes(tracks, index.total_frames, index.width, index.height)
-        return self._prepare(video, index, tracks, [], margin, FrameCounter(self.limits, deadline))
+        return self._prepare(video, index, tracks, [], margin, FrameCounter(self.limits, deadline), thumbnails)
 
-    def read_scene(self, video: BinaryIO, margin: float, deadline: Deadline) -> PreparedTracks:
+    def read_scene(
+        self, video: BinaryIO, margin: float, deadline: Deadline, thumbnails: bool = False
+    ) -> PreparedTracks:
         """Steps 1-4 with the service's own detector and tracker (a detection pass, then the crops pass)."""
         if self.scene is None:
             raise RuntimeError("built-in detection is off")  # the routes check first
         index = read_index(video, self.limits.without_duration(), deadline)
         counter = FrameCounter(self.limits, deadline)  # both passes count against the request's frame limit
         tracks, excess = _longest(self.scene.track(video, index, counter), self.track_limits.max_tracks)
-        return self._prepare(video, index, tracks, excess, margin, counter)
+        return self._prepare(video, index, tracks, excess, margin, counter, thumbnails)
 
     def _prepare(
         self,
@@ -117,11 +123,13 @@ class TrackPipeline:
         skipped: list[SkippedTrack],
         margin: float,
         counter: FrameCounter,
+        thumbnails: bool = False,
     ) -> PreparedTracks:
         plans, too_short = plan_tracks(
             tracks, self.frames_per_clip, self.limits.min_frames, margin, index.width, index.height
         )
-        crops = cut_crops(video, index, plans, counter, self.square_frame)
+        best = BestCrops([plan.boxes for plan in plans], index.width, index.height) if thumbnails else None
+        crops = cut_crops(video, index, plans, counter, self.square_frame, best.wanted if best else None)
         # Each track's crops are let go as soon as its clip is made, so that they are not held twice.
         prepared = [PreparedTrack(plan, self.prepare(crops.pop(0))) for plan in plans]
         return PreparedTracks(
@@ -132,6 +140,7 @@ class TrackPipeline:
             tracks=prepared,
             skipped=sorted(too_short + skipped, key=lambda track: track.track_id),
             frames_decoded=counter.total,
+            thumbnails=best.crops if best else None,
         )
 
 

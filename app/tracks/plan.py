@@ -8,7 +8,7 @@ width on the left and right, of its height above and below) and clipped to the f
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -83,10 +83,13 @@ def cut_crops(
     plans: list[TrackPlan],
     counter: FrameCounter,
     shrink: Callable[[np.ndarray], np.ndarray],
+    also: Mapping[int, Callable[[np.ndarray], None]] | None = None,
 ) -> list[list[np.ndarray]]:
     """Every track's crops, each ``shrink``-ed (made the model's input size) as soon as it is cut, from one decode
     pass over the frames the tracks need: a request holds the frame being decoded and T small crops per track,
-    never full-size crops (64 tracks covering 1080p frames would be 2 GiB of them)."""
+    never full-size crops (64 tracks covering 1080p frames would be 2 GiB of them). ``also`` (frame -> function)
+    sees whole frames in the same pass (the stored tracks' thumbnails)."""
+    also = also or {}
     wanted: dict[int, list[tuple[int, int]]] = {}  # frame -> (track, slot) pairs that need it
     for track, plan in enumerate(plans):
         for slot, box in enumerate(plan.used):
@@ -94,12 +97,14 @@ def cut_crops(
     crops: list[list[np.ndarray | None]] = [[None] * len(plan.used) for plan in plans]
 
     def keep(position: int, frame: np.ndarray) -> None:
+        if position in also:
+            also[position](frame)
         shrunk: dict[Region, np.ndarray] = {}  # tracks that cut the same region of this frame share its crop
-        for track, slot in wanted[position]:
+        for track, slot in wanted.get(position, ()):
             region = plans[track].regions[slot]
             if region not in shrunk:
                 shrunk[region] = shrink(frame[region.top : region.bottom, region.left : region.right])
             crops[track][slot] = shrunk[region]
 
-    decode_frames(file, index, sorted(wanted), counter, keep)
+    decode_frames(file, index, sorted(wanted.keys() | also.keys()), counter, keep)
     return crops  # type: ignore[return-value]  # every slot was filled: decode_frames hands over every target

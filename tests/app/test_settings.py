@@ -58,12 +58,16 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
         "STREAM_RETRY_MAX_S": "20",
         "STREAM_GIVE_UP_S": "600",
         "STREAM_EVENT_BUFFER": "64",
-        "API_TOKEN": "s3cret",
         "HOST": "127.0.0.1",
         "PORT": "9000",
         "DRAIN_TIMEOUT_S": "11",
         "LOG_LEVEL": "debug",
         "LOG_JSON": "false",
+        "API_TOKEN": "t0ken",
+        "DATA_DIR": "/var/lib/vtfpar",
+        "DATABASE_URL": "postgresql://vtfpar:pw@db:5432/vtfpar",
+        "STORE_THUMBNAILS": "false",
+        "RETENTION_DAYS": "7.5",
     }
     for name, value in values.items():
         monkeypatch.setenv(f"VTFPAR_{name}", value)
@@ -84,7 +88,9 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
     assert (settings.stream_detection_interval, settings.stream_update_s, settings.stream_max_tracks) == (5, 3.5, 8)
     assert (settings.stream_track_lost_s, settings.stream_open_timeout_s, settings.stream_read_timeout_s) == (2, 4, 6)
     assert (settings.stream_retry_max_s, settings.stream_give_up_s, settings.stream_event_buffer) == (20, 600, 64)
-    assert settings.api_token is not None and settings.api_token.get_secret_value() == "s3cret"
+        assert settings.api_token is not None and settings.api_token.get_secret_value() == "t0ken"
+    assert settings.data_dir == Path("/var/lib/vtfpar") and settings.store_thumbnails is False
+    assert settings.database_url == "postgresql://vtfpar:pw@db:5432/vtfpar" and settings.retention_days == 7.5
 
 
 def test_a_batch_wait_as_long_as_the_queue_timeout_is_refused(monkeypatch):

@@ -136,3 +136,20 @@ def test_grafana_provisioning_points_at_the_repo_files(compose):
     datasource = yaml.safe_load((REPO / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text())
     uids = {panel["datasource"]["uid"] for panel in dashboard["panels"] if "datasource" in panel}
     assert uids == {datasource["datasources"][0]["uid"]}
+
+
+def test_the_api_stores_tracks_in_the_postgres_service_with_volumes(compose):
+    api, postgres = compose["services"]["api"], compose["services"]["postgres"]
+    url = api["environment"]["VTFPAR_DATABASE_URL"]
+    user, database = postgres["environment"]["POSTGRES_USER"], postgres["environment"]["POSTGRES_DB"]
+    assert re.fullmatch(rf"postgresql://{user}:[^@]+@postgres:5432/{database}", url), url
+    assert (
+        api["depends_on"]["postgres"]["condition"] == "service_healthy"
+        and "pg_isready" in postgres["healthcheck"]["test"]
+    )
+    data_dir = api["environment"]["VTFPAR_DATA_DIR"]
+    mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in api["volumes"]}
+    assert mounts[data_dir] in compose["volumes"], "thumbnails must outlive the container"
+    database_volume = postgres["volumes"][0].split(":")
+    assert database_volume[1] == "/var/lib/postgresql/data" and database_volume[0] in compose["volumes"]
+    assert "ports" not in postgres, "the database is reached on the compose network only"

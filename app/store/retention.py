@@ -1,0 +1,25 @@
+"""Retention: stored tracks last seen more than ``VTFPAR_RETENTION_DAYS`` ago are purged at start and hourly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from .store import TrackStore
+
+log = logging.getLogger(__name__)
+PURGE_EVERY_S = 3600.0
+
+
+async def purge_periodically(store: TrackStore, retention_days: float, every_s: float = PURGE_EVERY_S) -> None:
+    if retention_days <= 0:
+        return
+    while True:
+        try:
+            purged = await asyncio.to_thread(store.purge, retention_days)
+        except Exception:  # the database may be away for a while; the next round tries again
+            log.exception("could not purge stored tracks")
+        else:
+            if purged:
+                log.info("purged %d stored tracks older than %g days", purged, retention_days)
+        await asyncio.sleep(every_s)

@@ -1,0 +1,254 @@
+"""The track store: tracks in, searched, read and erased; thumbnails beside it as files.
+
+Every method blocks (database and file work): async callers run them on a thread (``asyncio.to_thread``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import ErrorCode, ServiceError
+from .database import migrate, open_engine, store_url
+from .records import AttributeSpec, ModelSpec, NewTrack, StoredAttribute, StoredTrack, aware_utc, naive_utc
+from .search import Search, encode_cursor, statement
+from .tables import ModelRow, TrackRow
+from .thumbnails import ThumbnailFiles
+
+ERASE_CHUNK = 5000  # tracks deleted per transaction: short transactions while searches go on
+
+
+@dataclass(frozen=True)
+class Page:
+    model: ModelSpec  # the model whose tracks were ranked
+    tracks: list[tuple[StoredTrack, float]]  # with their scores, best first
+    cursor: str | None  # for the next page; None when this one is the last
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    spec: ModelSpec
+    tracks: int
+
+
+class TrackStore:
+    def __init__(self, engine: Engine, thumbnails: ThumbnailFiles, keep_thumbnails: bool = True) -> None:
+        self.engine = engine
+        self.thumbnails = thumbnails
+        self.keep_thumbnails = keep_thumbnails
+        self._model_ids: dict[tuple[str, str, str], int] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, database_url: str | None, data_dir: Path, keep_thumbnails: bool = True) -> TrackStore:
+        """Connects and migrates the database to the latest revision."""
+        engine = open_engine(store_url(database_url, data_dir))
+        migrate(engine)
+        return cls(engine, ThumbnailFiles(data_dir / "thumbnails"), keep_thumbnails)
+
+    @classmethod
+    def from_settings(cls, settings) -> TrackStore:
+        return cls.open(settings.database_url, settings.data_dir, settings.store_thumbnails)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # Writing
+
+    def add(self, model: ModelSpec, tracks: list[NewTrack]) -> list[int]:
+        """Stores the tracks (one transaction), returns their ids in order."""
+        if not tracks:
+            return []
+        checked = list(_probabilities(model, tracks))  # before any thumbnail file is written
+        model_id = self._model_id(model)
+        thumbnails = [self._save_thumbnail(track) for track in tracks]
+        now = datetime.now(UTC).replace(tzinfo=None)
+        rows = [
+            {
+                "model_id": model_id,
+                "camera": track.camera,
+                "source": track.source,
+                "track_id": track.track_id,
+                "first_seen": naive_utc(track.first_seen),
+                "last_seen": naive_utc(track.last_seen),
+                "boxes": track.boxes,
+                "windows": track.windows,
+                "probabilities": probabilities,
+                "positives": [p > a.threshold for p, a in zip(probabilities, model.attributes, strict=True)],
+                "thumbnail": thumbnail,
+                "stored_at": now,
+            }
+            for track, thumbnail, probabilities in zip(tracks, thumbnails, checked, strict=True)
+        ]
+        longest = max((t.last_seen - t.first_seen).total_seconds() for t in tracks)
+        try:
+            with self.engine.begin() as connection:
+                inserted = connection.execute(
+                    insert(TrackRow).returning(TrackRow.id, sort_by_parameter_order=True), rows
+                )
+                ids = [row.id for row in inserted]
+                connection.execute(
+                    update(ModelRow)
+                    .where(ModelRow.id == model_id, ModelRow.longest_track_s < longest)
+                    .values(longest_track_s=longest)
+                )
+        except BaseException:
+            self.thumbnails.delete(thumbnails)
+            raise
+        return ids
+
+    def _save_thumbnail(self, track: NewTrack) -> str | None:
+        if not self.keep_thumbnails or track.thumbnail is None:
+            return None
+        return self.thumbnails.save(track.thumbnail)
+
+    def _model_id(self, model: ModelSpec) -> int:
+        identity = (model.name, model.version, model.schema_name)
+        with self._lock:
+            if identity in self._model_ids:
+                return self._model_ids[identity]
+        found = self._find_model(*identity)
+        if found is None:
+            attributes = [vars(a) for a in model.attributes]
+            values = dict(zip(("name", "version", "schema_name"), identity, strict=True))
+            try:
+                with self.engine.begin() as connection:
+                    connection.execute(insert(ModelRow).values(**values, attributes=attributes, longest_track_s=0.0))
+            except IntegrityError:  # another instance registered it first (unique index): use theirs
+                pass
+            found = self._find_model(*identity)
+            assert found is not None
+        with self._lock:
+            self._model_ids[identity] = found[0]
+        return found[0]
+
+    def _find_model(self, name: str, version: str, schema_name: str) -> tuple[int, ModelSpec, float] | None:
+        query = select(ModelRow).where(
+            ModelRow.name == name, ModelRow.version == version, ModelRow.schema_name == schema_name
+        )
+        with self.engine.connect() as connection:
+            row = connection.execute(query).first()
+        return None if row is None else (row.id, _spec(row), row.longest_track_s)
+
+    # Reading
+
+    def search(self, search: Search, served: ModelSpec) -> Page:
+        model_id, model, longest = self._searched_model(search.model, served)
+        with self.engine.connect() as connection:
+            rows = connection.execute(statement(search, model_id, model, longest)).all()
+        found = [_stored(row, model) for row in rows]
+        cursor = None
+        if len(rows) == search.limit:
+            last = rows[-1]
+            cursor = encode_cursor(last.score, last.last_seen, last.id, search.fingerprint())
+        return Page(model, [(track, row.score) for track, row in zip(found, rows, strict=True)], cursor)
+
+    def _searched_model(self, key: str | None, served: ModelSpec) -> tuple[int, ModelSpec, float]:
+        if key is None or key == served.key:
+            found = self._find_model(served.name, served.version, served.schema_name)
+            # Nothing stored for the served model yet: an empty answer, not an error.
+            return found if found is not None else (-1, served, 0.0)
+        name, _, version = key.rpartition(":")
+        with self.engine.connect() as connection:
+            row = connection.execute(select(ModelRow).where(ModelRow.name == name, ModelRow.version == version)).first()
+        if row is None:
+            known = ", ".join(m.spec.key for m in self.models()) or "none"
+            raise ServiceError(ErrorCode.BAD_SEARCH, f"model {key!r}: no tracks of it are stored (stored: {known})")
+        return row.id, _spec(row), row.longest_track_s
+
+    def get(self, track: int) -> StoredTrack | None:
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(TrackRow.__table__).where(TrackRow.id == track)).all()
+            if not rows:
+                return None
+            model_row = connection.execute(select(ModelRow).where(ModelRow.id == rows[0].model_id)).one()
+        return _stored(rows[0], _spec(model_row))
+
+    def thumbnail(self, track: int) -> Path | None:
+        with self.engine.connect() as connection:
+            name = connection.execute(select(TrackRow.thumbnail).where(TrackRow.id == track)).scalar()
+        return None if name is None else self.thumbnails.path(name)
+
+    def models(self) -> list[StoredModel]:
+        counts = select(TrackRow.model_id, func.count().label("n")).group_by(TrackRow.model_id).subquery()
+        query = select(ModelRow, counts.c.n).join(counts, counts.c.model_id == ModelRow.id).order_by(ModelRow.id)
+        with self.engine.connect() as connection:
+            return [StoredModel(_spec(row), row.n) for row in connection.execute(query)]
+
+    # Erasing
+
+    def erase(self, camera: str | None = None, since: datetime | None = None, until: datetime | None = None) -> int:
+        """Deletes the tracks seen within the bounds (of one camera, if given) with their thumbnails; returns how
+        many. A track is within when it was seen at all between ``since`` and ``until``."""
+        conditions = []
+        if camera is not None:
+            conditions.append(TrackRow.camera == camera)
+        if since is not None:
+            conditions.append(TrackRow.last_seen >= naive_utc(since))
+        if until is not None:
+            conditions.append(TrackRow.first_seen <= naive_utc(until))
+        return self._erase_where(conditions)
+
+    def purge(self, retention_days: float, now: datetime | None = None) -> int:
+        """Deletes the tracks last seen more than ``retention_days`` ago (0 keeps everything)."""
+        if retention_days <= 0:
+            return 0
+        cutoff = naive_utc(now or datetime.now(UTC)) - timedelta(days=retention_days)
+        return self._erase_where([TrackRow.last_seen < cutoff])
+
+    def _erase_where(self, conditions: list) -> int:
+        erased = 0
+        for chunk in self._chunks(conditions):
+            ids = [track for track, _ in chunk]
+            with self.engine.begin() as connection:
+                connection.execute(delete(TrackRow).where(TrackRow.id.in_(ids)))
+            self.thumbnails.delete(name for _, name in chunk)
+            erased += len(chunk)
+        return erased
+
+    def _chunks(self, conditions: list) -> Iterator[list[tuple[int, str | None]]]:
+        query = select(TrackRow.id, TrackRow.thumbnail).where(*conditions).order_by(TrackRow.id).limit(ERASE_CHUNK)
+        while True:
+            with self.engine.connect() as connection:
+                chunk = [(row.id, row.thumbnail) for row in connection.execute(query)]
+            if not chunk:
+                return
+            yield chunk
+
+
+def _probabilities(model: ModelSpec, tracks: list[NewTrack]) -> Iterator[list[float]]:
+    for track in tracks:
+        if len(track.probabilities) != len(model.attributes):
+            raise ValueError(f"{len(track.probabilities)} probabilities for {len(model.attributes)} attributes")
+        yield [float(p) for p in track.probabilities]
+
+
+def _spec(row) -> ModelSpec:
+    attributes = tuple(AttributeSpec(**a) for a in row.attributes)
+    return ModelSpec(row.name, row.version, row.schema_name, attributes)
+
+
+def _stored(row: Row, model: ModelSpec) -> StoredTrack:
+    return StoredTrack(
+        id=row.id,
+        model=model,
+        camera=row.camera,
+        source=row.source,
+        track_id=row.track_id,
+        first_seen=aware_utc(row.first_seen),
+        last_seen=aware_utc(row.last_seen),
+        boxes=row.boxes,
+        windows=row.windows,
+        attributes=[
+            StoredAttribute(spec.name, spec.group, p, spec.threshold, positive)
+            for spec, p, positive in zip(model.attributes, row.probabilities, row.positives, strict=True)
+        ],
+        has_thumbnail=row.thumbnail is not None,
+    )

@@ -1,0 +1,100 @@
+"""The web console (/ui) in headless Chromium (Debian's, driven by Playwright): it shows the stored tracks with
+their thumbnails, a search returns the tracks in the API's ranked order, a service without streams says so, and a
+service with a token asks for it."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from training.scenes import make_scene, write_mot
+
+from ..conftest import E2E_LIMITS
+from ..harness import make_settings, serving
+from ..media import encode
+
+CHROMIUM = "/usr/bin/chromium"
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+TOKEN = "console-token"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    if shutil.which(CHROMIUM) is None:
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    with playwright.sync_playwright() as driver:
+        launched = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+def store_scene(url: str, tmp_path, headers=None) -> list[int]:
+    made = make_scene(seed=8, walkers=3, num_frames=20, size=(96, 160))
+    write_mot(made.boxes, tmp_path / "gt.txt")
+    files = {
+        "video": ("scene.mp4", encode("mp4", made.frames)),
+        "tracks": ("gt.txt", (tmp_path / "gt.txt").read_bytes()),
+    }
+    params = {"store": "true", "camera": "gate-3", "start": datetime(2026, 3, 1, 14, tzinfo=UTC).isoformat()}
+    answer = httpx.post(f"{url}/predict/tracks", files=files, params=params, timeout=60)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["stored"]
+
+
+def shown_ids(page) -> list[int]:
+    return [int(i) for i in page.eval_on_selector_all("#tracks .track", "cards => cards.map(c => c.dataset.id)")]
+
+
+def thumbnails_loaded(page) -> bool:
+    return page.eval_on_selector_all(
+        "#tracks .track img", "images => images.length > 0 && images.every(i => i.complete && i.naturalWidth > 0)"
+    )
+
+
+def test_the_console_shows_stored_tracks_and_ranked_search_results(browser, tiny_checkpoint, tmp_path):
+    settings = make_settings(tiny_checkpoint, **E2E_LIMITS, data_dir=tmp_path / "data")
+    with serving(settings) as server:
+        stored = store_scene(server.url, tmp_path)
+        page = browser.new_page()
+        page.goto(f"{server.url}/ui/")
+        page.wait_for_function(f"document.querySelectorAll('#tracks .track').length === {len(stored)}")
+        assert sorted(shown_ids(page)) == sorted(stored)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#tracks .track img')].every(i => i.naturalWidth > 0)"
+        )
+        assert thumbnails_loaded(page)
+        assert "No streams" in page.inner_text("#streams")
+
+        sentence = "a person with no hat, tall"
+        ranked = httpx.get(f"{server.url}/tracks", params={"q": sentence, "limit": 24}).json()
+        page.fill("#sentence", sentence)
+        page.click("#search-button")
+        page.wait_for_function("document.querySelector('#tracks-title').textContent.startsWith('Search results')")
+        page.wait_for_function(f"document.querySelectorAll('#tracks .track').length === {len(ranked['tracks'])}")
+        assert shown_ids(page) == [t["id"] for t in ranked["tracks"]]
+        assert "excluded: hat" in page.inner_text("#interpretation") and "tall" in page.inner_text("#interpretation")
+        scores = page.eval_on_selector_all("#tracks .track .score", "s => s.map(e => parseFloat(e.textContent))")
+        assert scores == sorted(scores, reverse=True)
+        page.close()
+
+
+def test_the_console_asks_for_the_token_when_the_service_has_one(browser, tiny_checkpoint, tmp_path):
+    settings = make_settings(tiny_checkpoint, **E2E_LIMITS, data_dir=tmp_path / "data", api_token=TOKEN)
+    with serving(settings) as server:
+        stored = store_scene(server.url, tmp_path)
+        page = browser.new_page()
+        page.goto(f"{server.url}/ui/")
+        page.wait_for_selector("#token-dialog[open]")
+        assert shown_ids(page) == []
+        page.fill("#token-input", TOKEN)
+        page.click("#token-save")
+        page.wait_for_function(f"document.querySelectorAll('#tracks .track').length === {len(stored)}")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#tracks .track img')].every(i => i.naturalWidth > 0)"
+        )
+        assert thumbnails_loaded(page)
+        page.close()
