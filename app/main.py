@@ -3,7 +3,7 @@
 ``create_app(settings, runner=..., detector=...)`` lets tests serve a runner (and a person detector for
 /predict/scene) they built (or wrapped) themselves; ``create_app(settings, backend=..., metrics=...)`` serves a
 model that runs elsewhere (a Ray ingress replica).
-Run with ``python -m app`` / ``vtfpar-serve``, or ``uvicorn --factory app.main:create_app``.
+Run with ``vtfpar serve``, or ``uvicorn --factory app.main:create_app``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``vtfpar-convert`` / ``python -m model.convert``: the authors' released VTFPAR++ checkpoint as this project's.
+"""``vtfpar convert`` / ``python -m model.convert``: the authors' released VTFPAR++ checkpoint as this project's.
 
 The authors' ``train.py`` (Event-AHU/OpenPAR, ``VTFPAR++/``) saves ``{'epoch', 'model_state_dict'}`` with
 ``torch.save``: the frozen CLIP ViT-B/16 image tower, the side nets, the fusion block, the heads and the BatchNorm,
@@ -364,7 +364,7 @@ def convert(
             "std": list(config.std),
             "padding": padding,
             "authors": "224x224, mean = std = 0.5, PIL bilinear resize of frames padded to squares beforehand "
-            "(pad_mars_dataset); test frames: 6 in random order (vtfpar-evaluate --sampling random_subset)",
+            "(pad_mars_dataset); test frames: 6 in random order (vtfpar evaluate --sampling random_subset)",
         },
     }
     try:
@@ -377,7 +377,7 @@ def convert(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="vtfpar-convert", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="vtfpar convert", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("reference", help="the authors' checkpoint (.pth), as their train.py saves it")
     parser.add_argument("--out", required=True, help="the .safetensors checkpoint to write")

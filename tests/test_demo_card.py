@@ -2,8 +2,8 @@
 the service's asset, calibration and the card are training's commands.
 
 Calibrated on synthetic identities it never saw (the training split of a fresh set), the demo model decides at
-least as well as with the fixed 0.45 on the held-out identities of that set; and ``vtfpar-report`` writes every
-file of the card, with exactly the numbers ``vtfpar-evaluate --json`` gives.
+least as well as with the fixed 0.45 on the held-out identities of that set; and ``vtfpar report`` writes every
+file of the card, with exactly the numbers ``vtfpar evaluate --json`` gives.
 """
 
 from __future__ import annotations

@@ -14,12 +14,11 @@ import numpy as np
 import pytest
 
 from app.settings import DEMO_CHECKPOINT
+from benchmarks.servers import AppProcess
 from model import load_schema
 from model.checkpoint import read_metadata
 from training.metrics import compute_metrics
 from training.synthetic import generate
-
-from .servers import AppProcess
 
 FRESH_SEED = 20261126  # the demo trained on seed 7
 

@@ -1,6 +1,6 @@
-"""``python -m training.calibrate`` / ``vtfpar-calibrate``: fit a checkpoint's decisions on its validation split.
+"""``python -m training.calibrate`` / ``vtfpar calibrate``: fit a checkpoint's decisions on its validation split.
 
-Runs the checkpoint over the validation split it records (the identities ``vtfpar-train`` held out of the
+Runs the checkpoint over the validation split it records (the identities ``vtfpar train`` held out of the
 training split of the data it trained on; never the test split), fits per-attribute thresholds that maximise
 ``--objective`` (``f1`` or ``balanced_accuracy``) and, with ``--temperature``, per-attribute temperatures
 (training/calibration.py), and writes them into the checkpoint's header together with what they were fit on
@@ -72,7 +72,7 @@ def describe(record: dict) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="vtfpar-calibrate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="vtfpar calibrate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint written by training")
     parser.add_argument("--data", required=True, help="the dataset it was trained on (folder or manifest)")

@@ -264,7 +264,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m training.scenes", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="vtfpar scenes", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", required=True, help="output folder (created; existing scenes are overwritten)")
     parser.add_argument("--scenes", type=int, default=1)

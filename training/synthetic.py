@@ -283,7 +283,7 @@ def _frames_range(text: str) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m training.synthetic", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="vtfpar synthetic", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", required=True, help="output folder (created; existing files are overwritten)")
     parser.add_argument("--tracklets", type=int, required=True, help="number of tracklets")

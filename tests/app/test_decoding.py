@@ -16,9 +16,8 @@ import app.decoding.video as video_module
 from app.decoding import DecodeLimits, decode_images, decode_video
 from app.errors import ErrorCode, ServiceError
 from app.settings import DEFAULT_CODECS
+from benchmarks.media import VIDEO_FORMATS, decode_all, encode, frames, image_bytes
 from model import sample_frame_indices
-
-from .media import VIDEO_FORMATS, decode_all, encode, frames, image_bytes
 
 LIMITS = DecodeLimits(
     max_pixels=320 * 240,

@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from app.main import create_app
+from benchmarks.media import encode, frames
+from benchmarks.servers import AppProcess
 
-from ..servers import AppProcess
 from .harness import RunningServer, make_settings, serving
-from .media import encode, frames
 
 CLIP = encode("avi", frames(5, width=32, height=32))
 

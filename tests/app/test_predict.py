@@ -11,8 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.api.schemas import InfoResponse, PredictResponse
-
-from .media import VIDEO_FORMATS, decode_all, decode_image, encode, frames, image_bytes
+from benchmarks.media import VIDEO_FORMATS, decode_all, decode_image, encode, frames, image_bytes
 
 TOLERANCE = 1e-5
 

@@ -15,11 +15,11 @@ import torch
 
 from app.inference import StartupError
 from app.tracks import TorchvisionDetector
+from benchmarks.media import decode_all, encode
 from training.scenes import make_scene
 
 from .conftest import E2E_LIMITS
 from .harness import make_settings, serving
-from .media import decode_all, encode
 
 pytest.importorskip("trackers", reason="the 'scene' extra (pip install -e '.[scene]') is not installed")
 

@@ -16,9 +16,9 @@ import pytest
 from starlette.requests import Request
 
 from app.api.uploads import SPOOL_BYTES, read_upload
+from benchmarks.media import encode, frames
 
 from .harness import make_settings, metric, serving
-from .media import encode, frames
 
 CLIP = encode("avi", frames(5, width=32, height=32))
 # Headers and the first bytes of bodies that promise 100,000 bytes.

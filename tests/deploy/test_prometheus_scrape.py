@@ -12,10 +12,9 @@ import httpx
 import numpy as np
 import pytest
 
+from benchmarks.media import encode
+from benchmarks.servers import LOOPBACK, AppProcess, ServerProcess, free_port
 from model import create_model, get_config, load_schema, save_checkpoint
-
-from ..app.media import encode
-from ..servers import LOOPBACK, AppProcess, ServerProcess, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 180  # a cold torch import on two busy cores is slow

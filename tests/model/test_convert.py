@@ -1,4 +1,4 @@
-"""vtfpar-convert on a random state dict with exactly the names and shapes of the authors' MARS checkpoint.
+"""vtfpar convert on a random state dict with exactly the names and shapes of the authors' MARS checkpoint.
 
 Nothing is downloaded: the text tower comes from a random CLIP ViT-B/16 (QuickGELU) saved to a local file. The
 paper-size model is built once per module (conversion, loading and the directly assembled model).

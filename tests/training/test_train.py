@@ -125,7 +125,7 @@ def test_bad_dataset_path_exits_like_argparse_naming_the_file(tmp_path):
         timeout=300,
     )
     assert result.returncode == 2
-    assert "usage: vtfpar-train" in result.stderr
+    assert "usage: vtfpar train" in result.stderr
     assert f"{tmp_path / 'mars_attributes.csv'}:1: header lacks column(s)" in result.stderr
 
 

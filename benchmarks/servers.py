@@ -1,4 +1,5 @@
-"""Servers on loopback ports for end-to-end tests: a free port, a started process, a wait until it answers.
+"""Servers on loopback ports for end-to-end tests and benchmarks: a free port, a started process, a wait until
+it answers.
 
 Used by the in-process harness (``tests/app/harness.py``), the ``python -m app`` and ``python -m app.ray`` tests,
 the Prometheus scrape test and ``benchmarks.suite``, so each of them says only what it starts and what it checks.
