@@ -41,11 +41,16 @@ where the service runs its own detector and tracker, and get them per person. Re
 
 def create_app(
     settings: Settings | None = None,
+    *,
     runner: ModelRunner | None = None,
     backend: ModelBackend | None = None,
     metrics: Metrics | None = None,
     detector: Detector | None = None,
 ) -> FastAPI:
+    """The app for ``settings`` (default: the ``VTFPAR_*`` variables), serving ``runner``, or ``backend``'s model
+    that runs elsewhere, or else the checkpoint the settings name, loaded by the lifespan."""
+    if runner is not None and backend is not None:
+        raise TypeError("create_app serves a runner or a backend, not both: a backend already holds its model")
     settings = settings or Settings()
     metrics = metrics or Metrics()
 

@@ -25,16 +25,13 @@ import torch
 
 from .backbone import (
     BackboneError,
-    FrozenCLIPTaps,
     backbone_source,
-    build_clip,
-    encode_phrases,
     file_sha256,
     tower_fingerprint,
 )
 from .checkpoint import listed_names, save_checkpoint, tensor_problems
 from .config import PADDING_MODES, get_config
-from .network import VTFPAR
+from .network import VTFPAR, build_backbone, phrase_embeddings
 from .schema import AttributeSchema, list_schemas, load_schema, schema_from_dict
 
 REFERENCE = json.loads((Path(__file__).parent / "reference_checkpoint.json").read_text())
@@ -319,13 +316,11 @@ def convert(
         padding=padding,
     )
     try:
-        clip = build_clip(config.clip_arch, clip_weights, config.clip_force_quick_gelu)
+        clip, backbone = build_backbone(config, clip_weights)
     except BackboneError as exc:
         raise ConvertError(f"--clip-weights: {exc}") from None
-    tokenizer = clip_weights if clip_weights.startswith("local-dir:") else config.clip_arch
-    text_embeddings = encode_phrases(clip, tokenizer, schema.phrases)
+    text_embeddings = phrase_embeddings(clip, config, clip_weights, schema.phrases)
     log(f"text embeddings: {len(schema)} {dataset} phrases, {config.clip_arch} text tower of {clip_weights!r}")
-    backbone = FrozenCLIPTaps(clip.visual, config.taps, config.backbone_dtype)
     del clip  # the text tower ran once; only the image tower is kept
     model = VTFPAR(config, schema, backbone, text_embeddings)
     tower_difference = _relative_difference(mapping, model.state_dict())
