@@ -1,6 +1,6 @@
 """The built-in demo model, served with no configuration, answers fresh synthetic clips far better than the
 training priors. Crosses packages on purpose: synthetic clips and metrics come from training/, the server is
-``python -m app`` exactly as the README starts it."""
+``vtfpar serve`` exactly as the README starts it."""
 
 from __future__ import annotations
 
@@ -46,7 +46,8 @@ def fresh_clips(tmp_path_factory):
 def demo_server(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith("VTFPAR_")}
     settings = {"VTFPAR_DEVICE": "cpu", "VTFPAR_TORCH_THREADS": "1"}
-    with AppProcess(settings, tmp_path_factory.mktemp("demo") / "app.log", base_env=env) as app:
+    log = tmp_path_factory.mktemp("demo") / "app.log"
+    with AppProcess(settings, log, base_env=env, module="vtfpar", args=["serve"]) as app:
         app.wait_ready(timeout_s=60)
         yield app.url
     assert "serving the built-in demo model" in app.output()
