@@ -22,6 +22,8 @@ from training.report import main as report_main
 from training.sources import load_dataset
 from training.synthetic import generate
 
+pytestmark = [pytest.mark.slow]
+
 FRESH_SEED = 20261201  # the demo trained on seed 7
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -59,6 +59,8 @@ def test_demo_checkpoint_records_its_held_out_metrics():
     assert provenance["test_metrics"]["calibrated"]["mA"] > provenance["training_prior_baseline"]["mA"]
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_demo_model_beats_the_priors_on_fresh_clips_over_http(demo_server, fresh_clips):
     paths, labels = fresh_clips
     info = httpx.get(f"{demo_server}/info").json()
@@ -102,6 +104,7 @@ def test_demo_model_beats_the_priors_on_fresh_clips_over_http(demo_server, fresh
         assert model["groups"][group]["mA"] >= 0.6, (group, model["groups"][group])
 
 
+@pytest.mark.slow
 def test_bf16_autocast_changes_no_decision_of_the_demo_model(tmp_path):
     """The head runs in fp32 under autocast: the logit BatchNorm's large gains would otherwise turn bf16
     rounding into flipped decisions (CPU bf16 autocast stands in for CUDA's; without the fp32 head, 0.11 and

@@ -20,6 +20,8 @@ from training.scenes import make_scene, walker_tracklet, write_mot
 
 from .app.harness import make_settings, serving
 
+pytestmark = [pytest.mark.slow]
+
 SCENES, WALKERS, FRAMES = 6, 6, 48
 SCENE_SIZE, TRACKLET_SIZE = (128, 224), (64, 32)  # the demo model's training crops are 64x32
 FIRST_SEED = 4000

@@ -21,9 +21,13 @@ STARTUP_TIMEOUT_S = 180  # a cold torch import on two busy cores is slow
 SCRAPED_TIMEOUT_S = 30
 PROMETHEUS = shutil.which("prometheus")
 
-pytestmark = pytest.mark.skipif(
-    PROMETHEUS is None, reason="Debian's prometheus is not installed: bash .ci/install-deploy-tools.sh installs it"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        PROMETHEUS is None, reason="Debian's prometheus is not installed: bash .ci/install-deploy-tools.sh installs it"
+    ),
+]
 
 
 def synthesize_mp4(frames: int = 8, width: int = 64, height: int = 32) -> bytes:

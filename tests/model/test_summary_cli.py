@@ -2,6 +2,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = [pytest.mark.slow]
+
 
 def test_summary_cli_prints_one_json_object():
     result = subprocess.run(

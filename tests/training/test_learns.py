@@ -25,6 +25,8 @@ from training.sources import load_dataset
 from training.synthetic import generate
 from training.train import main as train_main
 
+pytestmark = [pytest.mark.slow]
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

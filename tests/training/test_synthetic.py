@@ -142,6 +142,7 @@ def test_views_differ_and_motion_needs_several_frames():
     assert abs(turning[-1].view - turning[0].view) >= 2
 
 
+@pytest.mark.slow
 def test_a_few_hundred_tracklets_in_well_under_a_minute(tmp_path):
     started = time.perf_counter()
     generate(tmp_path / "speed", tracklets=200, seed=0)  # default 128x64, 16 frames: 3,200 JPEGs

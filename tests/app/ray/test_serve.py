@@ -26,6 +26,8 @@ from benchmarks.servers import RayServeProcess, free_port, ray_environment
 
 from ..harness import make_settings, serving
 
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.ray]
+
 pytest.importorskip("ray.serve", reason="the [ray] extra is not installed (pip install -e '.[ray]')")
 
 START_TIMEOUT_S = 300  # a cold Ray instance and six replicas importing torch, on two busy cores
