@@ -1,7 +1,7 @@
 """``python -m training.make_demo --out PATH``: the service's built-in demo checkpoint, reproducibly.
 
 Renders synthetic pedestrian tracklets (uniform class priors, so every attribute is seen often) and side-tunes
-the ``vtfpar-demo`` preset on them with the settings the CPU "it learns" test uses. As any ``vtfpar train`` run,
+the ``vtfpar-demo`` preset on them with the CPU recipe of docs/training.md ("On a CPU"). As any ``vtfpar train`` run,
 a validation split (10 % of the training identities) picks the best epoch, and ``best.safetensors`` is
 calibrated on it (per-attribute thresholds and temperatures) and scored on the held-out identities of the test
 split. The checkpoint is written to ``--out`` with those scores, the training-prior baseline and a one-frame
