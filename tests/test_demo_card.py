@@ -15,12 +15,12 @@ import pytest
 from app.settings import DEMO_CHECKPOINT
 from model import load_checkpoint
 from training.calibrate import main as calibrate_main
+from training.card.report import CARD, FILES, HEADLINE_ROWS
+from training.card.report import main as report_main
+from training.data.sources import load_dataset
 from training.evaluate import main as evaluate_main
 from training.evaluate import predict_split
-from training.report import CARD, FILES, HEADLINE_ROWS
-from training.report import main as report_main
-from training.sources import load_dataset
-from training.synthetic import generate
+from training.synthetic.tracklets import generate
 
 pytestmark = [pytest.mark.slow]
 

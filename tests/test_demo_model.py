@@ -18,7 +18,7 @@ from benchmarks.servers import AppProcess
 from model import load_schema
 from model.checkpoint import read_metadata
 from training.metrics import compute_metrics
-from training.synthetic import generate
+from training.synthetic.tracklets import generate
 
 FRESH_SEED = 20261126  # the demo trained on seed 7
 
@@ -112,8 +112,8 @@ def test_bf16_autocast_changes_no_decision_of_the_demo_model(tmp_path):
     import torch
 
     from model import load_checkpoint
-    from training.dataset import ClipDataset
-    from training.sources import load_dataset
+    from training.data.dataset import ClipDataset
+    from training.data.sources import load_dataset
 
     model = load_checkpoint(DEMO_CHECKPOINT).model
     data = load_dataset(generate(tmp_path, tracklets=48, seed=FRESH_SEED, frames_per_tracklet=(8, 8), size=(64, 32)))

@@ -14,9 +14,9 @@ import pytest
 from app.settings import DEMO_CHECKPOINT
 from benchmarks.media import encode
 from model import load_schema
-from training.mars import encode_labels
+from training.data.mars import encode_labels
 from training.metrics import compute_metrics
-from training.scenes import make_scene, walker_tracklet, write_mot
+from training.synthetic.scenes import make_scene, walker_tracklet, write_mot
 
 from .app.harness import make_settings, serving
 

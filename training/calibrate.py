@@ -24,13 +24,13 @@ import torch
 from model import VTFPAR, CheckpointError, load_checkpoint, save_checkpoint
 
 from .calibration import OBJECTIVES, fit_decisions
-from .dataset import ClipDataset
+from .data.dataset import ClipDataset
+from .data.records import DatasetError
+from .data.sources import DATA_FORMATS, load_dataset_for
 from .distributed import Context, DeviceError, choose_device
 from .engine import predict
 from .evaluate import add_run_options
 from .metrics import headline, score_logits
-from .records import DatasetError
-from .sources import DATA_FORMATS, load_dataset_for
 from .validation import rebuild_split
 
 VALIDATION_SAMPLING = "segment_middle"  # what the service feeds the model

@@ -24,12 +24,12 @@ import torch
 
 from model import VTFPAR, CheckpointError, LoadedCheckpoint, load_checkpoint
 
-from .dataset import SAMPLING_MODES, ClipDataset
+from .data.dataset import SAMPLING_MODES, ClipDataset
+from .data.records import DatasetError, TrackletSet
+from .data.sources import DATA_FORMATS, load_dataset_for
 from .distributed import Context, DeviceError, choose_device
 from .engine import PRECISIONS, predict
 from .metrics import format_report, headline, score_logits
-from .records import DatasetError, TrackletSet
-from .sources import DATA_FORMATS, load_dataset_for
 from .validation import rebuild_split
 
 SPLITS = ("train", "validation", "test")

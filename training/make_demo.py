@@ -23,11 +23,11 @@ import torch
 
 from model import load_checkpoint, save_checkpoint
 
+from .data.sources import load_dataset
 from .evaluate import evaluate
 from .loss import positive_ratios
 from .metrics import compute_metrics, headline
-from .sources import load_dataset
-from .synthetic import generate
+from .synthetic.tracklets import generate
 from .train import BEST
 from .train import main as train_main
 

@@ -42,18 +42,18 @@ from model import (
     save_checkpoint,
 )
 
-from .augment import Augment
 from .calibrate import calibrate, describe
 from .calibration import OBJECTIVES
-from .dataset import ClipDataset, EpochBatches
+from .data.augment import Augment
+from .data.dataset import ClipDataset, EpochBatches
+from .data.records import DatasetError
+from .data.sources import DATA_FORMATS, load_dataset
 from .distributed import Context, DeviceError, all_reduce_sum, barrier, setup, teardown
 from .engine import PRECISIONS, autocast, make_loader, predict
 from .loss import WeightedBCELoss, positive_ratios
 from .metrics import headline, score_logits
-from .records import DatasetError
 from .resume import STATE_FILE, Progress, ResumeError, load_state, restore, rng_states, save_state
 from .schedule import WarmupCosine
-from .sources import DATA_FORMATS, load_dataset
 from .validation import ValidationSplit, split_validation
 
 SELECT_METRICS = ("protocol_f1", "protocol_accuracy", "mA", "instance_f1")

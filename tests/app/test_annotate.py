@@ -10,7 +10,7 @@ import pytest
 
 from app.annotate import main
 from benchmarks.media import decode_all, encode
-from training.scenes import make_scene, write_mot
+from training.synthetic.scenes import make_scene, write_mot
 
 
 @pytest.fixture(scope="module")

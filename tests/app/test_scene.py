@@ -16,7 +16,7 @@ import torch
 from app.inference import StartupError
 from app.tracks import TorchvisionDetector
 from benchmarks.media import decode_all, encode
-from training.scenes import make_scene
+from training.synthetic.scenes import make_scene
 
 from .conftest import E2E_LIMITS
 from .harness import make_settings, serving

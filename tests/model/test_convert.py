@@ -35,7 +35,7 @@ from model.convert import (
 from model.network import VTFPAR
 from model.schema import schema_from_dict
 from training.evaluate import main as evaluate_main
-from training.synthetic import generate
+from training.synthetic.tracklets import generate
 
 ROOT = Path(__file__).resolve().parents[2]
 ARCH = "ViT-B-16-quickgelu"

@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 
 from model import load_checkpoint
+from training.data.sources import load_dataset
 from training.evaluate import evaluate
 from training.loss import positive_ratios
 from training.metrics import compute_metrics
-from training.sources import load_dataset
-from training.synthetic import generate
+from training.synthetic.tracklets import generate
 from training.train import main as train_main
 
 pytestmark = [pytest.mark.slow]

@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from training.mars import load_mars
-from training.render import (
+from training.data.mars import load_mars
+from training.synthetic.render import (
     BACK,
     FRONTAL,
     LATERAL,
@@ -24,7 +24,7 @@ from training.render import (
     make_look,
     plan_motion,
 )
-from training.synthetic import MARS_ROWS, generate, main, plan_dataset
+from training.synthetic.tracklets import MARS_ROWS, generate, main, plan_dataset
 
 
 def digest_tree(root):

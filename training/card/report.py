@@ -1,4 +1,4 @@
-"""``python -m training.report`` / ``vtfpar report``: a model card with plots for a checkpoint.
+"""``vtfpar report`` (or ``python -m training.card.report``): a model card with plots for a checkpoint.
 
 Evaluates the checkpoint on one split of ``--data`` (default: test) exactly as ``vtfpar evaluate`` does, once
 with its calibrated decisions and once with the plain sigmoid at the default threshold, and writes into
@@ -9,7 +9,7 @@ with its calibrated decisions and once with the plain sigmoid at the default thr
   the limits;
 - ``metrics.json``: ``{"calibrated": ..., "default_threshold": ...}``, what ``vtfpar evaluate --json`` and
   ``vtfpar evaluate --uncalibrated --json`` write;
-- ``attribute_scores.png``, ``precision_recall.png``, ``reliability.png``, ``confusion.png`` (training/plots.py).
+- ``attribute_scores.png``, ``precision_recall.png``, ``reliability.png``, ``confusion.png`` (training/card/plots.py).
 
 Every number in the card is formatted from those results or from the header; none is typed in.
 """
@@ -27,11 +27,11 @@ import torch
 from model import CheckpointError
 from model.decisions import probabilities
 
-from .dataset import SAMPLING_MODES
-from .distributed import DeviceError
-from .evaluate import SPLITS, Predictions, add_run_options, predict_split
-from .metrics import headline
-from .records import DatasetError
+from ..data.dataset import SAMPLING_MODES
+from ..data.records import DatasetError
+from ..distributed import DeviceError
+from ..evaluate import SPLITS, Predictions, add_run_options, predict_split
+from ..metrics import headline
 
 CARD = "MODEL_CARD.md"
 METRICS = "metrics.json"
@@ -226,7 +226,7 @@ def _limits_section(predictions: Predictions, calibrated: dict) -> list[str]:
     lines = ["## Limits", ""]
     if synthetic:
         lines.append(
-            "- **Synthetic data only.** Trained and evaluated on rendered pedestrians (`training/synthetic.py`): "
+            "- **Synthetic data only.** Trained and evaluated on rendered pedestrians (`training/synthetic/`): "
             "flat-shaded figures on cluttered backgrounds with simple occluders, blur and noise. No real cameras, "
             "people, clothing textures, lighting, crowds or video compression: these numbers say nothing about "
             "real footage."
