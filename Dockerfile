@@ -47,6 +47,7 @@ COPY README.md ./
 COPY model ./model
 COPY app ./app
 COPY training ./training
+COPY vtfpar ./vtfpar
 RUN pip install --no-cache-dir --no-deps . \
     && rm -rf build ./*.egg-info
 
@@ -60,5 +61,5 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health/ready' % os.environ.get('VTFPAR_PORT', '8000'), timeout=4)"]
 
 # Exec form: the server is PID 1 and receives SIGTERM itself, so it drains in-flight requests before exiting.
-# CMD rather than ENTRYPOINT, so `docker compose run api vtfpar-evaluate ...` runs the other console scripts.
+# CMD rather than ENTRYPOINT, so `docker compose run api vtfpar evaluate ...` runs the other commands.
 CMD ["python", "-m", "app"]

@@ -1,6 +1,6 @@
-"""``vtfpar-annotate``: attributes per person for a video file, and the video with every track drawn on it.
+"""``vtfpar annotate``: attributes per person for a video file, and the video with every track drawn on it.
 
-    vtfpar-annotate VIDEO [--tracks MOT.txt] --out annotated.mp4 --json tracks.jsonl [--url URL] [--margin M]
+    vtfpar annotate VIDEO [--tracks MOT.txt] --out annotated.mp4 --json tracks.jsonl [--url URL] [--margin M]
 
 Offline (the default) it runs the serving pipeline in this process, without a server: the model of
 ``VTFPAR_CHECKPOINT`` (or the built-in demo model) and every other ``VTFPAR_*`` setting, as ``python -m app``
@@ -92,7 +92,7 @@ async def _annotate_offline(video: Path, tracks: Path | None, margin: float, set
     finally:
         await service.stop()
     return tracks_response(
-        "vtfpar-annotate",
+        "vtfpar annotate",
         runner.description,
         prepared,
         results,
@@ -225,7 +225,7 @@ def _draw_frame(image: Image.Image, on_screen, drawn, font) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="vtfpar-annotate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="vtfpar annotate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("video", type=Path, help="the video file (mp4/mov, webm/mkv, avi, gif or mpeg-ts)")
     parser.add_argument("--tracks", type=Path, help="its tracks, MOT text or JSON; omit for the built-in detector")

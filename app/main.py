@@ -3,7 +3,7 @@
 ``create_app(settings, runner=..., detector=...)`` lets tests serve a runner (and a person detector for
 /predict/scene) they built (or wrapped) themselves; ``create_app(settings, backend=..., metrics=...)`` serves a
 model that runs elsewhere (a Ray ingress replica).
-Run with ``python -m app`` / ``vtfpar-serve``, or ``uvicorn --factory app.main:create_app``.
+Run with ``vtfpar serve``, or ``uvicorn --factory app.main:create_app``.
 """
 
 from __future__ import annotations
@@ -57,11 +57,16 @@ where the service runs its own detector and tracker, and get them per person. Re
 
 def create_app(
     settings: Settings | None = None,
+    *,
     runner: Runner | None = None,
     backend: ModelBackend | None = None,
     metrics: Metrics | None = None,
     detector: Detector | None = None,
 ) -> FastAPI:
+    """The app for ``settings`` (default: the ``VTFPAR_*`` variables), serving ``runner``, or ``backend``'s model
+    that runs elsewhere, or else the checkpoint the settings name, loaded by the lifespan."""
+    if runner is not None and backend is not None:
+        raise TypeError("create_app serves a runner or a backend, not both: a backend already holds its model")
     settings = settings or Settings()
     metrics = metrics or Metrics()
 

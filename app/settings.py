@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic.json_schema import JsonDict
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEMO_CHECKPOINT = Path(__file__).parent / "assets" / "demo.safetensors"
@@ -19,10 +21,19 @@ DEFAULT_CODECS = ("av1", "gif", "h264", "hevc", "mjpeg", "mpeg4", "vp8", "vp9")
 # Defaults for a model on a GPU, where a batch of 32 costs little more than one and decoding, not the model, sets
 # the pace: as many decode workers as cores. Applied once the device is known, to the settings not given.
 CUDA_MAX_BATCH_CLIPS = 32
+# Which /info section echoes a field (json_schema_extra), so /info lists every field of its kind.
+BATCHING: JsonDict = {"info": "batching"}
+LIMITS: JsonDict = {"info": "limits"}
+DECODING: JsonDict = {"info": "decoding"}
 
 
 def cuda_defaults() -> dict[str, int]:
     return {"max_batch_clips": CUDA_MAX_BATCH_CLIPS, "decode_workers": os.cpu_count() or 1}
+
+
+def field_extra(field: FieldInfo) -> dict:
+    """A field's ``json_schema_extra`` (its /info section, a default described in words), as a dict."""
+    return field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
 
 
 class Settings(BaseSettings):
@@ -39,17 +50,22 @@ class Settings(BaseSettings):
     )
     device: Literal["auto", "cuda", "cpu"] = Field("auto", description="auto = cuda when available, else cpu.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="Autocast precision on CUDA (auto = bf16 where supported, else fp16); CPU runs fp32."
+        "auto",
+        description="Autocast precision on CUDA (auto = bf16 where supported, else fp16); CPU runs fp32. The fusion "
+        "block, heads and logit BatchNorm always run in fp32 (their large gains would turn bf16 rounding into "
+        "flipped decisions).",
     )
     warmup: bool = Field(
         True,
-        description="Run the batch sizes before reporting ready (twice each with CUDA graphs, which capture on "
-        "a size's second call).",
+        description="Run every batch size (1, 2, 4, ... and the largest) before reporting ready, twice each with CUDA "
+        "graphs (which capture on a size's second call). If warm-up "
+        "fails (say, CUDA out of memory) the process exits with status 3, so that a supervisor restarts it.",
     )
     compile: Literal["auto", "on", "off"] = Field(
         "auto",
-        description="torch.compile the model for the warmed batch sizes, with CUDA graphs on CUDA "
-        "(auto = on with CUDA, off on CPU).",
+        description="torch.compile the forward pass (inductor) for the warmed batch sizes, with CUDA graphs on CUDA; "
+        "each batch is padded up to the next warmed size, so no request waits for a compilation. auto = on with "
+        "CUDA, off on CPU (compiling takes minutes there). A failed compilation fails warm-up (exit status 3).",
     )
     torch_threads: int | None = Field(
         None, ge=1, description="CPU threads for torch (torch.set_num_threads); unset = torch's default (all cores)."
@@ -71,73 +87,144 @@ class Settings(BaseSettings):
 
     # Dynamic batching and backpressure
     max_batch_clips: int = Field(
-        8, ge=1, description=f"Most clips one forward pass takes ({CUDA_MAX_BATCH_CLIPS} on CUDA)."
+        8, ge=1, description="Most clips one forward pass takes; 1 turns batching off.", json_schema_extra=BATCHING
     )
     max_batch_wait_ms: float = Field(
-        5.0, ge=0, description="How long the worker waits to fill a batch after its first clip."
+        5.0,
+        ge=0,
+        description="How long the worker waits to fill a batch after its first clip.",
+        json_schema_extra=BATCHING,
     )
-    max_queue: int = Field(64, ge=1, description="Clips waiting for the model; beyond it requests get 429 queue_full.")
+    max_queue: int = Field(
+        64,
+        ge=1,
+        description="Clips waiting for the model; beyond it requests get 429 queue_full.",
+        json_schema_extra=BATCHING,
+    )
     queue_timeout_s: float = Field(
-        10.0, gt=0, description="A clip queued longer than this is dropped with 503 queue_timeout."
+        10.0,
+        gt=0,
+        description="A clip queued longer than this is dropped with 503 queue_timeout (a running batch is never cut "
+        "short).",
+        json_schema_extra=BATCHING,
     )
     max_concurrent_requests: int = Field(
         128,
         ge=1,
         description="/predict requests whose body has arrived, handled at once (decode, queue, forward pass); "
-        "beyond it 429 overloaded.",
+        "beyond it 429 overloaded. A request still uploading never counts here.",
+        json_schema_extra=BATCHING,
     )
     max_concurrent_uploads: int = Field(
-        256, ge=1, description="/predict bodies being received at once; beyond it 429 overloaded before reading."
+        256,
+        ge=1,
+        description="/predict bodies being received at once; beyond it 429 overloaded before reading.",
+        json_schema_extra=BATCHING,
     )
-    retry_after_s: int = Field(1, ge=0, description="Retry-After sent with 429 and 503.")
+    retry_after_s: int = Field(1, ge=0, description="Retry-After sent with 429 and 503.", json_schema_extra=BATCHING)
 
     # Upload and media limits (all checked before any frame is decoded)
-    max_upload_bytes: int = Field(64 * 1024 * 1024, ge=1, description="Request body bytes, counted while streaming.")
+    max_upload_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1,
+        description="Request body bytes (64 MiB by default), checked on Content-Length and counted while streaming.",
+        json_schema_extra=LIMITS,
+    )
     upload_timeout_s: float = Field(
-        30.0, gt=0, description="A /predict body not complete this long after its headers gets 408 upload_timeout."
+        30.0,
+        gt=0,
+        description="A /predict body not complete this long after its headers gets 408 upload_timeout, and the "
+        "connection is closed.",
+        json_schema_extra=LIMITS,
     )
-    max_upload_frames: int = Field(1000, ge=1, description="Image files in one frames upload.")
-    max_pixels: int = Field(3840 * 2160, ge=1, description="Width x height of a video or image.")
-    max_side: int = Field(4096, ge=1, description="Longest side of a video frame or image, in pixels.")
+    max_upload_frames: int = Field(
+        1000, ge=1, description="Image files in one frames upload.", json_schema_extra=LIMITS
+    )
+    max_pixels: int = Field(
+        3840 * 2160,
+        ge=1,
+        description="Width x height of a video or image (3840x2160 by default).",
+        json_schema_extra=LIMITS,
+    )
+    max_side: int = Field(
+        4096, ge=1, description="Longest side of a video frame or image, in pixels.", json_schema_extra=LIMITS
+    )
     max_aspect_ratio: float = Field(
-        10.0, ge=1, description="Longest side over shortest side of a video frame or image."
+        10.0,
+        ge=1,
+        description="Longest side over shortest side of a video frame or image.",
+        json_schema_extra=LIMITS,
     )
-    max_duration_s: float = Field(60.0, gt=0, description="Video duration.")
-    max_frames_decoded: int = Field(2000, ge=1, description="Frames one request may decode (seeking keeps it low).")
-    min_frames: int = Field(1, ge=1, description="Fewest frames a clip or frames upload must have.")
-    decode_timeout_s: float = Field(10.0, gt=0, description="Wall-clock deadline for demuxing and decoding one upload.")
+    max_duration_s: float = Field(60.0, gt=0, description="Video duration.", json_schema_extra=LIMITS)
+    max_frames_decoded: int = Field(
+        2000,
+        ge=1,
+        description="Frames one request may decode; the decode plan is checked against it before decoding.",
+        json_schema_extra=LIMITS,
+    )
+    min_frames: int = Field(
+        1,
+        ge=1,
+        description="Fewest frames a clip or tracklet must have (shorter clips repeat frames, as in training).",
+        json_schema_extra=LIMITS,
+    )
+    decode_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Wall-clock deadline for demuxing, decoding and preparing one upload (for /predict/tracks and "
+        "/predict/scene: reading the tracks, detection and every track's crops).",
+        json_schema_extra=LIMITS,
+    )
 
     # /predict/tracks and /predict/scene
     max_tracks: int = Field(
         64,
         ge=1,
-        description="Tracks one /predict/tracks request may send; never more than max_queue, since each track "
-        "waits in the queue as one clip.",
+        description="Tracks one /predict/tracks request may send (413 beyond it); never more than max_queue, since "
+        "each track waits in the queue as one clip. /predict/scene runs this many and lists the rest as skipped.",
+        json_schema_extra=LIMITS,
     )
-    max_track_boxes: int = Field(100_000, ge=1, description="Boxes one /predict/tracks request may send.")
+    max_track_boxes: int = Field(
+        100_000,
+        ge=1,
+        description="Boxes one /predict/tracks request may send (413 beyond it).",
+        json_schema_extra=LIMITS,
+    )
     detector: str = Field(
         "hog",
-        description="Person detector for /predict/scene and live streams: hog (OpenCV's HOG people detector, CPU, "
-        "nothing to download), a torchvision detection model (e.g. fasterrcnn_mobilenet_v3_large_fpn), or off.",
+        description="Person detector for /predict/scene and live streams (needs the [scene] extra): hog (OpenCV's HOG "
+        "people detector, CPU, nothing to download), a torchvision detection model (e.g. "
+        "fasterrcnn_mobilenet_v3_large_fpn, with VTFPAR_DETECTOR_WEIGHTS), or off (404 detection_off).",
     )
     detector_weights: Path | None = Field(
         None,
-        description="Local weights file of the detector; unset = torchvision's download of its COCO weights "
-        "(needs internet once).",
+        description="Local weights file of the detector (.pth or .safetensors state dict); unset = torchvision's "
+        "download of its COCO weights into TORCH_HOME (needs internet once).",
     )
-    detection_interval: int = Field(1, ge=1, description="/predict/scene runs the detector on every k-th frame.")
+    detection_interval: int = Field(
+        1, ge=1, description="/predict/scene runs the detector on every k-th frame; ByteTrack's time scale follows."
+    )
 
     # Decoding resources
     decode_workers: int = Field(
         default_factory=lambda: min(4, os.cpu_count() or 1),
         ge=1,
-        description="Uploads decoded at once (a bounded thread pool); on CUDA, the number of CPUs.",
+        description="Uploads decoded at once (a bounded thread pool); on CUDA every core decodes, since decoding, "
+        "not the model, sets the pace there.",
+        json_schema_extra={**DECODING, "default_text": "min(4, CPUs); CPUs on CUDA"},
     )
-    decode_threads: int = Field(2, ge=1, description="FFmpeg threads per decode.")
+    decode_threads: int = Field(
+        2,
+        ge=1,
+        description="FFmpeg threads per decode of frames of 640x480 or more; smaller frames decode on one thread "
+        "(handing them between threads cost more CPU than it saved).",
+        json_schema_extra=DECODING,
+    )
     allowed_codecs: Annotated[tuple[str, ...], NoDecode] = Field(
         DEFAULT_CODECS,
         min_length=1,
-        description="Video codecs accepted (FFmpeg names, comma-separated in the environment).",
+        description="Video codecs accepted (FFmpeg decoder names, comma-separated in the environment; e.g. add "
+        "msmpeg4v3 for old AVI archives).",
     )
 
     # Live streams
@@ -195,11 +282,20 @@ class Settings(BaseSettings):
     )
 
     # Process
-    host: str = "0.0.0.0"
-    port: int = Field(8000, ge=0, le=65535)
-    drain_timeout_s: float = Field(25.0, ge=0, description="On SIGTERM, how long accepted work may take to finish.")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_json: bool = Field(True, description="One JSON object per log line (false = plain text).")
+    host: str = Field("0.0.0.0", description="Listen address.")
+    port: int = Field(8000, ge=0, le=65535, description="Listen port.")
+    drain_timeout_s: float = Field(
+        25.0,
+        ge=0,
+        description="On SIGTERM, how long accepted work may take to finish; keep it below the orchestrator's grace "
+        "period (Docker stop_grace_period, Kubernetes terminationGracePeriodSeconds).",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Lowest level logged.")
+    log_json: bool = Field(
+        True,
+        description="One JSON object per log line, with request_id on request logs (false = plain text). Control "
+        "characters a client sent are escaped either way, so no one can forge a log line.",
+    )
 
     @field_validator("allowed_codecs", mode="before")
     @classmethod
@@ -231,6 +327,11 @@ class Settings(BaseSettings):
         if device_type != "cuda":
             return self
         return self.model_copy(update={k: v for k, v in cuda_defaults().items() if k not in self.model_fields_set})
+
+    @classmethod
+    def in_info_section(cls, section: str) -> list[str]:
+        """The fields /info echoes under ``section`` (``batching``, ``limits``, ``decoding``)."""
+        return [name for name, field in cls.model_fields.items() if field_extra(field).get("info") == section]
 
     @property
     def uses_demo_checkpoint(self) -> bool:

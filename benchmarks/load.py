@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.app.media import encode
+from .media import encode
 
 
 def synthetic_clips(count: int, seconds: float, width: int, height: int, fps: int = 25) -> list[bytes]:

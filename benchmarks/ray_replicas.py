@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.load import LoadResult, generate_load, synthetic_clips  # noqa: E402
-from tests.servers import RayServeProcess, free_port, ray_environment  # noqa: E402
+from benchmarks.servers import RayServeProcess, free_port, ray_environment  # noqa: E402
 
 START_TIMEOUT_S = 600
 

@@ -51,9 +51,9 @@ from app.inference import (  # noqa: E402
 )
 from app.settings import CUDA_MAX_BATCH_CLIPS, Settings  # noqa: E402
 from model import VTFPAR, create_model, get_config, load_checkpoint, load_schema, save_checkpoint  # noqa: E402
-from tests.servers import AppProcess  # noqa: E402
 
 from .load import LoadResult, generate_load, synthetic_clips  # noqa: E402
+from .servers import AppProcess  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP: dict = {"codec": "h264", "width": 128, "height": 256, "seconds": 2.0, "fps": 25}  # a MARS-sized crop, 2 s
@@ -491,7 +491,7 @@ def onnx_markdown(onnx: dict | None, eager: dict) -> list[str]:
     return lines
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, type=Path, help="folder for results.json and results.md")
     parser.add_argument("--preset", default="tiny")
@@ -506,7 +506,7 @@ def main() -> None:
     parser.add_argument(
         "--no-onnx", dest="onnx", action="store_false", help="skip ONNX Runtime (needs the onnx extra otherwise)"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.device_type = resolve_device(args.device).type
     results = run(args)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""``vtfpar-convert`` / ``python -m model.convert``: the authors' released VTFPAR++ checkpoint as this project's.
+"""``vtfpar convert`` / ``python -m model.convert``: the authors' released VTFPAR++ checkpoint as this project's.
 
 The authors' ``train.py`` (Event-AHU/OpenPAR, ``VTFPAR++/``) saves ``{'epoch', 'model_state_dict'}`` with
 ``torch.save``: the frozen CLIP ViT-B/16 image tower, the side nets, the fusion block, the heads and the BatchNorm,
@@ -25,16 +25,13 @@ import torch
 
 from .backbone import (
     BackboneError,
-    FrozenCLIPTaps,
     backbone_source,
-    build_clip,
-    encode_phrases,
     file_sha256,
     tower_fingerprint,
 )
 from .checkpoint import listed_names, save_checkpoint, tensor_problems
 from .config import PADDING_MODES, get_config
-from .network import VTFPAR
+from .network import VTFPAR, build_backbone, phrase_embeddings
 from .schema import AttributeSchema, list_schemas, load_schema, schema_from_dict
 
 REFERENCE = json.loads((Path(__file__).parent / "reference_checkpoint.json").read_text())
@@ -319,13 +316,11 @@ def convert(
         padding=padding,
     )
     try:
-        clip = build_clip(config.clip_arch, clip_weights, config.clip_force_quick_gelu)
+        clip, backbone = build_backbone(config, clip_weights)
     except BackboneError as exc:
         raise ConvertError(f"--clip-weights: {exc}") from None
-    tokenizer = clip_weights if clip_weights.startswith("local-dir:") else config.clip_arch
-    text_embeddings = encode_phrases(clip, tokenizer, schema.phrases)
+    text_embeddings = phrase_embeddings(clip, config, clip_weights, schema.phrases)
     log(f"text embeddings: {len(schema)} {dataset} phrases, {config.clip_arch} text tower of {clip_weights!r}")
-    backbone = FrozenCLIPTaps(clip.visual, config.taps, config.backbone_dtype)
     del clip  # the text tower ran once; only the image tower is kept
     model = VTFPAR(config, schema, backbone, text_embeddings)
     tower_difference = _relative_difference(mapping, model.state_dict())
@@ -364,7 +359,7 @@ def convert(
             "std": list(config.std),
             "padding": padding,
             "authors": "224x224, mean = std = 0.5, PIL bilinear resize of frames padded to squares beforehand "
-            "(pad_mars_dataset); test frames: 6 in random order (vtfpar-evaluate --sampling random_subset)",
+            "(pad_mars_dataset); test frames: 6 in random order (vtfpar evaluate --sampling random_subset)",
         },
     }
     try:
@@ -377,7 +372,7 @@ def convert(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="vtfpar-convert", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="vtfpar convert", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("reference", help="the authors' checkpoint (.pth), as their train.py saves it")
     parser.add_argument("--out", required=True, help="the .safetensors checkpoint to write")

@@ -141,11 +141,15 @@ def build_backbone(config: VTFPARConfig, weights: str | None) -> tuple[ClipModel
     return clip, FrozenCLIPTaps(clip.visual, config.taps, config.backbone_dtype)
 
 
+def phrase_embeddings(clip: ClipModel, config: VTFPARConfig, weights: str | None, phrases: list[str]) -> torch.Tensor:
+    """The text tower's embeddings of ``phrases``; CLIP weights from a ``local-dir:`` folder bring their tokenizer."""
+    tokenizer = weights if weights and weights.startswith("local-dir:") else config.clip_arch
+    return encode_phrases(clip, tokenizer, phrases)
+
+
 def create_model(config: VTFPARConfig, schema: AttributeSchema, device: str | torch.device = "cpu") -> VTFPAR:
     """A fresh VTFPAR++ (random side nets) on a frozen CLIP tower; the text tower runs once, here."""
     clip, backbone = build_backbone(config, config.clip_weights)
-    weights = config.clip_weights or ""
-    tokenizer_name = weights if weights.startswith("local-dir:") else config.clip_arch
-    text_embeddings = encode_phrases(clip, tokenizer_name, schema.phrases)
+    text_embeddings = phrase_embeddings(clip, config, config.clip_weights, schema.phrases)
     model = VTFPAR(config, schema, backbone, text_embeddings)
     return model.to(device)

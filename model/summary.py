@@ -1,4 +1,4 @@
-"""``python -m model summary``: parameter and FLOP counts of a preset, offline (random backbone)."""
+"""``vtfpar summary``: parameter and FLOP counts of a preset, offline (random backbone)."""
 
 from __future__ import annotations
 
@@ -63,12 +63,10 @@ def summarize(preset: str, attributes: str = "mars", frames: int | None = None) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m model", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    summary = commands.add_parser("summary", help="print parameter and FLOP counts of a preset as JSON")
-    summary.add_argument("--preset", required=True, help=f"one of {list_presets()} or a preset JSON file")
-    summary.add_argument("--attributes", default="mars", help="mars, mars-v1, duke or a schema JSON file")
-    summary.add_argument("--frames", type=int, default=None, help="frames per clip (T); default: the preset's")
+    parser = argparse.ArgumentParser(prog="vtfpar summary", description=__doc__)
+    parser.add_argument("--preset", required=True, help=f"one of {list_presets()} or a preset JSON file")
+    parser.add_argument("--attributes", default="mars", help="mars, mars-v1, duke or a schema JSON file")
+    parser.add_argument("--frames", type=int, default=None, help="frames per clip (T); default: the preset's")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     try:

@@ -2,8 +2,8 @@
 the service's asset, calibration and the card are training's commands.
 
 Calibrated on synthetic identities it never saw (the training split of a fresh set), the demo model decides at
-least as well as with the fixed 0.45 on the held-out identities of that set; and ``vtfpar-report`` writes every
-file of the card, with exactly the numbers ``vtfpar-evaluate --json`` gives.
+least as well as with the fixed 0.45 on the held-out identities of that set; and ``vtfpar report`` writes every
+file of the card, with exactly the numbers ``vtfpar evaluate --json`` gives.
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ import pytest
 from app.settings import DEMO_CHECKPOINT
 from model import load_checkpoint
 from training.calibrate import main as calibrate_main
+from training.card.report import CARD, FILES, HEADLINE_ROWS
+from training.card.report import main as report_main
+from training.data.sources import load_dataset
 from training.evaluate import main as evaluate_main
 from training.evaluate import predict_split
-from training.report import CARD, FILES, HEADLINE_ROWS
-from training.report import main as report_main
-from training.sources import load_dataset
-from training.synthetic import generate
+from training.synthetic.tracklets import generate
+
+pytestmark = [pytest.mark.slow]
 
 FRESH_SEED = 20261201  # the demo trained on seed 7
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

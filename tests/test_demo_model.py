@@ -1,6 +1,6 @@
 """The built-in demo model, served with no configuration, answers fresh synthetic clips far better than the
 training priors. Crosses packages on purpose: synthetic clips and metrics come from training/, the server is
-``python -m app`` exactly as the README starts it."""
+``vtfpar serve`` exactly as the README starts it."""
 
 from __future__ import annotations
 
@@ -14,12 +14,11 @@ import numpy as np
 import pytest
 
 from app.settings import DEMO_CHECKPOINT
+from benchmarks.servers import AppProcess
 from model import load_schema
 from model.checkpoint import read_metadata
 from training.metrics import compute_metrics
-from training.synthetic import generate
-
-from .servers import AppProcess
+from training.synthetic.tracklets import generate
 
 FRESH_SEED = 20261126  # the demo trained on seed 7
 
@@ -47,7 +46,8 @@ def fresh_clips(tmp_path_factory):
 def demo_server(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith("VTFPAR_")}
     settings = {"VTFPAR_DEVICE": "cpu", "VTFPAR_TORCH_THREADS": "1"}
-    with AppProcess(settings, tmp_path_factory.mktemp("demo") / "app.log", base_env=env) as app:
+    log = tmp_path_factory.mktemp("demo") / "app.log"
+    with AppProcess(settings, log, base_env=env, module="vtfpar", args=["serve"]) as app:
         app.wait_ready(timeout_s=60)
         yield app.url
     assert "serving the built-in demo model" in app.output()
@@ -59,6 +59,8 @@ def test_demo_checkpoint_records_its_held_out_metrics():
     assert provenance["test_metrics"]["calibrated"]["mA"] > provenance["training_prior_baseline"]["mA"]
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_demo_model_beats_the_priors_on_fresh_clips_over_http(demo_server, fresh_clips):
     paths, labels = fresh_clips
     info = httpx.get(f"{demo_server}/info").json()
@@ -102,6 +104,7 @@ def test_demo_model_beats_the_priors_on_fresh_clips_over_http(demo_server, fresh
         assert model["groups"][group]["mA"] >= 0.6, (group, model["groups"][group])
 
 
+@pytest.mark.slow
 def test_bf16_autocast_changes_no_decision_of_the_demo_model(tmp_path):
     """The head runs in fp32 under autocast: the logit BatchNorm's large gains would otherwise turn bf16
     rounding into flipped decisions (CPU bf16 autocast stands in for CUDA's; without the fp32 head, 0.11 and
@@ -109,8 +112,8 @@ def test_bf16_autocast_changes_no_decision_of_the_demo_model(tmp_path):
     import torch
 
     from model import load_checkpoint
-    from training.dataset import ClipDataset
-    from training.sources import load_dataset
+    from training.data.dataset import ClipDataset
+    from training.data.sources import load_dataset
 
     model = load_checkpoint(DEMO_CHECKPOINT).model
     data = load_dataset(generate(tmp_path, tracklets=48, seed=FRESH_SEED, frames_per_tracklet=(8, 8), size=(64, 32)))

@@ -1,4 +1,5 @@
-"""Dependencies point one way, app -> model <- training: checked on the source of every file of each package.
+"""Dependencies point one way, app -> model <- training, and the ``vtfpar`` command above all three: checked on the
+source of every file of each package.
 
 Every import counts wherever it sits (inside functions too): ``import x``, ``from x import y``, relative imports
 resolved against the file's package, and ``importlib.import_module`` / ``__import__`` with a literal name. A
@@ -14,7 +15,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-FORBIDDEN = {"app": {"training"}, "training": {"app"}, "model": {"app", "training"}}
+FORBIDDEN = {
+    "app": {"training", "vtfpar"},
+    "training": {"app", "vtfpar"},
+    "model": {"app", "training", "vtfpar"},
+    "benchmarks": {"training", "tests", "vtfpar"},
+}
 DYNAMIC_IMPORTS = {"import_module", "__import__"}
 
 

@@ -12,13 +12,15 @@ import numpy as np
 import pytest
 
 from app.settings import DEMO_CHECKPOINT
+from benchmarks.media import encode
 from model import load_schema
-from training.mars import encode_labels
+from training.data.mars import encode_labels
 from training.metrics import compute_metrics
-from training.scenes import make_scene, walker_tracklet, write_mot
+from training.synthetic.scenes import make_scene, walker_tracklet, write_mot
 
 from .app.harness import make_settings, serving
-from .app.media import encode
+
+pytestmark = [pytest.mark.slow]
 
 SCENES, WALKERS, FRAMES = 6, 6, 48
 SCENE_SIZE, TRACKLET_SIZE = (128, 224), (64, 32)  # the demo model's training crops are 64x32

@@ -1,6 +1,6 @@
-"""``python -m training.calibrate`` / ``vtfpar-calibrate``: fit a checkpoint's decisions on its validation split.
+"""``python -m training.calibrate`` / ``vtfpar calibrate``: fit a checkpoint's decisions on its validation split.
 
-Runs the checkpoint over the validation split it records (the identities ``vtfpar-train`` held out of the
+Runs the checkpoint over the validation split it records (the identities ``vtfpar train`` held out of the
 training split of the data it trained on; never the test split), fits per-attribute thresholds that maximise
 ``--objective`` (``f1`` or ``balanced_accuracy``) and, with ``--temperature``, per-attribute temperatures
 (training/calibration.py), and writes them into the checkpoint's header together with what they were fit on
@@ -24,13 +24,13 @@ import torch
 from model import VTFPAR, CheckpointError, load_checkpoint, save_checkpoint
 
 from .calibration import OBJECTIVES, fit_decisions
-from .dataset import ClipDataset
+from .data.dataset import ClipDataset
+from .data.records import DatasetError
+from .data.sources import DATA_FORMATS, load_dataset_for
 from .distributed import Context, DeviceError, choose_device
 from .engine import predict
 from .evaluate import add_run_options
 from .metrics import headline, score_logits
-from .records import DatasetError
-from .sources import DATA_FORMATS, load_dataset_for
 from .validation import rebuild_split
 
 VALIDATION_SAMPLING = "segment_middle"  # what the service feeds the model
@@ -72,7 +72,7 @@ def describe(record: dict) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="vtfpar-calibrate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="vtfpar calibrate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint written by training")
     parser.add_argument("--data", required=True, help="the dataset it was trained on (folder or manifest)")

@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from model.precision import autocast as model_autocast
 
-from .dataset import ClipDataset, shard_batches
+from .data.dataset import ClipDataset, shard_batches
 from .distributed import Context, broadcast_buffers, gather_rows
 
 PRECISIONS = ("auto", "fp32", "bf16")

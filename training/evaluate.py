@@ -1,4 +1,4 @@
-"""``python -m training.evaluate`` / ``vtfpar-evaluate``: metrics of a checkpoint on a dataset split.
+"""``python -m training.evaluate`` / ``vtfpar evaluate``: metrics of a checkpoint on a dataset split.
 
 Prints a readable report (VTFPAR++ protocol, mA, instance metrics, one-of winners, calibration error, per-group
 and per-attribute tables) and, with ``--json``, writes all numbers. Decisions are the checkpoint's: its
@@ -24,12 +24,12 @@ import torch
 
 from model import VTFPAR, CheckpointError, LoadedCheckpoint, load_checkpoint
 
-from .dataset import SAMPLING_MODES, ClipDataset
+from .data.dataset import SAMPLING_MODES, ClipDataset
+from .data.records import DatasetError, TrackletSet
+from .data.sources import DATA_FORMATS, load_dataset_for
 from .distributed import Context, DeviceError, choose_device
 from .engine import PRECISIONS, predict
 from .metrics import format_report, headline, score_logits
-from .records import DatasetError, TrackletSet
-from .sources import DATA_FORMATS, load_dataset_for
 from .validation import rebuild_split
 
 SPLITS = ("train", "validation", "test")
@@ -80,7 +80,7 @@ class Predictions:
     labels: np.ndarray
 
     def result(self, *, calibrated: bool = True) -> dict:
-        """Every metric, as ``vtfpar-evaluate --json`` writes it."""
+        """Every metric, as ``vtfpar evaluate --json`` writes it."""
         model = self.loaded.model
         runs = [score_logits(logits, self.labels, model, calibrated=calibrated) for logits in self.logits]
         mean, std = (runs[0], None) if len(runs) == 1 else average(runs)
@@ -160,7 +160,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="vtfpar-evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="vtfpar evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint written by training")
     parser.add_argument("--data", required=True, help="dataset folder or manifest (as for training)")

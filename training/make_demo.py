@@ -1,7 +1,7 @@
 """``python -m training.make_demo --out PATH``: the service's built-in demo checkpoint, reproducibly.
 
 Renders synthetic pedestrian tracklets (uniform class priors, so every attribute is seen often) and side-tunes
-the ``vtfpar-demo`` preset on them with the settings the CPU "it learns" test uses. As any ``vtfpar-train`` run,
+the ``vtfpar-demo`` preset on them with the CPU recipe of docs/training.md ("On a CPU"). As any ``vtfpar train`` run,
 a validation split (10 % of the training identities) picks the best epoch, and ``best.safetensors`` is
 calibrated on it (per-attribute thresholds and temperatures) and scored on the held-out identities of the test
 split. The checkpoint is written to ``--out`` with those scores, the training-prior baseline and a one-frame
@@ -23,11 +23,11 @@ import torch
 
 from model import load_checkpoint, save_checkpoint
 
+from .data.sources import load_dataset
 from .evaluate import evaluate
 from .loss import positive_ratios
 from .metrics import compute_metrics, headline
-from .sources import load_dataset
-from .synthetic import generate
+from .synthetic.tracklets import generate
 from .train import BEST
 from .train import main as train_main
 
@@ -79,7 +79,7 @@ def make_demo(out: Path, epochs: int, workdir: Path, command: str, model_card: s
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m training.make_demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="vtfpar make-demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, required=True, help="checkpoint path to write")
     parser.add_argument("--epochs", type=int, default=24)

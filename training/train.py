@@ -1,4 +1,4 @@
-"""``python -m training.train`` / ``vtfpar-train``: train VTFPAR++ and write checkpoints in ``model/``'s format.
+"""``python -m training.train`` / ``vtfpar train``: train VTFPAR++ and write checkpoints in ``model/``'s format.
 
 Defaults follow the paper's code (docs/method.md §2): Adam, lr 1e-3 with a 5-epoch linear warm-up from 1 % and a
 cosine decay to 0.2 % over 30 epochs (set per epoch), batch 16 clips, the weighted BCE of §2.1, Resize/Pad/
@@ -8,7 +8,7 @@ reference's unordered sampling).
 Unlike the paper's code, which picks the best epoch on the test split, ``--val-fraction`` (default 0.1) of the
 training identities are held out as a validation split (training/validation.py): it picks the best epoch, and at
 the end ``best.safetensors`` is calibrated on it (per-attribute thresholds, optionally temperatures; see
-``vtfpar-calibrate``) and scored once on the test split, for reporting only. ``--select-on test`` keeps the
+``vtfpar calibrate``) and scored once on the test split, for reporting only. ``--select-on test`` keeps the
 authors' behaviour (the test split picks the best epoch); ``--val-fraction 0 --select-on test`` is exactly it.
 
 Output folder: ``last.safetensors`` and ``best.safetensors`` (model checkpoints, written atomically),
@@ -42,18 +42,18 @@ from model import (
     save_checkpoint,
 )
 
-from .augment import Augment
 from .calibrate import calibrate, describe
 from .calibration import OBJECTIVES
-from .dataset import ClipDataset, EpochBatches
+from .data.augment import Augment
+from .data.dataset import ClipDataset, EpochBatches
+from .data.records import DatasetError
+from .data.sources import DATA_FORMATS, load_dataset
 from .distributed import Context, DeviceError, all_reduce_sum, barrier, setup, teardown
 from .engine import PRECISIONS, autocast, make_loader, predict
 from .loss import WeightedBCELoss, positive_ratios
 from .metrics import headline, score_logits
-from .records import DatasetError
 from .resume import STATE_FILE, Progress, ResumeError, load_state, restore, rng_states, save_state
 from .schedule import WarmupCosine
-from .sources import DATA_FORMATS, load_dataset
 from .validation import ValidationSplit, split_validation
 
 SELECT_METRICS = ("protocol_f1", "protocol_accuracy", "mA", "instance_f1")
@@ -96,7 +96,7 @@ def parse_override(text: str) -> tuple[str, object]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="vtfpar-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="vtfpar train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     data = p.add_argument_group("data")
     data.add_argument("--data", required=True, help="dataset folder (MARS layout or VTFPAR++ package) or manifest")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .records import DatasetError, Tracklet
+from .data.records import DatasetError, Tracklet
 
 # Leading word of the split's seed sequence, apart from the clip and epoch-order streams of dataset.py.
 VALIDATION_STREAM = 3

@@ -21,37 +21,45 @@ from ..metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-STATUS: dict[ErrorCode, int] = {
-    ErrorCode.BAD_REQUEST: 400,
-    ErrorCode.UNAUTHORIZED: 401,
-    ErrorCode.NOT_FOUND: 404,
-    ErrorCode.METHOD_NOT_ALLOWED: 405,
-    ErrorCode.UPLOAD_TIMEOUT: 408,
-    ErrorCode.PAYLOAD_TOO_LARGE: 413,
-    ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
-    ErrorCode.UNDECODABLE_MEDIA: 422,
-    ErrorCode.NO_VIDEO_STREAM: 422,
-    ErrorCode.TOO_FEW_FRAMES: 422,
-    ErrorCode.CLIP_TOO_LONG: 422,
-    ErrorCode.TOO_MANY_PIXELS: 422,
-    ErrorCode.BAD_FRAME_SIZE: 422,
-    ErrorCode.DECODE_TIMEOUT: 422,
-    ErrorCode.BAD_TRACKS: 422,
-    ErrorCode.DETECTION_OFF: 404,
+# Each code's HTTP status and what it means to a client: the error mapper answers with the status, the OpenAPI
+# document lists the descriptions under it. A new code is one line here.
+ERRORS: dict[ErrorCode, tuple[int, str]] = {
+    ErrorCode.BAD_REQUEST: (400, "Malformed request: missing, extra or empty parts, or invalid parameters."),
+    ErrorCode.UNAUTHORIZED: (401, "VTFPAR_API_TOKEN is set and the request does not carry it as a bearer token."),
+    ErrorCode.NOT_FOUND: (404, "No such route or resource."),
+    ErrorCode.METHOD_NOT_ALLOWED: (405, "The route does not take this method."),
+    ErrorCode.UPLOAD_TIMEOUT: (408, "The body was not complete within VTFPAR_UPLOAD_TIMEOUT_S; the connection closes."),
+    ErrorCode.PAYLOAD_TOO_LARGE: (413, "Upload larger than the byte limit, or too many frame files, tracks or boxes."),
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: (415, "Content type, container, codec or image format not accepted."),
+    ErrorCode.UNDECODABLE_MEDIA: (422, "Corrupt or truncated media."),
+    ErrorCode.NO_VIDEO_STREAM: (422, "The file has no video stream."),
+    ErrorCode.TOO_FEW_FRAMES: (422, "Fewer frames than VTFPAR_MIN_FRAMES."),
+    ErrorCode.CLIP_TOO_LONG: (422, "Longer than VTFPAR_MAX_DURATION_S, or more frames to decode than allowed."),
+    ErrorCode.TOO_MANY_PIXELS: (422, "Frames larger than VTFPAR_MAX_PIXELS."),
+    ErrorCode.BAD_FRAME_SIZE: (422, "A side above VTFPAR_MAX_SIDE, sides too unequal, or frames of different sizes."),
+    ErrorCode.DECODE_TIMEOUT: (422, "Decoding took longer than VTFPAR_DECODE_TIMEOUT_S."),
+    ErrorCode.BAD_TRACKS: (422, "Tracks that cannot be read (MOT text or JSON) or do not fit the video."),
+    ErrorCode.DETECTION_OFF: (
+        404,
+        "Built-in detection is off on this server: send your own tracks to /predict/tracks.",
+    ),
     # Live streams
-    ErrorCode.SOURCE_NOT_ALLOWED: 403,
-    ErrorCode.TOO_MANY_STREAMS: 429,
-    ErrorCode.UNKNOWN_ATTRIBUTE: 422,
-    ErrorCode.BAD_TIME: 422,
-    ErrorCode.BAD_SEARCH: 422,
-    ErrorCode.CAMERA_REQUIRED: 422,
-    ErrorCode.QUEUE_FULL: 429,
-    ErrorCode.OVERLOADED: 429,
-    ErrorCode.NOT_READY: 503,
-    ErrorCode.QUEUE_TIMEOUT: 503,
-    ErrorCode.CLIENT_DISCONNECTED: 499,  # nginx's "client closed request"; nobody is there to read it
-    ErrorCode.INTERNAL_ERROR: 500,
+    ErrorCode.SOURCE_NOT_ALLOWED: (403, "The stream URL is outside VTFPAR_STREAM_SOURCES, or of a scheme not served."),
+    ErrorCode.TOO_MANY_STREAMS: (429, "VTFPAR_MAX_STREAMS streams are open already."),
+    # Stored tracks and their search
+    ErrorCode.UNKNOWN_ATTRIBUTE: (422, "An attribute the model's schema does not have; the message names the closest."),
+    ErrorCode.BAD_TIME: (422, "A time that is not ISO 8601, or time bounds in the wrong order."),
+    ErrorCode.BAD_SEARCH: (422, "A cursor of another query, an unknown model, or contradictory attributes."),
+    ErrorCode.CAMERA_REQUIRED: (422, "store=true needs camera=NAME."),
+    ErrorCode.QUEUE_FULL: (429, "The model's queue is full; retry after Retry-After seconds."),
+    ErrorCode.OVERLOADED: (429, "Too many requests in flight; retry after Retry-After seconds."),
+    ErrorCode.NOT_READY: (503, "Loading, warming up or draining; retry after Retry-After seconds."),
+    ErrorCode.QUEUE_TIMEOUT: (503, "Queued longer than VTFPAR_QUEUE_TIMEOUT_S; retry after Retry-After seconds."),
+    # nginx's "client closed request": only the metrics see it, nobody is there to read it.
+    ErrorCode.CLIENT_DISCONNECTED: (499, "The client left before its answer was ready."),
+    ErrorCode.INTERNAL_ERROR: (500, "A bug: the server logged it with the request id."),
 }
+STATUS: dict[ErrorCode, int] = {code: status for code, (status, _) in ERRORS.items()}
 # Statuses that tell the client to come back later.
 RETRY_LATER = {429, 503}
 # Statuses sent before the body was read to its end: the connection closes, instead of the server reading on

@@ -14,11 +14,12 @@ from ..errors import ErrorCode, ServiceError
 from ..log import request_id_var
 from ..metrics import CONTENT_TYPE
 from ..service import Service
+from ..settings import Settings
 from ..store import ModelSpec
 from ..tracks import submit_tracks
+from .openapi import PREDICT_BODY, SCENE_BODY, TRACKS_BODY, error_responses
 from .schemas import (
     AttributeInfo,
-    ErrorResponse,
     GroupInfo,
     Health,
     InfoResponse,
@@ -26,11 +27,11 @@ from .schemas import (
     PredictResponse,
     SceneInfo,
     TracksResponse,
-    prediction_json,
+    predict_response,
     tracks_response,
 )
 from .tracks_store import Recording, RecordingDep
-from .uploads import PREDICT_FORM, RAW_CONTENT_TYPES, SCENE_FORM, TRACKS_FORM, Form, read_upload
+from .uploads import PREDICT_FORM, SCENE_FORM, TRACKS_FORM, Form, read_upload
 
 router = APIRouter()
 
@@ -45,113 +46,6 @@ async def get_service(request: Request) -> Service:  # async: FastAPI would run 
 ServiceDep = Annotated[Service, Depends(get_service)]
 
 
-def _errors(*statuses: int) -> dict:
-    descriptions = {
-        400: "Malformed request: missing, extra or empty parts.",
-        404: "Built-in detection is off on this server (detection_off): send your own tracks to /predict/tracks.",
-        408: "The request body was not complete within the upload deadline (VTFPAR_UPLOAD_TIMEOUT_S).",
-        413: "Upload larger than the byte limit, or too many frame files, tracks or boxes.",
-        415: "Content type, container, codec or image format not accepted (playlists are refused).",
-        422: "Media that cannot be used: undecodable, no video stream, too few frames, too long, too many pixels, "
-        "frames of different sizes, decode deadline passed; tracks that cannot be read or do not fit the video.",
-        429: "Queue full or too many requests in flight; retry after Retry-After seconds.",
-        503: "Not ready (loading, warming up or draining) or queued too long; retry after Retry-After seconds.",
-    }
-    responses = {status: {"model": ErrorResponse, "description": descriptions[status]} for status in statuses}
-    for status in set(statuses) & {429, 503}:
-        responses[status]["headers"] = {
-            "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}
-        }
-    return responses
-
-
-_BINARY = {"type": "string", "format": "binary", "minLength": 1}  # an empty file is refused
-_REQUEST_ID = {
-    "name": "X-Request-Id",
-    "in": "header",
-    "required": False,
-    # Any value is accepted: one that does not match the pattern is replaced by a generated id.
-    "schema": {"type": "string"},
-    "description": "Your id for this request (letters, digits and `. _ : -`, up to 128 characters; "
-    "anything else is replaced by a generated id). Echoed in the response header, the body and the logs.",
-}
-_VIDEO_PART = {**_BINARY, "description": "One clip: mp4/mov, webm/mkv, avi, gif or mpeg-ts."}
-_VIDEO_FORM = {
-    "title": "Video",
-    "type": "object",
-    "properties": {"video": _VIDEO_PART},
-    "required": ["video"],
-    "additionalProperties": False,
-}
-_RAW_VIDEO = {content_type: {"schema": _BINARY} for content_type in RAW_CONTENT_TYPES}
-_VIDEO_ENCODING = {"video": {"contentType": ", ".join(RAW_CONTENT_TYPES)}}
-_PREDICT_OPENAPI = {
-    "parameters": [_REQUEST_ID],
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "oneOf": [
-                        _VIDEO_FORM,
-                        {
-                            "title": "Frames",
-                            "type": "object",
-                            "properties": {
-                                "frames": {
-                                    "type": "array",
-                                    "items": _BINARY,
-                                    "minItems": 1,
-                                    "description": "A tracklet: JPEG/PNG crops in temporal order (at most "
-                                    "VTFPAR_MAX_UPLOAD_FRAMES, see /info).",
-                                }
-                            },
-                            "required": ["frames"],
-                            "additionalProperties": False,
-                        },
-                    ]
-                },
-                "encoding": {**_VIDEO_ENCODING, "frames": {"contentType": "image/jpeg, image/png"}},
-            },
-            **_RAW_VIDEO,
-        },
-    },
-}
-_TRACKS_OPENAPI = {
-    "parameters": [_REQUEST_ID],
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "video": {**_BINARY, "description": "Camera footage: mp4/mov, webm/mkv, avi, gif or mpeg-ts."},
-                        "tracks": {
-                            **_BINARY,
-                            "description": "The boxes: MOT Challenge text (frame,id,left,top,width,height[,...] "
-                            'per line, frames 1-based) or JSON ([{"frame": 1, "id": 3, "box": [l, t, w, h]}, ...]). '
-                            "At most VTFPAR_MAX_TRACKS tracks and VTFPAR_MAX_TRACK_BOXES boxes (see /info).",
-                        },
-                    },
-                    "required": ["video", "tracks"],
-                    "additionalProperties": False,
-                },
-                "encoding": {**_VIDEO_ENCODING, "tracks": {"contentType": "text/plain, text/csv, application/json"}},
-            }
-        },
-    },
-}
-_SCENE_OPENAPI = {
-    "parameters": [_REQUEST_ID],
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {"schema": _VIDEO_FORM, "encoding": _VIDEO_ENCODING},
-            **_RAW_VIDEO,
-        },
-    },
-}
 Margin = Annotated[
     float,
     Query(
@@ -185,10 +79,10 @@ async def _received_and_decoded(request: Request, service: Service, form: Form, 
     "/predict",
     response_model=PredictResponse,
     summary="Attribute probabilities for one clip",
-    responses=_errors(400, 408, 413, 415, 422, 429, 503),
-    openapi_extra=_PREDICT_OPENAPI,
+    responses=error_responses(400, 408, 413, 415, 422, 429, 503),
+    openapi_extra=PREDICT_BODY,
 )
-async def predict(request: Request, service: ServiceDep) -> Response:
+async def predict(request: Request, service: ServiceDep) -> PredictResponse:
     """Send one `video` file, or one or more `frames` image files (multipart), or a raw video body. The model
     sees `frames_per_clip` frames sampled evenly over the clip."""
     start = time.perf_counter()
@@ -200,18 +94,17 @@ async def predict(request: Request, service: ServiceDep) -> Response:
 
     async with _received_and_decoded(request, service, PREDICT_FORM, decode) as clip:
         result = await _unless_client_leaves(request, service.backend.submit(clip.model_input))
-    body = prediction_json(
+    return predict_response(
         request_id_var.get() or "", service.backend.description, clip, result, total_s=time.perf_counter() - start
     )
-    return Response(body, media_type="application/json")
 
 
 @router.post(
     "/predict/tracks",
     response_model=TracksResponse,
     summary="Attribute probabilities for every track of a full-frame video",
-    responses=_errors(400, 408, 413, 415, 422, 429, 503),
-    openapi_extra=_TRACKS_OPENAPI,
+    responses=error_responses(400, 408, 413, 415, 422, 429, 503),
+    openapi_extra=TRACKS_BODY,
 )
 async def predict_tracks(
     request: Request, service: ServiceDep, recording: RecordingDep, margin: Margin = 0.0
@@ -235,8 +128,8 @@ async def predict_tracks(
     "/predict/scene",
     response_model=TracksResponse,
     summary="Attribute probabilities for every person the service's own detector and tracker find",
-    responses=_errors(400, 404, 408, 413, 415, 422, 429, 503),
-    openapi_extra=_SCENE_OPENAPI,
+    responses=error_responses(400, 404, 408, 413, 415, 422, 429, 503),
+    openapi_extra=SCENE_BODY,
 )
 async def predict_scene(
     request: Request, service: ServiceDep, recording: RecordingDep, margin: Margin = 0.0
@@ -310,7 +203,10 @@ async def live() -> Health:
 
 
 @router.get(
-    "/health/ready", response_model=Health, summary="Model loaded and warmed up, not draining", responses=_errors(503)
+    "/health/ready",
+    response_model=Health,
+    summary="Model loaded and warmed up, not draining",
+    responses=error_responses(503),
 )
 async def ready(service: ServiceDep) -> Health:
     if not service.ready:
@@ -322,7 +218,7 @@ async def ready(service: ServiceDep) -> Health:
     "/info",
     response_model=InfoResponse,
     summary="Model, schema, device and every limit in force",
-    responses=_errors(503),
+    responses=error_responses(503),
 )
 async def info(service: ServiceDep) -> InfoResponse:
     model, settings = service.backend.description, service.settings
@@ -354,38 +250,10 @@ async def info(service: ServiceDep) -> InfoResponse:
             GroupInfo(name=g.name, kind=g.kind, attributes=[schema.attributes[c].name for c in g.columns])
             for g in schema.groups
         ],
-        limits={
-            name: getattr(settings, name)
-            for name in (
-                "max_upload_bytes",
-                "upload_timeout_s",
-                "max_upload_frames",
-                "max_pixels",
-                "max_side",
-                "max_aspect_ratio",
-                "max_duration_s",
-                "max_frames_decoded",
-                "min_frames",
-                "decode_timeout_s",
-                "max_tracks",
-                "max_track_boxes",
-            )
-        },
-        batching={
-            name: getattr(settings, name)
-            for name in (
-                "max_batch_clips",
-                "max_batch_wait_ms",
-                "max_queue",
-                "queue_timeout_s",
-                "max_concurrent_uploads",
-                "max_concurrent_requests",
-                "retry_after_s",
-            )
-        },
+        limits={name: getattr(settings, name) for name in Settings.in_info_section("limits")},
+        batching={name: getattr(settings, name) for name in Settings.in_info_section("batching")},
         decoding={
-            "decode_workers": settings.decode_workers,
-            "decode_threads": settings.decode_threads,
+            **{name: getattr(settings, name) for name in Settings.in_info_section("decoding")},
             "containers": [k.name for k in VIDEO_KINDS],
             "codecs": list(settings.allowed_codecs),
             "image_formats": [k.name for k in IMAGE_KINDS],

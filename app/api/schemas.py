@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import pydantic_core
 from pydantic import BaseModel, Field
 
 from model.decisions import one_of_winners, positives
@@ -178,41 +177,30 @@ def decisions(model, probabilities) -> tuple[list[dict], list[dict]]:
     return attributes, groups
 
 
-def prediction_json(request_id: str, model, clip, result, total_s: float) -> bytes:
-    """The /predict body (``PredictResponse``, by alias) for one decoded clip (a PreparedClip) and its row of a batch
-    (a BatchResult), as JSON.
-
-    Built as plain data and serialised in one call (pydantic's serialiser, as FastAPI would): constructing and
-    validating the ~60 models of an answer cost more server CPU than decoding a small clip. The tests validate
-    every answer against ``PredictResponse``.
-    """
+def predict_response(request_id: str, model, clip, result, total_s: float) -> PredictResponse:
+    """The /predict body for one decoded clip (a PreparedClip) and its row of a batch (a BatchResult)."""
     served, media = model.served, clip.media
     attributes, groups = decisions(model, result.probabilities)
-    return pydantic_core.to_json(
-        {
-            "request_id": request_id,
-            "model": {"name": served.name, "version": served.version, "schema": served.schema, "demo": served.demo},
-            "input": {
-                "source": media.source,
-                "container": media.container,
-                "codec": media.codec,
-                "width": media.width,
-                "height": media.height,
-                "duration_s": media.duration_s,
-                "total_frames": media.total_frames,
-                "frame_indices": media.indices,
-                "frames_decoded": media.frames_decoded,
-            },
-            "attributes": attributes,
-            "groups": groups,
-            "batch_size": result.batch_size,
-            "timings": {
-                "decode_s": clip.decode_s,
-                "queue_s": result.queue_s,
-                "inference_s": result.inference_s,
-                "total_s": total_s,
-            },
-        }
+    return PredictResponse(
+        request_id=request_id,
+        model=ModelRef(name=served.name, version=served.version, schema_name=served.schema, demo=served.demo),
+        input=InputInfo(
+            source=media.source,
+            container=media.container,
+            codec=media.codec,
+            width=media.width,
+            height=media.height,
+            duration_s=media.duration_s,
+            total_frames=media.total_frames,
+            frame_indices=media.indices,
+            frames_decoded=media.frames_decoded,
+        ),
+        attributes=[AttributeResult(**attribute) for attribute in attributes],
+        groups=[GroupResult(**group) for group in groups],
+        batch_size=result.batch_size,
+        timings=Timings(
+            decode_s=clip.decode_s, queue_s=result.queue_s, inference_s=result.inference_s, total_s=total_s
+        ),
     )
 
 

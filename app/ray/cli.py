@@ -1,6 +1,6 @@
-"""``python -m app.ray`` (``app/ray/__main__.py`` runs this): the service on Ray Serve, in one command.
+"""``vtfpar serve-ray`` or ``python -m app.ray`` (``app/ray/__main__.py``): the service on Ray Serve, in one command.
 
-    python -m app.ray --ingress-replicas 2 --model-replicas 2 --port 8000
+    vtfpar serve-ray --ingress-replicas 2 --model-replicas 2 --port 8000
 
 Starts a local Ray instance, or joins the cluster at ``RAY_ADDRESS``; starts Serve's HTTP proxy on ``--host``/
 ``--port`` (default ``VTFPAR_HOST``/``VTFPAR_PORT``) unless Serve already runs there; deploys the application
@@ -40,7 +40,7 @@ DRAIN_POLL_S = 0.2
 
 
 def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m app.ray", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="vtfpar serve-ray", description=__doc__.split("\n\n")[0])
     for name, field in AppOptions.model_fields.items():  # the flags are the Serve config's args
         default = "1 when the cluster has a GPU and VTFPAR_DEVICE is not cpu, else 0" if name == "model_gpus" else None
         parser.add_argument(

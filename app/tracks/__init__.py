@@ -1,7 +1,7 @@
 """Attributes per person from a full-frame video: /predict/tracks (the client's tracks) and /predict/scene
 (the service's own detector and tracker).
 
-The pipeline is a few small functions, so that every front end (the FastAPI routes, ``vtfpar-annotate``, another
+The pipeline is a few small functions, so that every front end (the FastAPI routes, ``vtfpar annotate``, another
 server) runs the same steps:
 
 1. ``parse_tracks`` reads the client's MOT text or JSON (or ``SceneTracker.track`` detects and tracks);

@@ -11,8 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.main import build_server, create_app
 from app.settings import Settings
-
-from ..servers import loopback_socket, wait_until_ok
+from benchmarks.servers import loopback_socket, wait_until_ok
 
 
 def make_settings(checkpoint: Path, **overrides) -> Settings:

@@ -1,4 +1,4 @@
-"""vtfpar-annotate: offline (the serving pipeline in-process) and --url (a running service) give the same JSON
+"""vtfpar annotate: offline (the serving pipeline in-process) and --url (a running service) give the same JSON
 lines, and the annotated video is the whole video with each track's box drawn on it."""
 
 from __future__ import annotations
@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from app.annotate import main
-from training.scenes import make_scene, write_mot
-
-from .media import decode_all, encode
+from benchmarks.media import decode_all, encode
+from training.synthetic.scenes import make_scene, write_mot
 
 
 @pytest.fixture(scope="module")

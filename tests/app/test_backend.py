@@ -9,9 +9,9 @@ import numpy as np
 from app.backend import LocalBackend, record_replica
 from app.main import create_app
 from app.metrics import Metrics
+from benchmarks.media import encode, frames
 
 from .harness import RunningServer, make_settings
-from .media import encode, frames
 
 
 class ElsewhereBackend:

@@ -10,7 +10,7 @@ import socket
 import httpx
 import pytest
 
-from .media import audio_only_mp4, encode, frames, image_bytes
+from benchmarks.media import audio_only_mp4, encode, frames, image_bytes
 
 
 def video(name: str, data: bytes) -> dict:

@@ -67,6 +67,7 @@ def test_batches_are_padded_to_the_next_warmed_size():
     assert forward.padded_size(9) == 9, "beyond the largest warmed size a batch runs as it is"
 
 
+@pytest.mark.slow
 def test_compiled_output_equals_eager(compiled, runner):
     compiled_runner, _ = compiled
     clips = [compiled_runner.prepare(clip) for clip in clips_of_mixed_sizes(4, runner.frames_per_clip)]
@@ -75,6 +76,7 @@ def test_compiled_output_equals_eager(compiled, runner):
     np.testing.assert_allclose(compiled_runner.predict(clips[:2]), expected[:2], rtol=0, atol=TOLERANCE)
 
 
+@pytest.mark.slow
 def test_padding_returns_exactly_the_callers_rows(compiled, runner):
     compiled_runner, _ = compiled
     clips = [compiled_runner.prepare(clip) for clip in clips_of_mixed_sizes(3, runner.frames_per_clip)]
@@ -84,6 +86,7 @@ def test_padding_returns_exactly_the_callers_rows(compiled, runner):
         np.testing.assert_allclose(probabilities, runner.predict(clips[:rows]), rtol=0, atol=TOLERANCE)
 
 
+@pytest.mark.slow
 def test_warm_up_compiles_every_size_and_serving_compiles_nothing(compiled, runner):
     compiled_runner, compiled_in_warm_up = compiled
     assert compiled_in_warm_up >= 1 and compiled_runner.compiled.sizes == WARMED

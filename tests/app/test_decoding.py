@@ -18,9 +18,8 @@ from app.decoding import DecodeLimits, decode_images, decode_video
 from app.decoding.video import DecodeDeviceError, check_decode_device
 from app.errors import ErrorCode, ServiceError
 from app.settings import DEFAULT_CODECS
+from benchmarks.media import VIDEO_FORMATS, decode_all, encode, frames, image_bytes
 from model import sample_frame_indices
-
-from .media import VIDEO_FORMATS, decode_all, encode, frames, image_bytes
 
 LIMITS = DecodeLimits(
     max_pixels=320 * 240,

@@ -10,9 +10,9 @@ import httpx
 
 from app.api import routes
 from app.log import JsonFormatter
+from benchmarks.media import encode, frames
 
 from .harness import metric
-from .media import encode, frames
 
 CLIP = encode("avi", frames(5, width=32, height=32))
 

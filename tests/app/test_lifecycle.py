@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from app.main import create_app
+from benchmarks.media import encode, frames
+from benchmarks.servers import AppProcess
 
-from ..servers import AppProcess
 from .harness import RunningServer, make_settings, serving
-from .media import encode, frames
 
 CLIP = encode("avi", frames(5, width=32, height=32))
 
@@ -178,6 +178,8 @@ def test_sigterm_stops_readiness_at_once_and_finishes_accepted_work(tiny_checkpo
         assert not running.thread.is_alive()
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_python_m_app_serves_from_env_and_exits_cleanly_on_sigterm(tiny_checkpoint, tmp_path):
     settings = {"VTFPAR_CHECKPOINT": str(tiny_checkpoint), "VTFPAR_DEVICE": "cpu", "VTFPAR_MAX_BATCH_CLIPS": "3"}
     with AppProcess(settings, tmp_path / "app.log") as app:
@@ -192,6 +194,8 @@ def test_python_m_app_serves_from_env_and_exits_cleanly_on_sigterm(tiny_checkpoi
     assert "Application shutdown complete" in output
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_a_missing_checkpoint_stops_startup_with_a_clear_message(tmp_path):
     settings = {
         "VTFPAR_CHECKPOINT": str(tmp_path / "nope.safetensors"),

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .media import encode, frames
+from benchmarks.media import encode, frames
 
 EXPECTED = {
     "vtfpar_requests": "counter",

@@ -13,6 +13,8 @@ import pytest
 from .conftest import E2E_LIMITS
 from .harness import make_settings, serving
 
+pytestmark = [pytest.mark.slow]
+
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 
 

@@ -11,8 +11,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.api.schemas import InfoResponse, PredictResponse
-
-from .media import VIDEO_FORMATS, decode_all, decode_image, encode, frames, image_bytes
+from app.settings import Settings
+from benchmarks.media import VIDEO_FORMATS, decode_all, decode_image, encode, frames, image_bytes
 
 TOLERANCE = 1e-5
 
@@ -151,6 +151,10 @@ def test_info_echoes_the_model_and_every_limit(server):
     assert {"upload_timeout_s"} <= set(info.limits)
     assert {"max_batch_clips", "max_batch_wait_ms", "max_queue", "queue_timeout_s"} <= set(info.batching)
     assert {"max_concurrent_uploads", "max_concurrent_requests"} <= set(info.batching)
+    assert (set(info.limits), set(info.batching)) == (
+        set(Settings.in_info_section("limits")),
+        set(Settings.in_info_section("batching")),
+    ), "/info lists every field of its sections"
     assert info.decoding["decode_workers"] == settings.decode_workers
     assert info.decoding["codecs"] == list(settings.allowed_codecs) and "mpegts" in info.decoding["containers"]
 

@@ -17,11 +17,11 @@ from app.decoding import Deadline, DecodeLimits, FrameCounter, decode_frames, re
 from app.inference import StartupError
 from app.settings import Settings
 from app.tracks import TorchvisionDetector
-from training.scenes import make_scene
+from benchmarks.media import decode_all, encode
+from training.synthetic.scenes import make_scene
 
 from .conftest import E2E_LIMITS
 from .harness import make_settings, serving
-from .media import decode_all, encode
 
 pytest.importorskip("trackers", reason="the 'scene' extra (pip install -e '.[scene]') is not installed")
 

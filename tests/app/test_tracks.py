@@ -20,12 +20,12 @@ from app.decoding import Deadline, DecodeLimits, decode_video
 from app.errors import ErrorCode, ServiceError
 from app.settings import Settings
 from app.tracks import TrackLimits, TrackPipeline, parse_tracks
+from benchmarks.media import decode_all, encode, frames, image_bytes
 from model import sample_frame_indices
-from training.scenes import make_scene, write_mot
+from training.synthetic.scenes import make_scene, write_mot
 
 from .conftest import E2E_LIMITS
 from .harness import make_settings, serving
-from .media import decode_all, encode, frames, image_bytes
 
 TOLERANCE = 1e-5
 SIZE = (96, 160)  # height, width

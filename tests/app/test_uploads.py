@@ -18,9 +18,9 @@ from starlette.requests import Request
 from app.api.errors import STATUS
 from app.api.uploads import MAX_PART_HEADER_BYTES, SPOOL_BYTES, read_upload
 from app.errors import ErrorCode, ServiceError
+from benchmarks.media import encode, frames
 
 from .harness import make_settings, metric, serving
-from .media import encode, frames
 
 CLIP = encode("avi", frames(5, width=32, height=32))
 # Headers and the first bytes of bodies that promise 100,000 bytes.

@@ -12,19 +12,22 @@ import httpx
 import numpy as np
 import pytest
 
+from benchmarks.media import encode
+from benchmarks.servers import LOOPBACK, AppProcess, ServerProcess, free_port
 from model import create_model, get_config, load_schema, save_checkpoint
-
-from ..app.media import encode
-from ..servers import LOOPBACK, AppProcess, ServerProcess, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 180  # a cold torch import on two busy cores is slow
 SCRAPED_TIMEOUT_S = 30
 PROMETHEUS = shutil.which("prometheus")
 
-pytestmark = pytest.mark.skipif(
-    PROMETHEUS is None, reason="Debian's prometheus is not installed: bash .ci/install-deploy-tools.sh installs it"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        PROMETHEUS is None, reason="Debian's prometheus is not installed: bash .ci/install-deploy-tools.sh installs it"
+    ),
+]
 
 
 def synthesize_mp4(frames: int = 8, width: int = 64, height: int = 32) -> bytes:

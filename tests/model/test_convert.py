@@ -1,4 +1,4 @@
-"""vtfpar-convert on a random state dict with exactly the names and shapes of the authors' MARS checkpoint.
+"""vtfpar convert on a random state dict with exactly the names and shapes of the authors' MARS checkpoint.
 
 Nothing is downloaded: the text tower comes from a random CLIP ViT-B/16 (QuickGELU) saved to a local file. The
 paper-size model is built once per module (conversion, loading and the directly assembled model).
@@ -35,7 +35,7 @@ from model.convert import (
 from model.network import VTFPAR
 from model.schema import schema_from_dict
 from training.evaluate import main as evaluate_main
-from training.synthetic import generate
+from training.synthetic.tracklets import generate
 
 ROOT = Path(__file__).resolve().parents[2]
 ARCH = "ViT-B-16-quickgelu"
@@ -173,6 +173,7 @@ def test_the_layout_is_the_authors_mars_model():
     assert len(REFERENCE_PHRASES) == len(load_schema("mars")) == 43
 
 
+@pytest.mark.slow
 def test_every_reference_tensor_is_mapped_or_deliberately_ignored(reference_state, loaded, converted):
     mapping = map_tensors(reference_state)
     used = [name for sources in mapping.sources.values() for name in sources]
@@ -191,6 +192,7 @@ def test_every_reference_tensor_is_mapped_or_deliberately_ignored(reference_stat
     assert "67 ignored" in converted[1]
 
 
+@pytest.mark.slow
 def test_converted_logits_equal_the_directly_assembled_model(loaded, assembled):
     frames = torch.randn(1, 6, 3, 224, 224, generator=torch.Generator().manual_seed(3))  # already preprocessed
     with torch.no_grad():
@@ -201,6 +203,7 @@ def test_converted_logits_equal_the_directly_assembled_model(loaded, assembled):
     assert served.abs().max() > 0.1, "logits this small could hide a mapping error"
 
 
+@pytest.mark.slow
 def test_the_authors_phrases_are_used_and_recorded_in_column_order(loaded):
     schema = loaded.model.schema
     assert schema.phrases == REFERENCE_PHRASES
@@ -212,6 +215,7 @@ def test_the_authors_phrases_are_used_and_recorded_in_column_order(loaded):
     assert loaded.metadata["provenance"]["phrases"] == REFERENCE_PHRASES
 
 
+@pytest.mark.slow
 def test_the_header_records_where_the_weights_came_from(loaded, converted, reference_file, random_clip):
     metadata = loaded.metadata
     provenance = metadata["provenance"]
@@ -238,6 +242,7 @@ def test_the_header_records_where_the_weights_came_from(loaded, converted, refer
     assert "warning: the file's image tower is not the tower of --clip-weights" in converted[1]
 
 
+@pytest.mark.slow
 def test_evaluate_runs_on_a_converted_checkpoint_with_the_authors_sampling(converted, tmp_path):
     # Seed 5 puts one of the two tracklets in the test split: two passes are two paper-size forward passes.
     data = generate(tmp_path / "walkers", tracklets=2, seed=5, frames_per_tracklet=(8, 8), size=(64, 32))
@@ -255,6 +260,7 @@ def test_evaluate_runs_on_a_converted_checkpoint_with_the_authors_sampling(conve
 # Refusals: each names what is wrong, exits non-zero, and never gets as far as building the model.
 
 
+@pytest.mark.slow
 def test_a_truncated_file_is_refused(reference_file, tmp_path):
     truncated = tmp_path / "truncated.pth"
     with open(reference_file, "rb") as handle:
@@ -340,6 +346,7 @@ def test_a_bare_state_dict_is_read_and_a_module_prefix_dropped(tmp_path):
     assert set(read) == set(REFERENCE["tensors"]) and epoch is None
 
 
+@pytest.mark.slow
 def test_bad_clip_weights_and_padding_are_refused(tmp_path):
     torch.save({"epoch": 1, "model_state_dict": shapes_only_state(REFERENCE["tensors"])}, tmp_path / "ok.pth")
     out = tmp_path / "out.safetensors"
@@ -353,6 +360,7 @@ def test_bad_clip_weights_and_padding_are_refused(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_the_command_line_refuses_a_missing_file_without_a_traceback(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run(

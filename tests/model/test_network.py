@@ -93,6 +93,7 @@ def test_sdpa_attention_equals_multihead_attention(inference):
         torch.testing.assert_close(replaced(tokens, tokens, tokens, need_weights=False)[0], expected)
 
 
+@pytest.mark.slow
 def test_paper_model_size_and_compute():
     summary = summarize("vtfpar-b16", "mars")
     # docs/method.md §1.7: 15,036,610 trainable parameters in the reference, of which 2,856,961 are built but

@@ -2,10 +2,14 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = [pytest.mark.slow]
+
 
 def test_summary_cli_prints_one_json_object():
     result = subprocess.run(
-        [sys.executable, "-m", "model", "summary", "--preset", "tiny", "--attributes", "duke", "--frames", "3"],
+        [sys.executable, "-m", "vtfpar", "summary", "--preset", "tiny", "--attributes", "duke", "--frames", "3"],
         capture_output=True,
         text=True,
         timeout=120,

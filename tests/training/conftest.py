@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
-from training.synthetic import generate
+from training.synthetic.tracklets import generate
 
 REPO = Path(__file__).resolve().parents[2]
 

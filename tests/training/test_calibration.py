@@ -12,8 +12,8 @@ from training import calibrate as calibrate_module
 from training import train as train_module
 from training.calibrate import main as calibrate_main
 from training.calibration import fit_decisions, fit_temperature, fit_threshold
-from training.records import DatasetError, Tracklet
-from training.sources import load_dataset
+from training.data.records import DatasetError, Tracklet
+from training.data.sources import load_dataset
 from training.train import main as train_main
 from training.validation import rebuild_split, split_validation
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from model import Preprocess
-from training.augment import Augment
-from training.dataset import ClipDataset, EpochBatches, frame_indices
-from training.records import Tracklet
+from training.data.augment import Augment
+from training.data.dataset import ClipDataset, EpochBatches, frame_indices
+from training.data.records import Tracklet
 
 from .conftest import write_frame
 

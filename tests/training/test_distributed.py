@@ -11,6 +11,8 @@ from training.resume import STATE_FILE
 
 from .conftest import PYTHON, read_tensors, subprocess_env
 
+pytestmark = [pytest.mark.slow]
+
 
 def test_two_process_gloo_run_trains_resumes_and_writes_one_checkpoint(small_synthetic, tmp_path):
     out = tmp_path / "ddp"

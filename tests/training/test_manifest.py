@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from model import Preprocess, load_schema
-from training.dataset import ClipDataset
-from training.frames import FrameReader
-from training.manifest import load_manifest
-from training.records import DatasetError
-from training.sources import load_dataset
-from training.synthetic import generate
+from training.data.dataset import ClipDataset
+from training.data.frames import FrameReader
+from training.data.manifest import load_manifest
+from training.data.records import DatasetError
+from training.data.sources import load_dataset
+from training.synthetic.tracklets import generate
 
 from .conftest import write_frame
 

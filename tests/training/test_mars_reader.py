@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.mars import HEADER, HEADER_V1, load_mars, read_label_file
-from training.records import DatasetError
-from training.sources import load_dataset
+from training.data.mars import HEADER, HEADER_V1, load_mars, read_label_file
+from training.data.records import DatasetError
+from training.data.sources import load_dataset
 
 from .conftest import REPO, write_frame
 

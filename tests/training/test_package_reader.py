@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.package import LAYOUTS, identity_of, load_package
-from training.records import DatasetError
-from training.sources import load_dataset
+from training.data.package import LAYOUTS, identity_of, load_package
+from training.data.records import DatasetError
+from training.data.sources import load_dataset
 
 from .conftest import write_frame
 

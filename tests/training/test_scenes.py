@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from model import load_schema
-from training.mars import encode_labels
-from training.scenes import MIN_INSIDE, main, make_scene, walker_tracklet
+from training.data.mars import encode_labels
+from training.synthetic.scenes import MIN_INSIDE, main, make_scene, walker_tracklet
 
 SIZE = (96, 160)
 

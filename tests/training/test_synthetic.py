@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from training.mars import load_mars
-from training.render import (
+from training.data.mars import load_mars
+from training.synthetic.render import (
     BACK,
     FRONTAL,
     LATERAL,
@@ -24,7 +24,7 @@ from training.render import (
     make_look,
     plan_motion,
 )
-from training.synthetic import MARS_ROWS, generate, main, plan_dataset
+from training.synthetic.tracklets import MARS_ROWS, generate, main, plan_dataset
 
 
 def digest_tree(root):
@@ -142,6 +142,7 @@ def test_views_differ_and_motion_needs_several_frames():
     assert abs(turning[-1].view - turning[0].view) >= 2
 
 
+@pytest.mark.slow
 def test_a_few_hundred_tracklets_in_well_under_a_minute(tmp_path):
     started = time.perf_counter()
     generate(tmp_path / "speed", tracklets=200, seed=0)  # default 128x64, 16 frames: 3,200 JPEGs

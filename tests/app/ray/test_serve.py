@@ -21,9 +21,12 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ...servers import RayServeProcess, free_port, ray_environment
+from benchmarks.media import encode, frames
+from benchmarks.servers import RayServeProcess, free_port, ray_environment
+
 from ..harness import make_settings, serving
-from ..media import encode, frames
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.ray]
 
 pytest.importorskip("ray.serve", reason="the [ray] extra is not installed (pip install -e '.[ray]')")
 

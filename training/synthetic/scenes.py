@@ -1,6 +1,6 @@
 """Synthetic camera scenes: several walkers crossing a background, with their ground-truth tracks and labels.
 
-``python -m training.scenes --out DIR --scenes N --walkers K --frames F --seed S`` writes::
+``vtfpar scenes --out DIR --scenes N --walkers K --frames F --seed S`` writes::
 
     DIR/scene-0001/scene.mp4    the video (H.264)
     DIR/scene-0001/gt.txt       the walkers' boxes, MOT Challenge ground truth:
@@ -34,7 +34,7 @@ import numpy as np
 
 from model import load_schema
 
-from .mars import encode_labels
+from ..data.mars import encode_labels
 from .render import (
     MOTION_DRIFT,
     WALKING,
@@ -47,7 +47,7 @@ from .render import (
     plan_motion,
     render_tracklet,
 )
-from .synthetic import PRIORS, sample_identity_labels, sample_tracklet_labels, write_video
+from .tracklets import PRIORS, sample_identity_labels, sample_tracklet_labels, write_video
 
 # Adult height as a fraction of the frame height, from the farthest depth (highest feet) to the nearest.
 FAR_HEIGHT, NEAR_HEIGHT = 0.34, 0.6
@@ -64,7 +64,7 @@ MIN_INSIDE = 0.5  # share of a box's width inside the frame for it to be in the 
 @dataclass(frozen=True)
 class Walker:
     track_id: int
-    raw: dict[str, int]  # raw MARS values (training/mars.py), pose and motion included
+    raw: dict[str, int]  # raw MARS values (training/data/mars.py), pose and motion included
     look: Look
     states: list[BodyState]  # one per frame of its life
     first_frame: int  # 0-based
@@ -264,7 +264,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m training.scenes", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="vtfpar scenes", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", required=True, help="output folder (created; existing scenes are overwritten)")
     parser.add_argument("--scenes", type=int, default=1)

@@ -1,4 +1,4 @@
-"""Synthetic uploads for the service tests, encoded with PyAV's bundled encoders from numpy frames."""
+"""Synthetic uploads for the service tests and benchmarks, encoded with PyAV's bundled encoders from numpy frames."""
 
 from __future__ import annotations
 

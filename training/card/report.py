@@ -1,15 +1,15 @@
-"""``python -m training.report`` / ``vtfpar-report``: a model card with plots for a checkpoint.
+"""``vtfpar report`` (or ``python -m training.card.report``): a model card with plots for a checkpoint.
 
-Evaluates the checkpoint on one split of ``--data`` (default: test) exactly as ``vtfpar-evaluate`` does, once
+Evaluates the checkpoint on one split of ``--data`` (default: test) exactly as ``vtfpar evaluate`` does, once
 with its calibrated decisions and once with the plain sigmoid at the default threshold, and writes into
 ``--out``:
 
 - ``MODEL_CARD.md``: the model, its intended use, the data and sampling, the training provenance and the
   calibration from the checkpoint's header, the results (headline, per group, per attribute), the plots and
   the limits;
-- ``metrics.json``: ``{"calibrated": ..., "default_threshold": ...}``, what ``vtfpar-evaluate --json`` and
-  ``vtfpar-evaluate --uncalibrated --json`` write;
-- ``attribute_scores.png``, ``precision_recall.png``, ``reliability.png``, ``confusion.png`` (training/plots.py).
+- ``metrics.json``: ``{"calibrated": ..., "default_threshold": ...}``, what ``vtfpar evaluate --json`` and
+  ``vtfpar evaluate --uncalibrated --json`` write;
+- ``attribute_scores.png``, ``precision_recall.png``, ``reliability.png``, ``confusion.png`` (training/card/plots.py).
 
 Every number in the card is formatted from those results or from the header; none is typed in.
 """
@@ -27,11 +27,11 @@ import torch
 from model import CheckpointError
 from model.decisions import probabilities
 
-from .dataset import SAMPLING_MODES
-from .distributed import DeviceError
-from .evaluate import SPLITS, Predictions, add_run_options, predict_split
-from .metrics import headline
-from .records import DatasetError
+from ..data.dataset import SAMPLING_MODES
+from ..data.records import DatasetError
+from ..distributed import DeviceError
+from ..evaluate import SPLITS, Predictions, add_run_options, predict_split
+from ..metrics import headline
 
 CARD = "MODEL_CARD.md"
 METRICS = "metrics.json"
@@ -226,7 +226,7 @@ def _limits_section(predictions: Predictions, calibrated: dict) -> list[str]:
     lines = ["## Limits", ""]
     if synthetic:
         lines.append(
-            "- **Synthetic data only.** Trained and evaluated on rendered pedestrians (`training/synthetic.py`): "
+            "- **Synthetic data only.** Trained and evaluated on rendered pedestrians (`training/synthetic/`): "
             "flat-shaded figures on cluttered backgrounds with simple occluders, blur and noise. No real cameras, "
             "people, clothing textures, lighting, crowds or video compression: these numbers say nothing about "
             "real footage."
@@ -234,7 +234,7 @@ def _limits_section(predictions: Predictions, calibrated: dict) -> list[str]:
     lines.append(
         f"- Measured on {total} tracklets of {predictions.dataset.description}; other cameras, places, seasons "
         "and populations change both the attributes' base rates and how well they are seen. Recalibrate on "
-        "labelled footage of your own (`vtfpar-calibrate`) before trusting the decisions there."
+        "labelled footage of your own (`vtfpar calibrate`) before trusting the decisions there."
     )
     sparse = [
         name for name, a in metrics["attributes"].items() if min(a["positives"], total - a["positives"]) < MIN_SUPPORT
@@ -260,7 +260,7 @@ def model_card(predictions: Predictions, calibrated: dict, default: dict) -> str
     lines = [
         f"# Model card: {model.config.name} (version {loaded.digest[:12]})",
         "",
-        f"Written by `vtfpar-report` from the checkpoint's header and an evaluation on the {calibrated['split']} "
+        f"Written by `vtfpar report` from the checkpoint's header and an evaluation on the {calibrated['split']} "
         f"split; every number is computed (the evaluation is in `{METRICS}`), none is typed in.",
         "",
         *_model_section(predictions),
@@ -298,7 +298,7 @@ def write_report(predictions: Predictions, out: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="vtfpar-report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="vtfpar report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint")
     parser.add_argument("--data", required=True, help="dataset folder or manifest (as for training)")

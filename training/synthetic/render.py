@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Raw MARS class orders (see training/mars.py ONE_OF_KINDS).
+# Raw MARS class orders (see training/data/mars.py ONE_OF_KINDS).
 TOP_COLOURS = {
     "black": (25, 25, 28),
     "purple": (125, 45, 160),

@@ -1,4 +1,5 @@
-"""Servers on loopback ports for end-to-end tests: a free port, a started process, a wait until it answers.
+"""Servers on loopback ports for end-to-end tests and benchmarks: a free port, a started process, a wait until
+it answers.
 
 Used by the in-process harness (``tests/app/harness.py``), the ``python -m app`` and ``python -m app.ray`` tests,
 the Prometheus scrape test and ``benchmarks.suite``, so each of them says only what it starts and what it checks.
@@ -13,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Self
 
@@ -99,8 +100,9 @@ class ServerProcess:
 
 
 class AppProcess(ServerProcess):
-    """``python -m app`` (or another ``module`` serving the app the same way) on a free loopback port, configured by
-    ``VTFPAR_*`` variables on top of ``base_env`` (default: this process's environment)."""
+    """``python -m app`` (or another ``module`` serving the app the same way, with ``args``: ``vtfpar serve``) on a
+    free loopback port, configured by ``VTFPAR_*`` variables on top of ``base_env`` (default: this process's
+    environment)."""
 
     def __init__(
         self,
@@ -110,6 +112,7 @@ class AppProcess(ServerProcess):
         base_env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         module: str = "app",
+        args: Sequence[str] = (),
     ) -> None:
         self.port = free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
@@ -119,7 +122,7 @@ class AppProcess(ServerProcess):
             "VTFPAR_PORT": str(self.port),
             **settings,
         }
-        super().__init__([sys.executable, "-m", module], log, env=env, cwd=cwd)
+        super().__init__([sys.executable, "-m", module, *args], log, env=env, cwd=cwd)
 
     def wait_ready(self, timeout_s: float) -> None:
         self.wait_until_ok(f"{self.url}/health/ready", timeout_s)

@@ -1,6 +1,6 @@
 """Synthetic pedestrian tracklets in the MARS-Attribute layout, so the whole pipeline can learn on a laptop.
 
-``python -m training.synthetic --out DIR --tracklets N --seed S`` writes::
+``vtfpar synthetic --out DIR --tracklets N --seed S`` writes::
 
     DIR/mars_attributes.csv          the later release's columns (with pose and motion): the 43-column schema
     DIR/bbox_train/<pid>/<pid>C<cam>T<tracklet>F<frame>.jpg   train identities
@@ -32,7 +32,7 @@ from PIL import Image
 
 from model import load_schema
 
-from .mars import HEADER, SPLIT_FOLDERS, encode_labels, frame_name, tracklet_name
+from ..data.mars import HEADER, SPLIT_FOLDERS, encode_labels, frame_name, tracklet_name
 from .render import make_look, plan_motion, render_tracklet
 
 # Class counts of the published mars_attributes.csv (docs/method.md §3.3).
@@ -283,7 +283,7 @@ def _frames_range(text: str) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m training.synthetic", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="vtfpar synthetic", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", required=True, help="output folder (created; existing files are overwritten)")
     parser.add_argument("--tracklets", type=int, required=True, help="number of tracklets")

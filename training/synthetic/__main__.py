@@ -1,0 +1,5 @@
+import sys
+
+from .tracklets import main
+
+sys.exit(main())
