@@ -93,6 +93,7 @@ def create_app(
         app.state.track_store = store = await asyncio.to_thread(TrackStore.from_settings, settings)
         # Live streams store the tracks they end through it (the stream manager's track-end listener).
         app.state.stream_recorder = recorder = StreamRecorder(store, ModelSpec.of(model_backend.description))
+        service.streams.add_track_end_listener(recorder.track_ended)
         purging = asyncio.create_task(purge_periodically(store, settings.retention_days), name="purge")
         await service.start()
         try:

@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 
 from model import create_model, get_config, load_schema, save_checkpoint
-from tests.servers import AppProcess
 
 from .load import generate_load, synthetic_clips
+from .servers import AppProcess
 from .suite import CLIP, ROOT, process_cpu_s
 
 

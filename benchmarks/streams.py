@@ -26,9 +26,8 @@ import av
 import httpx
 import numpy as np
 
-from tests.servers import AppProcess
-
 from .hog import TRUTH
+from .servers import AppProcess
 
 WIDTH, HEIGHT, FPS = 768, 576, 10
 

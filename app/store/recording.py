@@ -73,6 +73,8 @@ class StreamRecorder:
         self._writes: set[asyncio.Task] = set()
 
     def track_ended(self, ended) -> None:
+        if not ended.windows:  # followed too briefly for a clip: no attributes, nothing to search for
+            return
         task = asyncio.get_running_loop().create_task(self._write(stream_track(ended)))
         self._writes.add(task)  # held until done: the loop keeps only weak references to tasks
         task.add_done_callback(self._writes.discard)

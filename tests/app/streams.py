@@ -15,10 +15,9 @@ import httpx
 import numpy as np
 import pytest
 
-from training.scenes import make_scene
-
-from ..servers import free_port
-from .media import encode
+from benchmarks.media import encode
+from benchmarks.servers import free_port
+from training.synthetic.scenes import make_scene
 
 FPS = 10
 BITS, BLOCK = 10, 16  # frame index in 10 blocks of 16x16 px along the top edge

@@ -16,9 +16,9 @@ from app.api.uploads import BodySpool
 from app.decoding import Deadline, DecodeLimits, Decoder
 from app.errors import ErrorCode, ServiceError
 from app.settings import Settings
+from benchmarks.media import encode, frames
 
 from .harness import make_settings, metric, serving
-from .media import encode, frames
 
 
 @dataclass

@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from ..servers import LOOPBACK, AppProcess
+from benchmarks.servers import LOOPBACK, AppProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -18,11 +18,11 @@ from app.api.schemas import PredictResponse
 from app.inference import ModelRunner, StartupError, load_runner
 from app.onnx_runner import CPU, CUDA, TENSORRT, OnnxRunner, providers_for
 from app.settings import Settings
+from benchmarks.media import decode_all, encode, frames, image_bytes
+from benchmarks.servers import AppProcess
 from model import sample_frame_indices
 
-from ..servers import AppProcess
 from .harness import make_settings, serving
-from .media import decode_all, encode, frames, image_bytes
 
 PROBABILITY_TOLERANCE = 1e-3
 

@@ -51,6 +51,12 @@ def _status(url: str, stream_id: str, **headers) -> dict:
     return response.json()
 
 
+def _stored(url: str, camera: str) -> list[dict]:
+    response = httpx.get(f"{url}/tracks", params={"camera": camera})
+    assert response.status_code == 200, response.text
+    return response.json()["tracks"]
+
+
 def _check_event(data: dict, stream_id: str, names: list[str]) -> None:
     assert data["stream"] == stream_id and data["stream_name"] == "gate-3"
     assert isinstance(data["track_id"], int) and data["track_id"] >= 1
@@ -67,10 +73,14 @@ def _check_event(data: dict, stream_id: str, names: list[str]) -> None:
         assert data["attributes"] is None and data["groups"] is None
 
 
-def test_a_recording_streams_tracks_and_events_then_stops_at_its_end(tiny_checkpoint, camera):
+def test_a_recording_streams_tracks_and_events_then_stops_at_its_end(tiny_checkpoint, camera, tmp_path):
     detector = IndexedDetector(camera)
     settings = make_settings(
-        tiny_checkpoint, **E2E_LIMITS, **STREAM_SETTINGS, stream_sources=(f"file://{camera.path.parent}/",)
+        tiny_checkpoint,
+        **E2E_LIMITS,
+        **STREAM_SETTINGS,
+        stream_sources=(f"file://{camera.path.parent}/",),
+        data_dir=tmp_path / "data",
     )
     ended: list[TrackEnded] = []
     with serving(settings, detector=detector) as running:
@@ -92,6 +102,13 @@ def test_a_recording_streams_tracks_and_events_then_stops_at_its_end(tiny_checkp
         assert time.monotonic() - started > 0.5 * camera.frames / FPS
         assert _wait(events.closed.is_set, 10, "the events to close")
         final = _status(running.url, stream_id)
+        # Every ended track that was answered is stored under the stream's name, with its thumbnail.
+        answered = _wait(lambda: [t for t in ended if t.windows], 10, "an answered track")
+        stored = _wait(
+            lambda: len(found := _stored(running.url, "gate-3")) == len(answered) and found, 10, "the stored tracks"
+        )
+        assert sorted(t["track_id"] for t in stored) == sorted(t.track_id for t in answered)
+        assert all(httpx.get(t["thumbnail"]).status_code == 200 for t in stored)
         listed = httpx.get(f"{running.url}/streams").json()["streams"]
         assert [s["id"] for s in listed] == [stream_id]
         assert httpx.delete(f"{running.url}/streams/{stream_id}").status_code == 204

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ..servers import AppProcess
-from .media import encode, frames
+from benchmarks.media import encode, frames
+from benchmarks.servers import AppProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

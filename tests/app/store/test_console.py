@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from training.scenes import make_scene, write_mot
+from benchmarks.media import encode
+from training.synthetic.scenes import make_scene, write_mot
 
 from ..conftest import E2E_LIMITS
 from ..harness import make_settings, serving
-from ..media import encode
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]

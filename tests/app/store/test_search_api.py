@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.scenes import make_scene, write_mot
+from benchmarks.media import encode
+from training.synthetic.scenes import make_scene, write_mot
 
 from ..conftest import E2E_LIMITS
 from ..harness import make_settings, serving
-from ..media import encode
 
 pytestmark = pytest.mark.e2e
 START = datetime(2026, 3, 1, 14, 0, tzinfo=UTC)
