@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+from sse_starlette.sse import AppStatus
 
 from app.main import build_server, create_app
 from app.settings import Settings
@@ -37,6 +38,9 @@ class RunningServer:
 
     def start(self, wait_ready: bool = True) -> RunningServer:
         """Start serving; return once the server answers (and, with ``wait_ready``, once it is ready)."""
+        # sse-starlette records a server's exit (SIGTERM) in a process-wide flag that ends every events stream: one
+        # server per process in production, but here an earlier test's server must not end this one's streams.
+        AppStatus.should_exit = False
         self.thread.start()
         probe = "/health/ready" if wait_ready else "/health/live"
         wait_until_ok(f"{self.url}{probe}", alive=self.thread.is_alive, timeout_s=60)

@@ -15,7 +15,6 @@ from datetime import datetime
 import httpx
 import pytest
 from PIL import Image
-from sse_starlette.sse import AppStatus
 
 from app.api.schemas import AttributeResult, GroupResult
 from app.inference import StartupError
@@ -235,8 +234,6 @@ def test_an_rtsp_camera_that_goes_away_and_comes_back_is_reconnected(tiny_checkp
             assert len(events.of("track_end")) >= ends_before + open_tracks
     finally:
         first.stop()
-        # sse-starlette records a server's exit in a process-wide flag, which would end every later test's events.
-        AppStatus.should_exit = False
 
 
 def _first_preview(url: str) -> Image.Image:
