@@ -108,9 +108,10 @@ async function search(event) {
   $("search-error").textContent = "";
   state.query = searchParams();
   const asked = Object.keys(state.query).length > 0;
-  $("tracks-title").textContent = asked ? "Search results (best first)" : "Most recent tracks";
   try {
     const answer = await showTracks(state.query, false);
+    // Set once the results are shown, so that the title always describes the cards below it.
+    $("tracks-title").textContent = asked ? "Search results (best first)" : "Most recent tracks";
     const reading = answer.interpretation;
     $("interpretation").textContent = !asked
       ? ""
