@@ -110,7 +110,7 @@ async function search(event) {
   const asked = Object.keys(state.query).length > 0;
   try {
     const answer = await showTracks(state.query, false);
-    // Titled once the cards are in, so that the title never names results still on their way.
+    // Set once the results are shown, so that the title always describes the cards below it.
     $("tracks-title").textContent = asked ? "Search results (best first)" : "Most recent tracks";
     const reading = answer.interpretation;
     $("interpretation").textContent = !asked
