@@ -3,9 +3,9 @@ the model (:class:`~app.inference.Runner`): the same preparation, batching, limi
 checkpoint it was exported from.
 
 Everything the service needs besides the graph (config, schema, thresholds, temperatures, preprocessing) is read
-from the file's ``vtfpar`` metadata; nothing is unpickled. Clips are fully preprocessed on the decode threads (as
-the torch runner does on CPU) and the graph maps them to logits; probabilities come from the same
-``model.decisions.probabilities``.
+from the file's ``vtfpar`` metadata; nothing is unpickled. Clips wait in the queue as uint8 squares made on the
+decode threads and are normalised per batch (as the torch runner does on CPU); the graph maps them to logits;
+probabilities come from the same ``model.decisions.probabilities``.
 
 Providers: the CPU one by default; with ``onnxruntime-gpu`` on a GPU host (``VTFPAR_DEVICE`` auto or cuda), CUDA,
 with TensorRT ahead of it when ``VTFPAR_ONNX_TENSORRT`` is on and ONNX Runtime can load TensorRT.
@@ -140,7 +140,7 @@ class OnnxRunner:
         return runner
 
     def prepare(self, frames: list[np.ndarray]) -> torch.Tensor:
-        """One clip's RGB uint8 frames -> its normalised ``[T, 3, S, S]`` tensor (runs on a decode thread)."""
+        """One clip's RGB uint8 frames -> its ``[T, 3, S, S]`` uint8 squares (runs on a decode thread)."""
         return self.description.prepare_on_host(frames)
 
     def to_device(self, prepared_on_host):
@@ -149,7 +149,8 @@ class OnnxRunner:
 
     def predict(self, clips: list) -> np.ndarray:
         """Probabilities ``[B, A]`` for a batch of prepared clips (runs on the model thread)."""
-        batch = torch.stack(clips).numpy()
+        preprocess = self.description.preprocess
+        batch = preprocess.normalize(preprocess.from_uint8(torch.stack(clips))).numpy()
         logits = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
         return probabilities(torch.from_numpy(logits), self.temperatures).numpy()
 

@@ -7,7 +7,7 @@ Tracks go in through ``TrackStore.add`` in batches (what a busy set of streams d
 attributes each, spread over ``--cameras`` cameras and ``--days`` days; then ``--queries`` searches, each a random
 camera, a random window of ``--window-h`` hours and two random attributes (both required), limit 50, are timed
 end to end (SQL, rows to ``StoredTrack`` objects). PostgreSQL is a throwaway server started in a temporary folder
-(Debian's binaries, as tests/postgres.py starts it) unless ``--postgres-url`` names one. Targets: p95 <= 100 ms and
+(Debian's binaries, as benchmarks/postgres.py starts it) unless ``--postgres-url`` names one. Targets: p95 <= 100 ms and
 >= 1,000 tracks/s.
 """
 
@@ -26,7 +26,8 @@ from pathlib import Path
 
 from app.store import AttributeSpec, ModelSpec, NewTrack, Search, TrackStore
 from model import load_schema
-from tests.postgres import PostgresServer, missing
+
+from .postgres import PostgresServer, missing
 
 BATCH = 1000
 START = datetime(2026, 1, 1, tzinfo=UTC)

@@ -135,7 +135,7 @@ def max_logit_difference(loaded: LoadedCheckpoint, onnx_path: str | os.PathLike,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="vtfpar-export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="vtfpar export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("checkpoint", type=Path, help="a .safetensors checkpoint")
     parser.add_argument("--format", choices=["onnx"], default="onnx")

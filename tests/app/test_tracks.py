@@ -209,7 +209,9 @@ def test_all_tracks_share_one_decode_pass(monkeypatch, scene):
     """FFmpeg opens the video twice: once to index it (demux only), once to decode every track's frames."""
     opened = []
     real_open = video_module._open
-    monkeypatch.setattr(video_module, "_open", lambda *args: opened.append(args) or real_open(*args))
+    monkeypatch.setattr(
+        video_module, "_open", lambda *args, **kwargs: opened.append(args) or real_open(*args, **kwargs)
+    )
     settings = Settings(**E2E_LIMITS)
     pipeline = TrackPipeline(
         frames_per_clip=6,

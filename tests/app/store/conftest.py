@@ -8,8 +8,7 @@ import itertools
 import pytest
 
 from app.store import TrackStore
-
-from ...postgres import PostgresServer, missing
+from benchmarks.postgres import PostgresServer, missing
 
 _databases = itertools.count()
 

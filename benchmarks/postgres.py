@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from benchmarks.servers import LOOPBACK, free_port
+from .servers import LOOPBACK, free_port
 
 BIN = Path("/usr/lib/postgresql/15/bin")
 
