@@ -24,6 +24,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, literal, select, tuple_
 from sqlalchemy.types import Double
@@ -97,10 +98,12 @@ def statement(search: Search, model_id: int, model: ModelSpec, longest_track_s: 
         query = query.where(tracks.c.first_seen <= until)
         query = query.where(tracks.c.last_seen <= until + timedelta(seconds=longest_track_s))
     # Without attributes every score is 1: ordered by time alone, the index on last_seen gives the order (no sort).
-    keys = [score, tracks.c.last_seen, tracks.c.id] if asked else [tracks.c.last_seen, tracks.c.id]
+    keys: list[ColumnElement[Any]] = (
+        [score, tracks.c.last_seen, tracks.c.id] if asked else [tracks.c.last_seen, tracks.c.id]
+    )
     if search.cursor is not None:
         after_score, after_seen, after_id = decode_cursor(search.cursor, search.fingerprint())
-        after = [after_score, after_seen, after_id] if asked else [after_seen, after_id]
+        after: list[Any] = [after_score, after_seen, after_id] if asked else [after_seen, after_id]
         query = query.where(tuple_(*keys) < tuple_(*after))
     return query.order_by(*(key.desc() for key in keys)).limit(search.limit)
 
