@@ -371,9 +371,11 @@ def _decode_keeping(container, stream, keep_pts: set[int]):
 
 
 # One converter per decode thread: frame.to_ndarray(format=...) sets up a new swscale context for every frame,
-# which cost four times the conversion itself; a kept one is reused while the size and pixel format stay. One
-# thread: FFmpeg 8's swscale otherwise splits every frame over a pool of a thread per core, and waking them cost
-# more CPU than converting (the decode threads already run in parallel).
+# which cost four times the conversion itself; a kept one is reused while the size and pixel format stay. Small
+# frames convert on one thread: FFmpeg 8's swscale otherwise splits every frame over a pool of a thread per core, and
+# waking them cost more CPU than converting (the decode threads already run in parallel). Large frames keep the pool:
+# converted on one thread, 1080p frames of three concurrent /predict/tracks requests raised the server's peak memory
+# by 0.9-1.5 GiB instead of 0.4 (tests/app/test_tracks_memory.py).
 _converters = threading.local()
 
 
@@ -381,7 +383,8 @@ def _rgb(frame: av.VideoFrame) -> np.ndarray:
     converter = getattr(_converters, "rgb", None)
     if converter is None:
         converter = _converters.rgb = VideoReformatter()
-    return converter.reformat(frame, format="rgb24", threads=1).to_ndarray()
+    threads = 1 if frame.width * frame.height < MIN_PIXELS_FOR_THREADS else None
+    return converter.reformat(frame, format="rgb24", threads=threads).to_ndarray()
 
 
 def _decode_steps(file, kind, frame_pts: list[int], steps: list[_Step], counter: FrameCounter, keep) -> None:
