@@ -18,8 +18,9 @@ from sse_starlette import EventSourceResponse
 from ..streams import CLOSED, Event, StreamSpec
 from ..streams.preview import BOUNDARY, PREVIEW_FPS, part, render
 from .auth import require_token
+from .openapi import error_responses
 from .routes import ServiceDep
-from .schemas import ErrorResponse, decisions
+from .schemas import decisions
 
 router = APIRouter(prefix="/streams", tags=["streams"], dependencies=[Depends(require_token)])
 SHUTDOWN_GRACE_S = 5.0  # after SIGTERM, how long an events reader has to get its tracks' ends
@@ -47,17 +48,6 @@ class StreamList(BaseModel):
 
 
 StreamId = Annotated[str, Field(max_length=64)]
-ERRORS = {
-    400: "Malformed request body (unknown or missing fields, bad values).",
-    401: "VTFPAR_API_TOKEN is set and the request does not carry it (unauthorized).",
-    403: "The URL is not under VTFPAR_STREAM_SOURCES, or of no stream scheme (source_not_allowed).",
-    404: "No such stream (not_found), or detection is off on this server (detection_off).",
-    429: "VTFPAR_MAX_STREAMS streams are open already (too_many_streams).",
-}
-
-
-def _errors(*statuses: int) -> dict:
-    return {status: {"model": ErrorResponse, "description": ERRORS[status]} for status in statuses}
 
 
 @router.post(
@@ -65,7 +55,7 @@ def _errors(*statuses: int) -> dict:
     status_code=201,
     response_model=StreamStatus,
     summary="Open a live stream",
-    responses=_errors(400, 401, 403, 404, 429),
+    responses=error_responses(400, 401, 403, 404, 429),
 )
 async def open_stream(spec: StreamSpec, service: ServiceDep) -> dict:
     """Opens `url` (rtsp, rtsps, http(s) MPEG-TS or HLS, rtmp, or a file:// recording) if it lies under one of
@@ -74,17 +64,19 @@ async def open_stream(spec: StreamSpec, service: ServiceDep) -> dict:
     return service.streams.add(spec).status()
 
 
-@router.get("", response_model=StreamList, summary="Every stream and its status", responses=_errors(401))
+@router.get("", response_model=StreamList, summary="Every stream and its status", responses=error_responses(401))
 async def list_streams(service: ServiceDep) -> dict:
     return {"streams": [stream.status() for stream in service.streams.streams.values()]}
 
 
-@router.get("/{stream_id}", response_model=StreamStatus, summary="A stream's status", responses=_errors(400, 401, 404))
+@router.get(
+    "/{stream_id}", response_model=StreamStatus, summary="A stream's status", responses=error_responses(400, 401, 404)
+)
 async def stream_status(stream_id: StreamId, service: ServiceDep) -> dict:
     return service.streams.get(stream_id).status()
 
 
-@router.delete("/{stream_id}", status_code=204, summary="Close a stream", responses=_errors(400, 401, 404))
+@router.delete("/{stream_id}", status_code=204, summary="Close a stream", responses=error_responses(400, 401, 404))
 async def close_stream(stream_id: StreamId, service: ServiceDep) -> Response:
     """Stops the stream (its open tracks end, with `track_end` events) and forgets it."""
     await service.streams.remove(stream_id)
@@ -95,7 +87,7 @@ async def close_stream(stream_id: StreamId, service: ServiceDep) -> Response:
     "/{stream_id}/events",
     summary="A stream's tracks as server-sent events",
     response_class=EventSourceResponse,
-    responses={200: {"content": {"text/event-stream": {}}}, **_errors(400, 401, 404)},
+    responses={200: {"content": {"text/event-stream": {}}}, **error_responses(400, 401, 404)},
 )
 async def stream_events(stream_id: StreamId, service: ServiceDep) -> EventSourceResponse:
     """`track_update` each time a track's attributes are computed again, `track_end` when the tracker loses it (or
@@ -120,7 +112,10 @@ async def stream_events(stream_id: StreamId, service: ServiceDep) -> EventSource
     "/{stream_id}/preview",
     summary="A stream's live picture with boxes, ids and top attributes (MJPEG)",
     response_class=StreamingResponse,
-    responses={200: {"content": {f"multipart/x-mixed-replace; boundary={BOUNDARY}": {}}}, **_errors(400, 401, 404)},
+    responses={
+        200: {"content": {f"multipart/x-mixed-replace; boundary={BOUNDARY}": {}}},
+        **error_responses(400, 401, 404),
+    },
 )
 async def stream_preview(stream_id: StreamId, request: Request, service: ServiceDep) -> StreamingResponse:
     stream = service.streams.get(stream_id)

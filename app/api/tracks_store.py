@@ -19,7 +19,7 @@ from ..store import MAX_LIMIT, ModelSpec, Search, StoredTrack, TrackStore
 from ..store.recording import upload_tracks
 from ..store.sentence import read_sentence
 from .auth import require_token
-from .schemas import ErrorResponse
+from .openapi import error_responses
 
 router = APIRouter(tags=["stored tracks"])
 Protected = [Depends(require_token)]
@@ -160,18 +160,6 @@ def _body(request: Request, track: StoredTrack) -> dict[str, Any]:
     }
 
 
-def _errors(*statuses: int) -> dict:
-    descriptions = {
-        400: "Malformed request (a parameter out of range: limit is at most 200).",
-        401: "VTFPAR_API_TOKEN is set and the request does not carry it.",
-        404: "No such track, or it has no thumbnail.",
-        422: "Unknown attribute (the closest names are given), a bad time, a cursor of another query, or an "
-        "erasure without bounds.",
-        503: "The service is starting.",
-    }
-    return {status: {"model": ErrorResponse, "description": descriptions[status]} for status in statuses}
-
-
 # Routes
 
 
@@ -180,7 +168,7 @@ def _errors(*statuses: int) -> dict:
     response_model=SearchResponse,
     summary="Search the stored tracks by attributes, camera and time",
     dependencies=Protected,
-    responses=_errors(400, 401, 422, 503),
+    responses=error_responses(400, 401, 422, 503),
 )
 async def search_tracks(
     request: Request,
@@ -248,7 +236,7 @@ async def search_tracks(
     response_model=list[StoredModelBody],
     summary="The models whose tracks are stored",
     dependencies=Protected,
-    responses=_errors(401, 503),
+    responses=error_responses(401, 503),
 )
 async def stored_models(store: StoreDep, served: ServedDep) -> list[StoredModelBody]:
     found = await asyncio.to_thread(store.models)
@@ -260,7 +248,7 @@ async def stored_models(store: StoreDep, served: ServedDep) -> list[StoredModelB
     response_model=TrackBody,
     summary="One stored track",
     dependencies=Protected,
-    responses=_errors(400, 401, 404, 503),
+    responses=error_responses(400, 401, 404, 503),
 )
 async def get_track(request: Request, store: StoreDep, track: TrackId) -> TrackBody:
     found = await asyncio.to_thread(store.get, track)
@@ -275,7 +263,10 @@ async def get_track(request: Request, store: StoreDep, track: TrackId) -> TrackB
     name="track_thumbnail",
     summary="The JPEG of a stored track's best crop",
     dependencies=Protected,
-    responses={200: {"content": {"image/jpeg": {}}, "description": "The thumbnail"}, **_errors(400, 401, 404, 503)},
+    responses={
+        200: {"content": {"image/jpeg": {}}, "description": "The thumbnail"},
+        **error_responses(400, 401, 404, 503),
+    },
 )
 async def track_thumbnail(store: StoreDep, track: TrackId) -> FileResponse:
     path = await asyncio.to_thread(store.thumbnail, track)
@@ -289,7 +280,7 @@ async def track_thumbnail(store: StoreDep, track: TrackId) -> FileResponse:
     response_model=Erased,
     summary="Erase the stored tracks of a camera and/or a time window (with their thumbnails)",
     dependencies=Protected,
-    responses=_errors(400, 401, 422, 503),
+    responses=error_responses(400, 401, 422, 503),
 )
 async def erase_tracks(store: StoreDep, camera: Camera = None, since: Since = None, until: Until = None) -> Erased:
     """Deletes every track of `camera` (all cameras if not given) seen at any time between `since` and `until`.
