@@ -7,7 +7,7 @@ import contextlib
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from ..decoding.sniff import IMAGE_KINDS, VIDEO_KINDS
 from ..errors import ErrorCode, ServiceError
@@ -15,8 +15,8 @@ from ..log import request_id_var
 from ..metrics import CONTENT_TYPE
 from ..service import Service
 from ..settings import Settings
-from ..store import ModelSpec
 from ..tracks import submit_tracks
+from .deps import Recording, RecordingDep, ServiceDep, served_model
 from .openapi import PREDICT_BODY, SCENE_BODY, TRACKS_BODY, error_responses
 from .schemas import (
     AttributeInfo,
@@ -30,20 +30,9 @@ from .schemas import (
     predict_response,
     tracks_response,
 )
-from .tracks_store import Recording, RecordingDep
 from .uploads import PREDICT_FORM, SCENE_FORM, TRACKS_FORM, Form, read_upload
 
 router = APIRouter()
-
-
-async def get_service(request: Request) -> Service:  # async: FastAPI would run a plain def on a worker thread
-    service = getattr(request.app.state, "service", None)
-    if service is None:
-        raise ServiceError(ErrorCode.NOT_READY, "the service is starting")
-    return service
-
-
-ServiceDep = Annotated[Service, Depends(get_service)]
 
 
 Margin = Annotated[
@@ -161,7 +150,7 @@ async def _answer_tracks(
         submitted = time.perf_counter()
         results = await _unless_client_leaves(request, submit_tracks(service.backend, prepared))
         model_s = time.perf_counter() - submitted
-    stored = await recording.save(ModelSpec.of(service.backend.description), prepared, results) if recording else None
+    stored = await recording.save(served_model(request), prepared, results) if recording else None
     answer = tracks_response(
         request_id_var.get() or "",
         service.backend.description,

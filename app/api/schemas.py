@@ -3,6 +3,7 @@ decision rule itself is ``model.decisions``)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -328,3 +329,90 @@ class InfoResponse(BaseModel):
     batching: dict[str, float | int] = Field(description="Batching, queue and admission knobs in force.")
     decoding: dict[str, float | int | list[str]] = Field(description="Decode pool, threads and accepted formats.")
     scene: SceneInfo = Field(description="Built-in detection and tracking for /predict/scene.")
+
+
+# Stored tracks (GET /tracks and its neighbours)
+
+
+class ModelIdentity(BaseModel):
+    name: str
+    version: str
+    schema_name: str = Field(alias="schema")
+    key: str = Field(description="How GET /tracks?model= names it: name:version.")
+
+    model_config = {"populate_by_name": True}
+
+
+class StoredAttributeBody(BaseModel):
+    name: str
+    group: str
+    probability: float = Field(description="Fused over the track's windows.")
+    threshold: float
+    positive: bool
+
+
+class TrackBody(BaseModel):
+    id: int
+    camera: str
+    source: str = Field(description="upload or stream.")
+    track_id: int = Field(description="The tracker's (or the client's) id within its recording.")
+    first_seen: datetime
+    last_seen: datetime
+    windows: int = Field(description="Clips the model saw, fused into the probabilities.")
+    boxes: list[list[float]] = Field(description="[seconds after first_seen, x0, y0, x1, y1] per box.")
+    model: ModelIdentity
+    attributes: list[StoredAttributeBody] = Field(description="Every attribute, in the schema's order.")
+    thumbnail: str | None = Field(description="URL of the best crop's JPEG; null when none was kept.")
+
+
+class ScoredTrack(TrackBody):
+    score: float = Field(description="prod(p, required) * prod(1 - p, excluded); 1 when nothing was asked.")
+
+
+class Interpretation(BaseModel):
+    required: list[str]
+    excluded: list[str]
+    unused: list[str] = Field(description="Words of q that were not understood (common filler words aside).")
+
+
+class SearchResponse(BaseModel):
+    model: ModelIdentity = Field(description="The model whose tracks were ranked.")
+    interpretation: Interpretation | None = Field(description="How q was read; null without q.")
+    required: list[str]
+    excluded: list[str]
+    tracks: list[ScoredTrack] = Field(description="Best first: by score, then most recent.")
+    next_cursor: str | None = Field(description="Pass as cursor= (same filters) for the next page; null at the end.")
+
+
+class StoredModelBody(BaseModel):
+    model: ModelIdentity
+    tracks: int
+    served: bool
+
+
+class Erased(BaseModel):
+    deleted: int
+
+
+# Live streams
+
+
+class StreamStatus(BaseModel):
+    id: str
+    name: str
+    url: str
+    state: str = Field(description="connecting, running, reconnecting, stopped or failed", examples=["running"])
+    fps_in: float = Field(description="Frames decoded per second (last 5 s).")
+    fps_processed: float = Field(description="Frames detected and tracked per second (last 5 s).")
+    frames_dropped: int = Field(description="Frames meant for the detector that were replaced: processing fell behind.")
+    lag_s: float = Field(description="From the last processed frame's arrival to the end of its processing.")
+    active_tracks: int
+    reconnects: int = Field(description="Times the source came back after failing.")
+    last_error: str | None
+    detection_interval: int
+    update_s: float
+    created_at: str
+
+
+class StreamList(BaseModel):
+    streams: list[StreamStatus]

@@ -12,39 +12,18 @@ import numpy as np
 import pydantic_core
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import Field
 from sse_starlette import EventSourceResponse
 
 from ..streams import CLOSED, Event, StreamSpec
 from ..streams.preview import BOUNDARY, PREVIEW_FPS, part, render
 from .auth import require_token
+from .deps import ServiceDep
 from .openapi import error_responses
-from .routes import ServiceDep
-from .schemas import decisions
+from .schemas import StreamList, StreamStatus, decisions
 
 router = APIRouter(prefix="/streams", tags=["streams"], dependencies=[Depends(require_token)])
 SHUTDOWN_GRACE_S = 5.0  # after SIGTERM, how long an events reader has to get its tracks' ends
-
-
-class StreamStatus(BaseModel):
-    id: str
-    name: str
-    url: str
-    state: str = Field(description="connecting, running, reconnecting, stopped or failed", examples=["running"])
-    fps_in: float = Field(description="Frames decoded per second (last 5 s).")
-    fps_processed: float = Field(description="Frames detected and tracked per second (last 5 s).")
-    frames_dropped: int = Field(description="Frames meant for the detector that were replaced: processing fell behind.")
-    lag_s: float = Field(description="From the last processed frame's arrival to the end of its processing.")
-    active_tracks: int
-    reconnects: int = Field(description="Times the source came back after failing.")
-    last_error: str | None
-    detection_interval: int
-    update_s: float
-    created_at: str
-
-
-class StreamList(BaseModel):
-    streams: list[StreamStatus]
 
 
 StreamId = Annotated[str, Field(max_length=64)]

@@ -1,12 +1,10 @@
-"""Stored tracks: search (``GET /tracks``), one track, its thumbnail, the models stored, erasure; and the
-``store=true`` parameters of /predict/tracks and /predict/scene. Every route here needs the API token when one is
-set. The store blocks (database, files): its calls run on threads."""
+"""Stored tracks: search (``GET /tracks``), one track, its thumbnail, the models stored, erasure. Every route here
+needs the API token when one is set. The store blocks (database, files): its calls run on threads."""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -15,58 +13,58 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from ..errors import ErrorCode, ServiceError
-from ..store import MAX_LIMIT, ModelSpec, Search, StoredTrack, TrackStore
-from ..store.recording import upload_tracks
-from ..store.sentence import read_sentence
+from ..store import MAX_LIMIT, ModelSpec, Search, StoredTrack
+from ..store.sentence import read_sentence, with_reading
 from .auth import require_token
+from .deps import TIME_FORMAT, ServedDep, StoreDep, parse_time
 from .openapi import error_responses
+from .schemas import (
+    Erased,
+    Interpretation,
+    ModelIdentity,
+    ScoredTrack,
+    SearchResponse,
+    StoredAttributeBody,
+    StoredModelBody,
+    TrackBody,
+)
 
 router = APIRouter(tags=["stored tracks"])
 Protected = [Depends(require_token)]
-
-
-def get_store(request: Request) -> TrackStore:
-    store = getattr(request.app.state, "track_store", None)
-    if store is None:
-        raise ServiceError(ErrorCode.NOT_READY, "the track store is starting")
-    return store
-
-
-def served_model(request: Request) -> ModelSpec:
-    service = getattr(request.app.state, "service", None)
-    if service is None:
-        raise ServiceError(ErrorCode.NOT_READY, "the service is starting")
-    return ModelSpec.of(service.backend.description)
-
-
-StoreDep = Annotated[TrackStore, Depends(get_store)]
 TrackId = Annotated[int, FastAPIPath(ge=1, le=2**63 - 1, description="The stored track's id.")]
-ServedDep = Annotated[ModelSpec, Depends(served_model)]
-
-
-def parse_time(name: str, value: str | None) -> datetime | None:
-    """An ISO 8601 time; one without a zone is UTC."""
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise ServiceError(ErrorCode.BAD_TIME, f"{name}: {value!r} is not an ISO 8601 time") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _names(value: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(n.strip() for n in (value or "").split(",") if n.strip()))
 
 
-_TIME: dict[str, Any] = {"json_schema_extra": {"format": "date-time"}}
-Camera = Annotated[str | None, Query(min_length=1, max_length=256, description="One camera (a stream's name).")]
-Since = Annotated[
-    str | None, Query(description="Tracks last seen at or after this ISO 8601 time (UTC if no zone).", **_TIME)
-]
-Until = Annotated[
-    str | None, Query(description="Tracks first seen at or before this ISO 8601 time (UTC if no zone).", **_TIME)
-]
+CAMERA_DESCRIPTION = "One camera (a stream's name)."
+SINCE_DESCRIPTION = "Tracks last seen at or after this ISO 8601 time (UTC if no zone)."
+UNTIL_DESCRIPTION = "Tracks first seen at or before this ISO 8601 time (UTC if no zone)."
+Camera = Annotated[str | None, Query(min_length=1, max_length=256, description=CAMERA_DESCRIPTION)]
+Since = Annotated[str | None, Query(description=SINCE_DESCRIPTION, **TIME_FORMAT)]
+Until = Annotated[str | None, Query(description=UNTIL_DESCRIPTION, **TIME_FORMAT)]
+
+
+class SearchQuery(BaseModel):
+    """GET /tracks's parameters, as one model (the route reads them from the query string)."""
+
+    camera: str | None = Field(None, min_length=1, max_length=256, description=CAMERA_DESCRIPTION)
+    since: str | None = Field(None, description=SINCE_DESCRIPTION, **TIME_FORMAT)
+    until: str | None = Field(None, description=UNTIL_DESCRIPTION, **TIME_FORMAT)
+    attributes: str | None = Field(None, description="Required attributes, comma-separated.")
+    exclude: str | None = Field(None, description="Excluded attributes, comma-separated.")
+    q: str | None = Field(
+        None, max_length=500, description='A sentence, e.g. "a woman with long hair in a black top and no hat".'
+    )
+    min_probability: float | None = Field(
+        None, ge=0, le=1, description="Required: p >= this; excluded: p < this (default: each one's threshold)."
+    )
+    limit: int = Field(50, ge=1, le=MAX_LIMIT)
+    cursor: str | None = Field(None, max_length=400, description="next_cursor of the previous page.")
+    model: str | None = Field(
+        None, max_length=200, description="Search another stored model's tracks (name:version, see /tracks/models)."
+    )
 
 
 def _bounds(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
@@ -74,69 +72,6 @@ def _bounds(since: str | None, until: str | None) -> tuple[datetime | None, date
     if start is not None and end is not None and start > end:
         raise ServiceError(ErrorCode.BAD_TIME, f"since ({since}) is after until ({until})")
     return start, end
-
-
-# Response bodies
-
-
-class ModelIdentity(BaseModel):
-    name: str
-    version: str
-    schema_name: str = Field(alias="schema")
-    key: str = Field(description="How GET /tracks?model= names it: name:version.")
-
-    model_config = {"populate_by_name": True}
-
-
-class StoredAttributeBody(BaseModel):
-    name: str
-    group: str
-    probability: float = Field(description="Fused over the track's windows.")
-    threshold: float
-    positive: bool
-
-
-class TrackBody(BaseModel):
-    id: int
-    camera: str
-    source: str = Field(description="upload or stream.")
-    track_id: int = Field(description="The tracker's (or the client's) id within its recording.")
-    first_seen: datetime
-    last_seen: datetime
-    windows: int = Field(description="Clips the model saw, fused into the probabilities.")
-    boxes: list[list[float]] = Field(description="[seconds after first_seen, x0, y0, x1, y1] per box.")
-    model: ModelIdentity
-    attributes: list[StoredAttributeBody] = Field(description="Every attribute, in the schema's order.")
-    thumbnail: str | None = Field(description="URL of the best crop's JPEG; null when none was kept.")
-
-
-class ScoredTrack(TrackBody):
-    score: float = Field(description="prod(p, required) * prod(1 - p, excluded); 1 when nothing was asked.")
-
-
-class Interpretation(BaseModel):
-    required: list[str]
-    excluded: list[str]
-    unused: list[str] = Field(description="Words of q that were not understood (common filler words aside).")
-
-
-class SearchResponse(BaseModel):
-    model: ModelIdentity = Field(description="The model whose tracks were ranked.")
-    interpretation: Interpretation | None = Field(description="How q was read; null without q.")
-    required: list[str]
-    excluded: list[str]
-    tracks: list[ScoredTrack] = Field(description="Best first: by score, then most recent.")
-    next_cursor: str | None = Field(description="Pass as cursor= (same filters) for the next page; null at the end.")
-
-
-class StoredModelBody(BaseModel):
-    model: ModelIdentity
-    tracks: int
-    served: bool
-
-
-class Erased(BaseModel):
-    deleted: int
 
 
 def _identity(model: ModelSpec) -> ModelIdentity:
@@ -171,61 +106,39 @@ def _body(request: Request, track: StoredTrack) -> dict[str, Any]:
     responses=error_responses(400, 401, 422, 503),
 )
 async def search_tracks(
-    request: Request,
-    store: StoreDep,
-    served: ServedDep,
-    camera: Camera = None,
-    since: Since = None,
-    until: Until = None,
-    attributes: Annotated[str | None, Query(description="Required attributes, comma-separated.")] = None,
-    exclude: Annotated[str | None, Query(description="Excluded attributes, comma-separated.")] = None,
-    q: Annotated[
-        str | None,
-        Query(max_length=500, description='A sentence, e.g. "a woman with long hair in a black top and no hat".'),
-    ] = None,
-    min_probability: Annotated[
-        float | None,
-        Query(ge=0, le=1, description="Required: p >= this; excluded: p < this (default: each one's threshold)."),
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
-    cursor: Annotated[str | None, Query(max_length=400, description="next_cursor of the previous page.")] = None,
-    model: Annotated[
-        str | None,
-        Query(max_length=200, description="Search another stored model's tracks (name:version, see /tracks/models)."),
-    ] = None,
+    request: Request, store: StoreDep, served: ServedDep, query: Annotated[SearchQuery, Query()]
 ) -> SearchResponse:
     """Tracks of the served model (or of `model`) ranked by the joint probability of the attributes asked:
     score = product of p over the required attributes times product of (1 - p) over the excluded ones, then the
     most recent first."""
-    start, end = _bounds(since, until)
-    required, excluded = list(_names(attributes)), list(_names(exclude))
+    start, end = _bounds(query.since, query.until)
+    required, excluded = _names(query.attributes), _names(query.exclude)
     interpretation = None
-    if q is not None:
-        stored = (await asyncio.to_thread(store.models)) if model is not None else []
-        reading_model = next((m.spec for m in stored if m.spec.key == model), served)
-        reading = read_sentence(q, reading_model)
+    if query.q is not None:
+        stored = (await asyncio.to_thread(store.models)) if query.model is not None else []
+        reading_model = next((m.spec for m in stored if m.spec.key == query.model), served)
+        reading = read_sentence(query.q, reading_model)
         interpretation = Interpretation(
             required=list(reading.required), excluded=list(reading.excluded), unused=list(reading.unused)
         )
-        required += [name for name in reading.required if name not in required]
-        excluded += [name for name in reading.excluded if name not in excluded]
+        required, excluded = with_reading(required, excluded, reading)
     search = Search(
-        required=tuple(required),
-        excluded=tuple(excluded),
-        camera=camera,
+        required=required,
+        excluded=excluded,
+        camera=query.camera,
         since=start,
         until=end,
-        min_probability=min_probability,
-        limit=limit,
-        cursor=cursor,
-        model=model,
+        min_probability=query.min_probability,
+        limit=query.limit,
+        cursor=query.cursor,
+        model=query.model,
     )
     page = await asyncio.to_thread(store.search, search, served)
     return SearchResponse(
         model=_identity(page.model),
         interpretation=interpretation,
-        required=required,
-        excluded=excluded,
+        required=list(required),
+        excluded=list(excluded),
         tracks=[ScoredTrack(**_body(request, track), score=score) for track, score in page.tracks],
         next_cursor=page.cursor,
     )
@@ -289,43 +202,3 @@ async def erase_tracks(store: StoreDep, camera: Camera = None, since: Since = No
         raise ServiceError(ErrorCode.BAD_SEARCH, "erasure needs camera, since or until (or several): what to erase")
     start, end = _bounds(since, until)
     return Erased(deleted=await asyncio.to_thread(store.erase, camera, start, end))
-
-
-# Storing the tracks of /predict/tracks and /predict/scene
-
-
-@dataclass(frozen=True)
-class Recording:
-    """``store=true``: the request's tracks are stored, under ``camera``, from ``start``."""
-
-    store: TrackStore
-    camera: str
-    start: datetime
-    thumbnails: bool
-
-    async def save(self, model: ModelSpec, prepared, results) -> list[int]:
-        tracks = upload_tracks(prepared, results, self.camera, self.start)
-        return await asyncio.to_thread(self.store.add, model, tracks)
-
-
-def recording(
-    request: Request,
-    store: Annotated[bool, Query(description="Keep the tracks answered in the track store (GET /tracks).")] = False,
-    camera: Annotated[
-        str | None, Query(min_length=1, max_length=256, description="With store=true: the camera's name (needed).")
-    ] = None,
-    start: Annotated[
-        str | None,
-        Query(description="With store=true: ISO 8601 time of the video's first frame (default: now).", **_TIME),
-    ] = None,
-) -> Recording | None:
-    moment = parse_time("start", start)
-    if not store:
-        return None
-    if camera is None:
-        raise ServiceError(ErrorCode.CAMERA_REQUIRED, "store=true needs camera=NAME")
-    settings = request.app.state.settings
-    return Recording(get_store(request), camera, moment or datetime.now(UTC), settings.store_thumbnails)
-
-
-RecordingDep = Annotated[Recording | None, Depends(recording)]

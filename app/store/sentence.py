@@ -149,3 +149,10 @@ def _unused(word: str, used: set[str]) -> bool:
         return False
     mapped = set(SYNONYMS.get(word, word).split()) | set(word.split("-"))
     return not (mapped & used)
+
+
+def with_reading(
+    required: tuple[str, ...], excluded: tuple[str, ...], reading: Reading
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Attributes asked by name, then those the sentence added (each once, in the order asked)."""
+    return tuple(dict.fromkeys(required + reading.required)), tuple(dict.fromkeys(excluded + reading.excluded))

@@ -1,0 +1,94 @@
+"""The dependencies routes share: the service, the track store, the served model, ``store=true``'s recording, and
+the parsing of ISO 8601 times. Routers import them from here, never from each other."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, Query, Request
+
+from ..errors import ErrorCode, ServiceError
+from ..service import Service
+from ..store import ModelSpec, TrackStore
+from ..store.recording import upload_tracks
+
+
+async def get_service(request: Request) -> Service:  # async: FastAPI would run a plain def on a worker thread
+    service = getattr(request.app.state, "service", None)
+    if service is None:
+        raise ServiceError(ErrorCode.NOT_READY, "the service is starting")
+    return service
+
+
+def get_store(request: Request) -> TrackStore:
+    store = getattr(request.app.state, "track_store", None)
+    if store is None:
+        raise ServiceError(ErrorCode.NOT_READY, "the track store is starting")
+    return store
+
+
+def served_model(request: Request) -> ModelSpec:
+    """The served model as the store keys it (the one place that turns a backend into a ``ModelSpec``)."""
+    service = getattr(request.app.state, "service", None)
+    if service is None:
+        raise ServiceError(ErrorCode.NOT_READY, "the service is starting")
+    return ModelSpec.of(service.backend.description)
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+StoreDep = Annotated[TrackStore, Depends(get_store)]
+ServedDep = Annotated[ModelSpec, Depends(served_model)]
+
+
+def parse_time(name: str, value: str | None) -> datetime | None:
+    """An ISO 8601 time; one without a zone is UTC."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ServiceError(ErrorCode.BAD_TIME, f"{name}: {value!r} is not an ISO 8601 time") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+TIME_FORMAT: dict[str, Any] = {"json_schema_extra": {"format": "date-time"}}
+
+
+@dataclass(frozen=True)
+class Recording:
+    """``store=true``: the request's tracks are stored, under ``camera``, from ``start``."""
+
+    store: TrackStore
+    camera: str
+    start: datetime
+    thumbnails: bool
+
+    async def save(self, model: ModelSpec, prepared, results) -> list[int]:
+        tracks = upload_tracks(prepared, results, self.camera, self.start)
+        return await asyncio.to_thread(self.store.add, model, tracks)
+
+
+def recording(
+    request: Request,
+    store: Annotated[bool, Query(description="Keep the tracks answered in the track store (GET /tracks).")] = False,
+    camera: Annotated[
+        str | None, Query(min_length=1, max_length=256, description="With store=true: the camera's name (needed).")
+    ] = None,
+    start: Annotated[
+        str | None,
+        Query(description="With store=true: ISO 8601 time of the video's first frame (default: now).", **TIME_FORMAT),
+    ] = None,
+) -> Recording | None:
+    moment = parse_time("start", start)
+    if not store:
+        return None
+    if camera is None:
+        raise ServiceError(ErrorCode.CAMERA_REQUIRED, "store=true needs camera=NAME")
+    settings = request.app.state.settings
+    return Recording(get_store(request), camera, moment or datetime.now(UTC), settings.store_thumbnails)
+
+
+RecordingDep = Annotated[Recording | None, Depends(recording)]
