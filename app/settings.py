@@ -233,6 +233,11 @@ class Settings(BaseSettings):
         description="URL prefixes a stream may be opened from (comma-separated), e.g. rtsp://10.0.0.7/, "
         "https://cams.example.com/live/, file:///srv/recordings/; empty = no streams.",
     )
+    stream_playlist_sources: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="URL prefixes (comma-separated) under which an HTTP stream may be an HLS or DASH playlist; its "
+        "segments may lie on any host it names, so list only playlists you trust. Empty = no playlists.",
+    )
     streams_file: Path | None = Field(
         None, description='JSON file of streams to start with the service: [{"name": ..., "url": ..., ...}, ...].'
     )
@@ -246,7 +251,9 @@ class Settings(BaseSettings):
         1.0, gt=0, description="A track unseen this long (stream time) has ended (track_end)."
     )
     stream_open_timeout_s: float = Field(10.0, gt=0, description="Opening a stream's source, before it fails.")
-    stream_read_timeout_s: float = Field(10.0, gt=0, description="A source silent this long is reconnected.")
+    stream_read_timeout_s: float = Field(
+        10.0, gt=0, description="A source silent this long, or sending no video frame this long, is reconnected."
+    )
     stream_retry_max_s: float = Field(
         30.0, gt=0, description="Longest wait between reconnection attempts (backoff doubles up to it, jittered)."
     )
@@ -304,7 +311,7 @@ class Settings(BaseSettings):
             value = [name.strip().lower() for name in value.split(",") if name.strip()]
         return tuple(sorted(set(value))) if isinstance(value, list | tuple | set | frozenset) else value
 
-    @field_validator("stream_sources", mode="before")
+    @field_validator("stream_sources", "stream_playlist_sources", mode="before")
     @classmethod
     def _source_list(cls, value: object) -> object:
         if isinstance(value, str):

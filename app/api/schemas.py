@@ -10,6 +10,8 @@ from pydantic import BaseModel, Field
 
 from model.decisions import one_of_winners, positives
 
+from ..streams.status import StreamStatus
+
 
 class ModelRef(BaseModel):
     name: str = Field(description="Model config (preset) name.", examples=["vtfpar-b16"])
@@ -395,23 +397,6 @@ class Erased(BaseModel):
 
 
 # Live streams
-
-
-class StreamStatus(BaseModel):
-    id: str
-    name: str
-    url: str
-    state: str = Field(description="connecting, running, reconnecting, stopped or failed", examples=["running"])
-    fps_in: float = Field(description="Frames decoded per second (last 5 s).")
-    fps_processed: float = Field(description="Frames detected and tracked per second (last 5 s).")
-    frames_dropped: int = Field(description="Frames meant for the detector that were replaced: processing fell behind.")
-    lag_s: float = Field(description="From the last processed frame's arrival to the end of its processing.")
-    active_tracks: int
-    reconnects: int = Field(description="Times the source came back after failing.")
-    last_error: str | None
-    detection_interval: int
-    update_s: float
-    created_at: str
 
 
 class StreamList(BaseModel):

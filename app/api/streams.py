@@ -34,24 +34,24 @@ StreamId = Annotated[str, Field(max_length=64)]
     status_code=201,
     response_model=StreamStatus,
     summary="Open a live stream",
-    responses=error_responses(400, 401, 403, 404, 429),
+    responses=error_responses(400, 401, 403, 404, 429, 503),
 )
-async def open_stream(spec: StreamSpec, service: ServiceDep) -> dict:
+async def open_stream(spec: StreamSpec, service: ServiceDep) -> StreamStatus:
     """Opens `url` (rtsp, rtsps, http(s) MPEG-TS or HLS, rtmp, or a file:// recording) if it lies under one of
     VTFPAR_STREAM_SOURCES (403 `source_not_allowed` otherwise, before any connection); the stream connects in the
-    background: its `state` says how it goes."""
+    background: its `state` says how it goes. 503 while the service shuts down."""
     return service.streams.add(spec).status()
 
 
 @router.get("", response_model=StreamList, summary="Every stream and its status", responses=error_responses(401))
-async def list_streams(service: ServiceDep) -> dict:
-    return {"streams": [stream.status() for stream in service.streams.streams.values()]}
+async def list_streams(service: ServiceDep) -> StreamList:
+    return StreamList(streams=[stream.status() for stream in service.streams.streams.values()])
 
 
 @router.get(
     "/{stream_id}", response_model=StreamStatus, summary="A stream's status", responses=error_responses(400, 401, 404)
 )
-async def stream_status(stream_id: StreamId, service: ServiceDep) -> dict:
+async def stream_status(stream_id: StreamId, service: ServiceDep) -> StreamStatus:
     return service.streams.get(stream_id).status()
 
 
@@ -112,17 +112,18 @@ async def stream_preview(stream_id: StreamId, request: Request, service: Service
 
 def event_json(model, event: Event) -> str:
     track = event.track
-    x0, y0, x1, y1 = event.box
+    x0, y0, x1, y1 = track.box
     attributes = groups = None
     if track.probabilities:
         attributes, groups = decisions(model, np.asarray(track.probabilities, np.float32))
+    first, last = track.first_seen, track.last_seen
     return pydantic_core.to_json(
         {
             "stream": track.stream_id,
             "stream_name": track.stream_name,
             "track_id": track.track_id,
-            "first_seen": {"stream_s": track.first_seen_s, "at": track.first_seen_at.isoformat()},
-            "last_seen": {"stream_s": track.last_seen_s, "at": track.last_seen_at.isoformat()},
+            "first_seen": {"stream_s": first.stream_s, "at": first.at.isoformat()},
+            "last_seen": {"stream_s": last.stream_s, "at": last.at.isoformat()},
             "box": [round(x0, 1), round(y0, 1), round(x1 - x0, 1), round(y1 - y0, 1)],
             "windows": track.windows,
             "attributes": attributes,

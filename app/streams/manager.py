@@ -1,5 +1,7 @@
 """The service's live streams: adding (allow-list first), listing, removing, the streams file, the events each
-stream sends to its readers, and the listeners of ended tracks.
+stream sends to its readers, and the listeners of ended tracks. A stream that ends by itself (a file's end, a
+failure) stays listed with its status, but only the newest ``max_streams`` such streams do, so that ended streams
+and their metric series do not pile up.
 
 Everything here runs on the event loop; each stream's threads reach it through ``call_soon_threadsafe``.
 """
@@ -36,7 +38,12 @@ class StreamSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=100, examples=["gate-3"])
-    url: str = Field(min_length=1, max_length=2000, examples=["rtsp://10.0.0.7:554/stream1"])
+    url: str = Field(
+        min_length=1,
+        max_length=2000,
+        pattern="^[!-~]+$",  # printable ASCII: CR/LF would reach the camera as a header (checked again by sources)
+        examples=["rtsp://10.0.0.7:554/stream1"],
+    )
     detection_interval: int | None = Field(
         None, ge=1, description="The detector runs on every k-th frame (default VTFPAR_STREAM_DETECTION_INTERVAL)."
     )
@@ -54,6 +61,7 @@ class StreamManager:
         self._track_end_listeners: list[Callable[[TrackEnded], None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Task | None = None
+        self._finished: list[str] = []  # ids of streams that ended by themselves and are still listed, oldest first
 
     def add_track_end_listener(self, callback: Callable[[TrackEnded], None]) -> None:
         """``callback(TrackEnded)`` for every ended track of every stream, on the event loop (it must not block)."""
@@ -74,7 +82,11 @@ class StreamManager:
 
     def add(self, spec: StreamSpec) -> Stream:
         settings = self.settings
-        source = check_source(spec.url, settings.stream_sources, spec.rtsp_transport)  # before any connection
+        if self._stopping is not None:  # nothing would stop a stream started now
+            raise ServiceError(ErrorCode.NOT_READY, "the service is shutting down: no new streams")
+        source = check_source(  # before any connection
+            spec.url, settings.stream_sources, spec.rtsp_transport, settings.stream_playlist_sources
+        )
         if self.detector is None:
             raise ServiceError(
                 ErrorCode.DETECTION_OFF, "streams need the person detector, and detection is off (VTFPAR_DETECTOR)"
@@ -103,15 +115,16 @@ class StreamManager:
             config,
             self.detector,
             self.backend,
-            self.metrics,
+            self.metrics.streams.labels(stream_id),
             self._loop,
-            self._on_event,
-            self._on_finished,
+            on_event=self._on_event,
+            on_track_end=self._on_track_end,
+            on_finished=self._on_finished,
         )
         self.streams[stream_id] = stream
         self._readers[stream_id] = set()
         stream.start()
-        log.info("stream %s (%s) opened: %s", stream_id, spec.name, source.url)
+        log.info("stream %s (%s) opened: %s", stream_id, spec.name, source.shown)
         return stream
 
     def get(self, stream_id: str) -> Stream:
@@ -122,11 +135,17 @@ class StreamManager:
 
     async def remove(self, stream_id: str) -> None:
         stream = self.get(stream_id)
+        del self.streams[stream_id]  # at once: a second DELETE while this one waits gets 404
         await self._end(stream)
-        del self.streams[stream_id]
-        self._readers.pop(stream_id, None)
-        self.metrics.streams.remove(stream_id)
+        self._forget(stream_id)
         log.info("stream %s removed", stream_id)
+
+    def _forget(self, stream_id: str) -> None:
+        for queue in self._readers.pop(stream_id, ()):
+            _offer(queue, CLOSED)
+        self.metrics.streams.remove(stream_id)
+        if stream_id in self._finished:
+            self._finished.remove(stream_id)
 
     def begin_stop(self) -> None:
         """Start ending every stream (SIGTERM, on the event loop), so that events readers get their ``track_end``
@@ -163,17 +182,26 @@ class StreamManager:
     def _on_event(self, stream: Stream, event: Event) -> None:
         for queue in self._readers.get(stream.id, ()):
             _offer(queue, event)
-        if event.kind == "track_end":
-            for listener in self._track_end_listeners:
-                try:
-                    listener(event.track)
-                except Exception:  # one listener's bug never stops the others, nor the stream
-                    log.exception("a track-end listener failed")
+
+    def _on_track_end(self, track: TrackEnded) -> None:
+        for listener in self._track_end_listeners:
+            try:
+                listener(track)
+            except Exception:  # one listener's bug never stops the others, nor the stream
+                log.exception("a track-end listener failed")
 
     def _on_finished(self, stream: Stream) -> None:
-        """The source ended (a file's end) or failed: end its tracks and close its readers; it stays listed."""
+        """The source ended (a file's end) or failed: end its tracks and close its readers; it stays listed, and
+        the oldest such stream beyond ``max_streams`` is forgotten."""
         assert self._loop is not None
         self._loop.create_task(self._end(stream), name=f"stream-{stream.id}-end")
+        if stream.id not in self.streams:
+            return
+        self._finished.append(stream.id)
+        while len(self._finished) > self.settings.max_streams:
+            oldest = self._finished[0]
+            self.streams.pop(oldest, None)
+            self._forget(oldest)
 
 
 def _offer(queue: asyncio.Queue, item: object) -> None:

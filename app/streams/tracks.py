@@ -47,9 +47,55 @@ class TrackEnded:
     thumbnail: np.ndarray | None  # RGB uint8, the track's best box at full resolution, longest side <= 256 px
 
 
+@dataclass(frozen=True)
+class TrackState:
+    """What an event says about a track: small and of fixed size (an event is buffered per reader), so it carries
+    the last box only; the whole track goes to the listeners of ended tracks as a ``TrackEnded``."""
+
+    stream_id: str
+    stream_name: str
+    track_id: int
+    first_seen: Seen
+    last_seen: Seen
+    box: tuple[float, float, float, float]  # the last box: x0, y0, x1, y1 pixels
+    windows: int
+    probabilities: tuple[float, ...]  # the fused answer, in the schema's column order; empty when no window ran
+
+
+@dataclass(frozen=True)
+class Cut:
+    """One box's crop, prepared as the model's input picture, and the thumbnail it would make (None when it is not
+    better than the track's): computed without the stream's lock, recorded under it."""
+
+    square: np.ndarray | None  # None: the box is too small to cut
+    thumbnail: np.ndarray | None
+    rank: tuple[bool, float]
+
+
+def cut(
+    frame: np.ndarray,
+    box: np.ndarray,
+    square: Callable[[np.ndarray], np.ndarray],
+    best: tuple[bool, float] = (False, -1.0),
+) -> Cut:
+    """``box``'s crop of ``frame`` (RGB uint8) as the model's input picture (``square``, from
+    :func:`model_squares`) and, when it ranks above ``best`` (whole boxes first, then larger), its thumbnail."""
+    height, width = frame.shape[:2]
+    x0, y0, x1, y1 = (float(v) for v in box)
+    left, top = max(0, int(x0)), max(0, int(y0))
+    right, bottom = min(width, int(np.ceil(x1))), min(height, int(np.ceil(y1)))
+    if right - left < 2 or bottom - top < 2:
+        return Cut(None, None, best)
+    crop = frame[top:bottom, left:right]
+    whole = x0 > EDGE_PX and y0 > EDGE_PX and x1 < width - EDGE_PX and y1 < height - EDGE_PX
+    rank = (whole, float((right - left) * (bottom - top)))
+    thumbnail = _fit(crop, THUMBNAIL_SIDE) if rank > best else None
+    return Cut(square(crop), thumbnail, rank)
+
+
 class LiveTrack:
-    """Touched by the stream's processing thread (boxes, crops) and the event loop (fusion): the stream's lock
-    guards it."""
+    """Changed by the stream's processing thread (boxes, crops, window bookkeeping) and the event loop (fusion, its
+    end): the stream's lock guards every field."""
 
     def __init__(self, track_id: int, seen: Seen, ring: int) -> None:
         self.track_id = track_id
@@ -57,30 +103,23 @@ class LiveTrack:
         self.boxes: collections.deque[tuple[float, float, float, float, float]] = collections.deque(maxlen=MAX_BOXES)
         self.crops: collections.deque[np.ndarray] = collections.deque(maxlen=ring)
         self.thumbnail: np.ndarray | None = None
-        self._thumbnail_rank: tuple[bool, float] = (False, -1.0)
+        self.thumbnail_rank: tuple[bool, float] = (False, -1.0)
         self.windows = 0
         self._logit_sum: np.ndarray | None = None
         self.last_window_s: float | None = None  # stream time of the last clip sent
         self.pending = False  # a clip is with the model
+        self.lost = False  # the tracker lost it while a clip was with the model: that answer ends it
+        self.end_sent = False  # its track_end went out: no event follows
 
-    def add(self, seen: Seen, box: np.ndarray, frame: np.ndarray, square: Callable[[np.ndarray], np.ndarray]) -> None:
-        """Record a box of this track in ``frame`` (RGB uint8): its corners, its crop as the model's input picture
-        (``square``, from :func:`model_squares`) and, if it is the best so far, its thumbnail."""
-        height, width = frame.shape[:2]
+    def record(self, seen: Seen, box: np.ndarray, cut: Cut) -> None:
+        """Record a box of this track and its :func:`cut`."""
         x0, y0, x1, y1 = (float(v) for v in box)
         self.last_seen = seen
         self.boxes.append((seen.stream_s, x0, y0, x1, y1))
-        left, top = max(0, int(x0)), max(0, int(y0))
-        right, bottom = min(width, int(np.ceil(x1))), min(height, int(np.ceil(y1)))
-        if right - left < 2 or bottom - top < 2:
-            return
-        crop = frame[top:bottom, left:right]
-        self.crops.append(square(crop))
-        whole = x0 > EDGE_PX and y0 > EDGE_PX and x1 < width - EDGE_PX and y1 < height - EDGE_PX
-        rank = (whole, float((right - left) * (bottom - top)))
-        if rank > self._thumbnail_rank:
-            self._thumbnail_rank = rank
-            self.thumbnail = _fit(crop, THUMBNAIL_SIDE)
+        if cut.square is not None:
+            self.crops.append(cut.square)
+        if cut.thumbnail is not None and cut.rank > self.thumbnail_rank:
+            self.thumbnail_rank, self.thumbnail = cut.rank, cut.thumbnail
 
     def clip_frames(self, frames_per_clip: int) -> list[np.ndarray]:
         """``frames_per_clip`` crops spread over the ring, as /predict samples a clip's frames."""
@@ -98,6 +137,20 @@ class LiveTrack:
         if self._logit_sum is None:
             return None
         return (1 / (1 + np.exp(-self._logit_sum / self.windows))).astype(np.float32)
+
+    def state(self, stream_id: str, stream_name: str) -> TrackState:
+        probabilities = self.probabilities
+        _, *box = self.boxes[-1]
+        return TrackState(
+            stream_id=stream_id,
+            stream_name=stream_name,
+            track_id=self.track_id,
+            first_seen=self.first_seen,
+            last_seen=self.last_seen,
+            box=(box[0], box[1], box[2], box[3]),
+            windows=self.windows,
+            probabilities=() if probabilities is None else tuple(probabilities.tolist()),
+        )
 
     def ended(self, stream_id: str, stream_name: str) -> TrackEnded:
         probabilities = self.probabilities

@@ -47,6 +47,7 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
         "DECODE_DEVICE": "cuda",
         "ALLOWED_CODECS": "h264, MSMPEG4V3",
         "STREAM_SOURCES": "rtsp://10.0.0.7/, file:///srv/recordings/",
+        "STREAM_PLAYLIST_SOURCES": "https://cams.example.com/hls/",
         "STREAMS_FILE": "/etc/vtfpar/streams.json",
         "MAX_STREAMS": "2",
         "STREAM_DETECTION_INTERVAL": "5",
@@ -84,6 +85,7 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
     assert settings.detector == "fasterrcnn_mobilenet_v3_large_fpn"
     assert settings.detector_weights == Path("/models/detector.pth")
     assert settings.stream_sources == ("rtsp://10.0.0.7/", "file:///srv/recordings/")
+    assert settings.stream_playlist_sources == ("https://cams.example.com/hls/",)
     assert settings.streams_file == Path("/etc/vtfpar/streams.json") and settings.max_streams == 2
     assert (settings.stream_detection_interval, settings.stream_update_s, settings.stream_max_tracks) == (5, 3.5, 8)
     assert (settings.stream_track_lost_s, settings.stream_open_timeout_s, settings.stream_read_timeout_s) == (2, 4, 6)

@@ -12,7 +12,7 @@ from app.errors import ErrorCode, ServiceError
 from app.inference import StartupError
 from app.streams.manager import _read_streams_file
 from app.streams.sources import check_source
-from app.streams.tracks import MAX_BOXES, LiveTrack, Seen, model_squares
+from app.streams.tracks import MAX_BOXES, LiveTrack, Seen, cut, model_squares
 from model import Preprocess
 
 pytest.importorskip("cv2", reason="the 'scene' extra (OpenCV) is not installed")
@@ -31,7 +31,7 @@ ALLOWED = ("rtsp://cam.local:554/live/", "https://video.example.com/hls/", "rtmp
     ],
 )
 def test_urls_under_a_prefix_are_accepted(url):
-    assert check_source(url, ALLOWED).url == url
+    assert check_source(url, ALLOWED).shown == url
 
 
 @pytest.mark.parametrize(
@@ -99,6 +99,10 @@ def _seen(t: float) -> Seen:
     return Seen(t, datetime.now(UTC))
 
 
+def _add(track: LiveTrack, seen: Seen, box: np.ndarray, frame: np.ndarray, square) -> None:
+    track.record(seen, box, cut(frame, box, square, track.thumbnail_rank))
+
+
 def test_attributes_are_the_mean_of_the_windows_logits():
     track = LiveTrack(1, _seen(0), ring=8)
     assert track.probabilities is None
@@ -118,14 +122,14 @@ def test_the_thumbnail_is_the_largest_box_not_cut_by_the_frame_edge_and_rings_ar
     frame[:, :, 0] = np.arange(640, dtype=np.uint8)[None, :] // 3  # a box's crop says where it was cut
     track = LiveTrack(1, _seen(0), ring=4)
     square = model_squares(PREPROCESS)
-    track.add(_seen(0.1), np.array([100, 100, 150, 200]), frame, square)  # small, whole
-    track.add(_seen(0.2), np.array([0, 0, 300, 479]), frame, square)  # large, cut by the edge
+    _add(track, _seen(0.1), np.array([100, 100, 150, 200]), frame, square)  # small, whole
+    _add(track, _seen(0.2), np.array([0, 0, 300, 479]), frame, square)  # large, cut by the edge
     assert track.thumbnail is not None and track.thumbnail.shape == (100, 50, 3)
-    track.add(_seen(0.3), np.array([200, 40, 420, 440]), frame, square)  # larger still, whole
+    _add(track, _seen(0.3), np.array([200, 40, 420, 440]), frame, square)  # larger still, whole
     assert track.thumbnail.shape == (256, 141, 3)  # full resolution, longest side capped at 256
     assert track.thumbnail[0, 0, 0] == frame[40, 200, 0]
     for i in range(MAX_BOXES + 10):
-        track.add(_seen(1 + i), np.array([10, 10, 60, 110]), frame, square)
+        _add(track, _seen(1 + i), np.array([10, 10, 60, 110]), frame, square)
     assert len(track.crops) == 4 and all(c.shape == (64, 64, 3) and c.dtype == np.uint8 for c in track.crops)
     assert len(track.boxes) == MAX_BOXES and track.boxes[-1][0] == 1 + MAX_BOXES + 9
     assert track.first_seen.stream_s == 0 and track.last_seen.stream_s == 1 + MAX_BOXES + 9
@@ -156,10 +160,10 @@ def test_crops_kept_as_model_input_give_the_model_what_the_original_crops_would(
 
 
 def test_the_frame_slot_keeps_only_the_newest_frame_and_counts_what_it_replaced():
-    from app.streams.stream import _Frame, _Slot
+    from app.streams.reader import Frame, FrameSlot
 
-    slot = _Slot()
-    frames = [_Frame(float(i), 0.0, _seen(i).at, np.zeros((2, 2, 3), np.uint8)) for i in range(3)]
+    slot = FrameSlot()
+    frames = [Frame(float(i), 0.0, _seen(i).at, np.zeros((2, 2, 3), np.uint8)) for i in range(3)]
     assert slot.put(frames[0]) is False
     assert slot.put(frames[1]) is True and slot.put(frames[2]) is True  # processing fell behind: two dropped
     assert slot.take(0.01) is frames[2]
