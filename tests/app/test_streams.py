@@ -155,6 +155,13 @@ def test_sources_outside_the_allow_list_are_refused_before_any_connection(tiny_c
             response = httpx.post(f"{running.url}/streams", json={"name": "x", "url": url})
             assert response.status_code == 403, (url, response.text)
             assert response.json()["error"]["code"] == "source_not_allowed"
+        for url in (
+            "rtsp://127.0.0.1:9/cams/x\r\nX-Injected: 1",  # a header for the camera
+            f"file://{camera.path.parent}/%00x",
+            "http://[::1/x",
+        ):
+            response = httpx.post(f"{running.url}/streams", json={"name": "x", "url": url})
+            assert response.status_code == 400 and response.json()["error"]["code"] == "bad_request", url
         assert httpx.get(f"{running.url}/streams").json() == {"streams": []}
         missing = httpx.post(f"{running.url}/streams", json={"name": "x", "url": "rtsp://127.0.0.1:9/cams/1", "x": 1})
         assert missing.status_code == 400 and missing.json()["error"]["code"] == "bad_request"
@@ -176,23 +183,26 @@ def test_a_source_that_never_answers_ends_failed_and_the_service_stays_up(tiny_c
     settings = make_settings(
         tiny_checkpoint,
         **E2E_LIMITS,
-        stream_sources=("rtsp://127.0.0.1:9/",),  # port 9 (discard): nothing listens there
+        stream_sources=("rtsp://viewer:pa55@127.0.0.1:9/",),  # port 9 (discard): nothing listens there
         stream_open_timeout_s=1,
         stream_retry_max_s=0.5,
         stream_give_up_s=3,
         max_streams=1,
     )
     with serving(settings, detector=IndexedDetector(camera)) as running:
-        stream_id = httpx.post(f"{running.url}/streams", json={"name": "gate-3", "url": "rtsp://127.0.0.1:9/c"}).json()[
-            "id"
-        ]
-        busy = httpx.post(f"{running.url}/streams", json={"name": "gate-4", "url": "rtsp://127.0.0.1:9/d"})
+        url = "rtsp://viewer:pa55@127.0.0.1:9/c"
+        opened = httpx.post(f"{running.url}/streams", json={"name": "gate-3", "url": url}).json()
+        stream_id = opened["id"]
+        assert opened["url"] == "rtsp://***@127.0.0.1:9/c"  # the camera's credentials never leave the process
+        other = {"name": "gate-4", "url": "rtsp://viewer:pa55@127.0.0.1:9/d"}
+        busy = httpx.post(f"{running.url}/streams", json=other)
         assert busy.status_code == 429 and busy.json()["error"]["code"] == "too_many_streams"
         status = _wait(lambda: (s := _status(running.url, stream_id))["state"] == "failed" and s, 20, "failed")
         assert status["last_error"] and status["reconnects"] == 0
+        assert "pa55" not in httpx.get(f"{running.url}/streams").text
         assert httpx.get(f"{running.url}/health/ready").status_code == 200
         # A failed stream no longer counts against VTFPAR_MAX_STREAMS.
-        again = httpx.post(f"{running.url}/streams", json={"name": "gate-4", "url": "rtsp://127.0.0.1:9/d"})
+        again = httpx.post(f"{running.url}/streams", json=other)
         assert again.status_code == 201
 
 
