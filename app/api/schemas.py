@@ -265,6 +265,12 @@ def _box_row(box) -> list[float]:
     return [box.frame + 1, *(round(value, 1) for value in (box.left, box.top, box.width, box.height))]
 
 
+def box_ltwh(x0: float, y0: float, x1: float, y1: float) -> list[float]:
+    """A box as the API gives every box: [left, top, width, height] pixels (MOT's order, which /predict/tracks
+    takes and answers), whatever corners the service keeps inside."""
+    return [round(x0, 1), round(y0, 1), round(x1 - x0, 1), round(y1 - y0, 1)]
+
+
 class ModelInfo(BaseModel):
     name: str
     version: str
@@ -361,7 +367,9 @@ class TrackBody(BaseModel):
     first_seen: datetime
     last_seen: datetime
     windows: int = Field(description="Clips the model saw, fused into the probabilities.")
-    boxes: list[list[float]] = Field(description="[seconds after first_seen, x0, y0, x1, y1] per box.")
+    boxes: list[list[float]] = Field(
+        description="[seconds after first_seen, left, top, width, height] per box (pixels), the API's one box format."
+    )
     model: ModelIdentity
     attributes: list[StoredAttributeBody] = Field(description="Every attribute, in the schema's order.")
     thumbnail: str | None = Field(description="URL of the best crop's JPEG; null when none was kept.")

@@ -20,7 +20,7 @@ from ..streams.preview import BOUNDARY, PREVIEW_FPS, part, render
 from .auth import require_token
 from .deps import ServiceDep
 from .openapi import error_responses
-from .schemas import StreamList, StreamStatus, decisions
+from .schemas import StreamList, StreamStatus, box_ltwh, decisions
 
 router = APIRouter(prefix="/streams", tags=["streams"], dependencies=[Depends(require_token)])
 SHUTDOWN_GRACE_S = 5.0  # after SIGTERM, how long an events reader has to get its tracks' ends
@@ -112,7 +112,6 @@ async def stream_preview(stream_id: StreamId, request: Request, service: Service
 
 def event_json(model, event: Event) -> str:
     track = event.track
-    x0, y0, x1, y1 = track.box
     attributes = groups = None
     if track.probabilities:
         attributes, groups = decisions(model, np.asarray(track.probabilities, np.float32))
@@ -124,7 +123,7 @@ def event_json(model, event: Event) -> str:
             "track_id": track.track_id,
             "first_seen": {"stream_s": first.stream_s, "at": first.at.isoformat()},
             "last_seen": {"stream_s": last.stream_s, "at": last.at.isoformat()},
-            "box": [round(x0, 1), round(y0, 1), round(x1 - x0, 1), round(y1 - y0, 1)],
+            "box": box_ltwh(*track.box),
             "windows": track.windows,
             "attributes": attributes,
             "groups": groups,

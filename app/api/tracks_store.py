@@ -27,6 +27,7 @@ from .schemas import (
     StoredAttributeBody,
     StoredModelBody,
     TrackBody,
+    box_ltwh,
 )
 
 router = APIRouter(tags=["stored tracks"])
@@ -88,7 +89,7 @@ def _body(request: Request, track: StoredTrack) -> dict[str, Any]:
         "first_seen": track.first_seen,
         "last_seen": track.last_seen,
         "windows": track.windows,
-        "boxes": track.boxes,
+        "boxes": [[t, *box_ltwh(x0, y0, x1, y1)] for t, x0, y0, x1, y1 in track.boxes],
         "model": _identity(track.model),
         "attributes": [StoredAttributeBody(**vars(a)) for a in track.attributes],
         "thumbnail": thumbnail,
