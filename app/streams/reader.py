@@ -18,6 +18,7 @@ import logging
 import random
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -182,7 +183,8 @@ class Reader:
         try:
             self._run()
         except Exception as exc:  # a bug here must end the stream visibly, never leave it "reconnecting" forever
-            log.exception("stream reader of %s failed", self.source.shown)
+            trace = "".join(traceback.format_exception(exc))  # redacted: FFmpeg's messages name the URL
+            log.error("stream reader of %s failed: %s", self.source.shown, self.source.redact(trace))
             self._finish("failed", f"unexpected error: {self.source.redact(f'{type(exc).__name__}: {exc}')}")
 
     def _run(self) -> None:

@@ -192,6 +192,7 @@ class Stream:
             self.tracks, self._closing = {}, {}
         for track in tracks:
             self._end(track)
+        self._slot.take(0)
         with self._lock:
             self.latest = None  # a stream kept listed after it ends keeps no frame
         self.ended = True
@@ -242,11 +243,11 @@ class Stream:
             lost_s = self.config.track_lost_s
             for track in [t for t in self.tracks.values() if frame.stream_s - t.last_seen.stream_s > lost_s]:
                 del self.tracks[track.track_id]
-                if track.pending:  # its answer ends it
+                if not track.pending:  # one last window if none ran yet: a short visit still gets its attributes
+                    finals.append((track, self._take_clip(track) if track.windows == 0 and track.crops else []))
+                if track.pending:  # the answer ends it (or stop() does, if it comes first)
                     track.lost = True
                     self._closing[track.track_id] = track
-                else:  # one last window if none ran yet: a short visit still gets its attributes
-                    finals.append((track, self._take_clip(track) if track.windows == 0 and track.crops else []))
             self.latest = (frame.rgb, shown)
             self.series.active_tracks.set(len(self.tracks))
         for track, crops in clips:
