@@ -30,6 +30,7 @@ from .tracks import TrackEnded
 log = logging.getLogger(__name__)
 
 CLOSED = None  # what an events reader's queue gets when its stream has stopped
+Events = asyncio.Queue[Event | None]  # an events reader's queue: events, then CLOSED
 
 
 class StreamSpec(BaseModel):
@@ -57,7 +58,7 @@ class StreamManager:
     def __init__(self, settings: Settings, backend: ModelBackend, metrics: Metrics, detector: Detector | None) -> None:
         self.settings, self.backend, self.metrics, self.detector = settings, backend, metrics, detector
         self.streams: dict[str, Stream] = {}
-        self._readers: dict[str, set[asyncio.Queue]] = {}
+        self._readers: dict[str, set[Events]] = {}
         self._track_end_listeners: list[Callable[[TrackEnded], None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Task | None = None
@@ -167,16 +168,16 @@ class StreamManager:
             _offer(queue, CLOSED)
 
     # Events --------------------------------------------------------------------------------------------------------
-    def subscribe(self, stream_id: str) -> asyncio.Queue:
+    def subscribe(self, stream_id: str) -> Events:
         """A bounded queue of the stream's events (oldest dropped when the reader falls behind; ``CLOSED`` last)."""
         stream = self.get(stream_id)
-        queue: asyncio.Queue = asyncio.Queue(self.settings.stream_event_buffer)
+        queue: Events = asyncio.Queue(self.settings.stream_event_buffer)
         self._readers[stream_id].add(queue)
         if stream.ended:
             _offer(queue, CLOSED)
         return queue
 
-    def unsubscribe(self, stream_id: str, queue: asyncio.Queue) -> None:
+    def unsubscribe(self, stream_id: str, queue: Events) -> None:
         self._readers.get(stream_id, set()).discard(queue)
 
     def _on_event(self, stream: Stream, event: Event) -> None:
@@ -204,7 +205,7 @@ class StreamManager:
             self._forget(oldest)
 
 
-def _offer(queue: asyncio.Queue, item: object) -> None:
+def _offer(queue: Events, item: Event | None) -> None:
     if queue.full():
         queue.get_nowait()  # the reader is too slow: it loses the oldest event, never the service's memory
     queue.put_nowait(item)
