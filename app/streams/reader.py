@@ -241,7 +241,7 @@ class Reader:
                 if self._stop.is_set():
                     return
                 if packet.stream.index != video.index:
-                    if clock.monotonic() - last_video > config.read_timeout_s:
+                    if not self.source.is_file and clock.monotonic() - last_video > config.read_timeout_s:
                         raise VideoStalled(f"no video frame for {config.read_timeout_s:g} s while other packets came")
                     continue
                 for decoded in video.decode(packet):

@@ -50,6 +50,17 @@ def _status(url: str, stream_id: str, **headers) -> dict:
     return response.json()
 
 
+def _delete_twice(url: str, stream_id: str) -> list[int]:
+    """The statuses of two concurrent DELETEs of one stream."""
+
+    async def both() -> list[int]:
+        async with httpx.AsyncClient(base_url=url) as client:
+            answers = await asyncio.gather(*(client.delete(f"/streams/{stream_id}") for _ in range(2)))
+        return sorted(answer.status_code for answer in answers)
+
+    return asyncio.run(both())
+
+
 def _stored(url: str, camera: str) -> list[dict]:
     response = httpx.get(f"{url}/tracks", params={"camera": camera})
     assert response.status_code == 200, response.text
@@ -204,6 +215,8 @@ def test_a_source_that_never_answers_ends_failed_and_the_service_stays_up(tiny_c
         # A failed stream no longer counts against VTFPAR_MAX_STREAMS.
         again = httpx.post(f"{running.url}/streams", json=other)
         assert again.status_code == 201
+        # Removing it twice at once, while its threads are still stopping: one 204, one 404, never a 500.
+        assert _delete_twice(running.url, again.json()["id"]) == [204, 404]
 
 
 @pytest.mark.rtsp
