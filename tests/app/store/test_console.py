@@ -40,7 +40,7 @@ def store_scene(url: str, tmp_path, headers=None) -> list[int]:
         "tracks": ("gt.txt", (tmp_path / "gt.txt").read_bytes()),
     }
     params = {"store": "true", "camera": "gate-3", "start": datetime(2026, 3, 1, 14, tzinfo=UTC).isoformat()}
-    answer = httpx.post(f"{url}/predict/tracks", files=files, params=params, timeout=60)
+    answer = httpx.post(f"{url}/predict/tracks", files=files, params=params, headers=headers, timeout=60)
     assert answer.status_code == 200, answer.text
     return answer.json()["stored"]
 
@@ -85,7 +85,7 @@ def test_the_console_shows_stored_tracks_and_ranked_search_results(browser, tiny
 def test_the_console_asks_for_the_token_when_the_service_has_one(browser, tiny_checkpoint, tmp_path):
     settings = make_settings(tiny_checkpoint, **E2E_LIMITS, data_dir=tmp_path / "data", api_token=TOKEN)
     with serving(settings) as server:
-        stored = store_scene(server.url, tmp_path)
+        stored = store_scene(server.url, tmp_path, headers={"Authorization": f"Bearer {TOKEN}"})
         page = browser.new_page()
         page.goto(f"{server.url}/ui/")
         page.wait_for_selector("#token-dialog[open]")
