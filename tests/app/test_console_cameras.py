@@ -202,6 +202,8 @@ def test_a_search_answers_while_four_cameras_run_for_a_minute(browser, camera, r
             f"page in flight at most {page_most}; states {[s['state'] for s in statuses]}"
         )
         assert len(searches) >= 4 and max(searches) < 10
-        assert held_most <= 1 and page_most < 6
+        # One held connection per camera (its events); the rest of Chromium's six per host serve the pictures, the
+        # status and the searches (page_most counts requests queued for a connection too).
+        assert held_most <= 1
         assert len(page.query_selector_all(".stream")) == 4
         page.close()
