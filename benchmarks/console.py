@@ -36,6 +36,7 @@ CHROMIUM = "/usr/bin/chromium"
 FPS = 10
 SIZE = (288, 384)  # height, width of the camera's picture
 TINY = (12, 16)  # frames are recognised at this size
+SENTENCES = ["a person with a bag and short trousers", "someone walking in a white top", "a person walking"]
 
 
 class SceneDetector:
@@ -108,6 +109,10 @@ def main() -> None:
         try:
             wait_until_ok(f"{url}/health/ready", alive=thread.is_alive, timeout_s=120)
             store_scenes(url, folder)
+            sentence = next(  # a search the stored tracks answer, so that the picture shows ranked results
+                (q for q in SENTENCES if len(httpx.get(f"{url}/tracks", params={"q": q}).json()["tracks"]) >= 3),
+                SENTENCES[-1],
+            )
             with sync_playwright() as driver:
                 browser = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
                 page = browser.new_page(viewport={"width": 1200, "height": 900})
@@ -123,7 +128,7 @@ def main() -> None:
                 page.wait_for_function("document.querySelector('.stream img[src^=\"blob:\"]')", timeout=60_000)
                 first_picture_s = time.monotonic() - clicked
                 page.wait_for_function("document.querySelectorAll('.stream .people li').length >= 2", timeout=60_000)
-                page.fill("#sentence", "a person with a backpack and no hat")
+                page.fill("#sentence", sentence)
                 page.click("#search-button")
                 page.wait_for_function("document.querySelector('#tracks-title').textContent.startsWith('Search')")
                 page.wait_for_function(
