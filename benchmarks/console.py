@@ -1,9 +1,10 @@
 """The console on moving footage with the built-in demo model: makes ``docs/console.png`` and prints the console's
 figures (time from "Add camera" to the card's first picture, the requests the page keeps in flight).
 
-A synthetic street scene plays as a camera (a local recording the service reads at its own 10 fps) while three
-other scenes are stored with their ground-truth tracks (``/predict/tracks?store=true``); headless Chromium (Debian's,
-driven by Playwright) adds the camera from the page, waits for its people, runs a search and takes the picture::
+A synthetic street scene (``vtfpar scenes``) plays as a camera (a local recording the service reads at 10 fps)
+while three other scenes are stored with their ground-truth tracks (``/predict/tracks?store=true``); headless
+Chromium (Debian's, driven by Playwright) adds the camera from the page, waits for its people, runs a search and
+takes the picture::
 
     python -m benchmarks.console --out docs/console.png
 
@@ -14,12 +15,15 @@ among the scene's own): OpenCV's HOG, the built-in CPU detector, does not see dr
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import av
 import cv2
 import httpx
 import numpy as np
@@ -27,7 +31,6 @@ import uvicorn
 
 from app.main import create_app
 from app.settings import Settings
-from training.synthetic.scenes import make_scene, write_mot
 
 from .media import encode
 from .servers import free_port, wait_until_ok
@@ -39,19 +42,31 @@ TINY = (12, 16)  # frames are recognised at this size
 SENTENCES = ["a person with a bag and short trousers", "someone walking in a white top", "a person walking"]
 
 
+def make_scenes(out: Path, scenes: int, walkers: int, frames: int, seed: int) -> list[Path]:
+    """``vtfpar scenes``' folders (scene.mp4 and its MOT ground truth gt.txt)."""
+    command = ["-m", "vtfpar", "scenes", "--out", str(out), "--scenes", str(scenes), "--walkers", str(walkers)]
+    size = f"{SIZE[0]}x{SIZE[1]}"
+    subprocess.run([sys.executable, *command, "--frames", str(frames), "--size", size, "--seed", str(seed)], check=True)
+    return sorted(out.glob("scene-*"))
+
+
+def frames_of(video: Path) -> list[np.ndarray]:
+    with av.open(str(video)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
 class SceneDetector:
-    """The scene's ground-truth boxes for whichever of its frames it is shown (the nearest at 16x12 pixels)."""
+    """A scene's ground-truth boxes for whichever of its frames it is shown (the nearest at 16x12 pixels)."""
 
     name = "scene ground truth"
 
-    def __init__(self, scene) -> None:
-        self.tiny = np.stack([self._tiny(frame) for frame in scene.frames])
+    def __init__(self, frames: list[np.ndarray], mot: Path) -> None:
+        self.tiny = np.stack([self._tiny(frame) for frame in frames])
         self.boxes: dict[int, list] = {}
-        for box in scene.boxes:
-            if box.visibility >= 0.4:
-                self.boxes.setdefault(box.frame, []).append(
-                    [box.left, box.top, box.left + box.width, box.top + box.height]
-                )
+        for line in mot.read_text().splitlines():
+            frame, _, left, top, width, height, _, _, visibility = (float(v) for v in line.split(","))
+            if visibility >= 0.4:
+                self.boxes.setdefault(int(frame) - 1, []).append([left, top, left + width, top + height])
 
     @staticmethod
     def _tiny(frame: np.ndarray) -> np.ndarray:
@@ -66,13 +81,13 @@ class SceneDetector:
         return found
 
 
-def store_scenes(url: str, folder: Path) -> None:
+def store_scenes(url: str, scenes: list[Path]) -> None:
     start = datetime.now(UTC) - timedelta(hours=2)
-    for number, camera in enumerate(["gate-3", "hall", "gate-3"]):
-        scene = make_scene(seed=40 + number, walkers=4, num_frames=40, size=SIZE)
-        write_mot(scene.boxes, folder / "gt.txt")
-        tracks = (folder / "gt.txt").read_bytes()
-        files = {"video": ("scene.mp4", encode("mp4", scene.frames)), "tracks": ("gt.txt", tracks)}
+    for number, (scene, camera) in enumerate(zip(scenes, ["gate-3", "hall", "gate-3"], strict=True)):
+        files = {
+            "video": ("scene.mp4", (scene / "scene.mp4").read_bytes()),
+            "tracks": ("gt.txt", (scene / "gt.txt").read_bytes()),
+        }
         moment = (start + timedelta(minutes=20 * number)).isoformat()
         params = {"store": "true", "camera": camera, "start": moment}
         httpx.post(f"{url}/predict/tracks", files=files, params=params, timeout=120).raise_for_status()
@@ -87,9 +102,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
-        camera = make_scene(seed=21, walkers=6, num_frames=round(args.seconds * FPS), size=SIZE)
-        recording = folder / "street.mp4"
-        encode("mp4", camera.frames, fps=FPS, path=recording, options={"movflags": "faststart"})
+        (camera,) = make_scenes(folder / "camera", 1, walkers=8, frames=round(args.seconds * FPS), seed=21)
+        frames = frames_of(camera / "scene.mp4")
+        recording = folder / "street.mp4"  # played at 10 fps: the scene's walkers at a calmer pace
+        encode("mp4", frames, fps=FPS, path=recording, options={"movflags": "faststart"})
         settings = Settings(
             device="cpu",
             host="127.0.0.1",
@@ -101,14 +117,14 @@ def main() -> None:
             log_json=False,
             log_level="warning",
         )
-        app = create_app(settings, detector=SceneDetector(camera))
+        app = create_app(settings, detector=SceneDetector(frames, camera / "gt.txt"))
         server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         url = f"http://127.0.0.1:{settings.port}"
         try:
             wait_until_ok(f"{url}/health/ready", alive=thread.is_alive, timeout_s=120)
-            store_scenes(url, folder)
+            store_scenes(url, make_scenes(folder / "stored", 3, walkers=4, frames=40, seed=40))
             sentence = next(  # a search the stored tracks answer, so that the picture shows ranked results
                 (q for q in SENTENCES if len(httpx.get(f"{url}/tracks", params={"q": q}).json()["tracks"]) >= 3),
                 SENTENCES[-1],
