@@ -5,6 +5,8 @@ at most, none once the card is removed. The slow one: four cameras for a minute 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import shutil
 import time
@@ -13,6 +15,8 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
+
+from app.streams.preview import MAX_VIEWERS
 
 from .conftest import E2E_LIMITS
 from .harness import make_settings, serving
@@ -100,6 +104,21 @@ def add_camera(page, name: str, url: str) -> None:
     page.click("#camera-add")
 
 
+def assert_viewers_capped(url: str) -> None:
+    """MAX_VIEWERS MJPEG viewers of one stream are served; the next gets 429 too_many_viewers."""
+    with contextlib.ExitStack() as viewers:
+        reading = []  # kept: a reader dropped would close its connection
+        for _ in range(MAX_VIEWERS):
+            response = viewers.enter_context(httpx.stream("GET", url, headers=AUTH, timeout=20))
+            assert response.status_code == 200
+            reading.append(response.iter_bytes())
+            next(reading[-1])  # its first picture: the viewer is counted
+        # Streamed, so that a preview answered by mistake fails the test instead of running forever.
+        with httpx.stream("GET", url, headers=AUTH, timeout=20) as refused:
+            assert refused.status_code == 429
+            assert json.loads(refused.read())["error"]["code"] == "too_many_viewers"
+
+
 PICTURE_SUM = """id => {
   const img = document.querySelector(`.stream[data-id="${id}"] img`);
   if (!img || !img.complete || !img.naturalWidth) return null;
@@ -155,6 +174,10 @@ def test_a_camera_added_from_the_console_shows_its_picture_and_people_and_goes_a
         )
         assert held.get(stream_id, 0) <= 1 and most.get(stream_id, 0) <= 2, (most, held)
         assert page_most < 6, "Chromium's six connections per host would be taken"
+
+        snapshot = httpx.get(f"{server.url}/streams/{stream_id}/snapshot", headers=AUTH)
+        assert snapshot.status_code == 200 and snapshot.headers["content-type"] == "image/jpeg"
+        assert_viewers_capped(f"{server.url}/streams/{stream_id}/preview")
 
         page.click(f'.stream[data-id="{stream_id}"] button.remove')
         page.wait_for_function("document.querySelector('#streams').textContent.includes('No streams yet')")
