@@ -78,9 +78,17 @@ def settings_or_exit(given: dict[str, str] | None = None) -> Settings:
 def main(argv: list[str] | None = None) -> None:
     given = vars(settings_parser().parse_args(argv))  # --help exits here, before anything loads
     settings = settings_or_exit(given)
+    from .default_token import announce, with_default_token
     from .main import build_server, create_app  # after the flags: `--help` needs neither torch nor the model
 
-    server = build_server(create_app(settings), settings)
+    try:
+        in_force = with_default_token(settings)
+    except (OSError, ValueError) as exc:
+        print(f"error: the API token in {settings.data_dir}: {exc}", file=sys.stderr)
+        sys.exit(BAD_SETTINGS)
+    server = build_server(create_app(in_force), in_force)  # configures logging
+    if in_force is not settings:
+        announce(in_force)
     server.run()
     if not server.started or server.failed:
         sys.exit(STARTUP_FAILURE)

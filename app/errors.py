@@ -12,6 +12,7 @@ from enum import StrEnum
 class ErrorCode(StrEnum):
     BAD_REQUEST = "bad_request"  # malformed request: missing/extra fields, empty upload
     UNAUTHORIZED = "unauthorized"  # VTFPAR_API_TOKEN is set and the request does not carry it
+    TOO_MANY_WRONG_TOKENS = "too_many_wrong_tokens"  # this client sent too many wrong tokens lately
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     UPLOAD_TIMEOUT = "upload_timeout"  # the body was not complete within the upload deadline
@@ -29,6 +30,7 @@ class ErrorCode(StrEnum):
     # Live streams
     SOURCE_NOT_ALLOWED = "source_not_allowed"  # a stream URL outside VTFPAR_STREAM_SOURCES (or of no known scheme)
     TOO_MANY_STREAMS = "too_many_streams"  # VTFPAR_MAX_STREAMS streams are open already
+    TOO_MANY_VIEWERS = "too_many_viewers"  # a stream's MJPEG preview has as many viewers as it takes
     # Stored tracks and their search
     UNKNOWN_ATTRIBUTE = "unknown_attribute"  # an attribute the model's schema does not have (closest names given)
     BAD_TIME = "bad_time"  # a time that is not ISO 8601, or bounds in the wrong order
@@ -43,10 +45,11 @@ class ErrorCode(StrEnum):
 
 
 class ServiceError(Exception):
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str, retry_after_s: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retry_after_s = retry_after_s  # when this error knows better than VTFPAR_RETRY_AFTER_S
 
     def __repr__(self) -> str:
         return f"ServiceError({self.code.value}, {self.message!r})"

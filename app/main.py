@@ -21,10 +21,12 @@ from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from model import CheckpointError
 
+from .api.auth import WrongTokenThrottle
 from .api.errors import install_error_handlers
 from .api.middleware import RequestContextMiddleware
 from .api.routes import router
@@ -41,6 +43,7 @@ from .settings import Settings
 from .store import ModelSpec, TrackStore
 from .store.recording import StreamRecorder
 from .store.retention import purge_periodically
+from .streams.preview import Previews
 from .tracks import Detector, load_scene
 
 log = logging.getLogger(__name__)
@@ -107,11 +110,14 @@ def create_app(
     app = FastAPI(title="VTFPAR++ attribute service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.wrong_tokens = WrongTokenThrottle()
+    app.state.previews = Previews()
     install_error_handlers(app, settings.retry_after_s, metrics)
     app.include_router(router)
     app.include_router(streams_router)
     app.include_router(tracks_store_router)
     app.mount("/ui", StaticFiles(directory=CONSOLE, html=True), name="console")  # the web console (app/static)
+    app.add_api_route("/", lambda: RedirectResponse("/ui/"), include_in_schema=False)  # the front door
     # Added last, so outermost: its request id is set while the error middleware above logs and answers.
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app

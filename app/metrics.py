@@ -65,6 +65,9 @@ class Metrics(BatchObserver, DecodeObserver):
             registry=registry,
         )
         self.rejections = Counter("vtfpar_rejections", "Requests refused, by error code", ["reason"], registry=registry)
+        self.wrong_tokens = Counter(
+            "vtfpar_wrong_tokens", "Requests that sent a wrong API token (missing ones not counted)", registry=registry
+        )
         self.upload_bytes = Histogram(
             "vtfpar_upload_bytes", "Request body size of /predict uploads", buckets=UPLOAD_BUCKETS, registry=registry
         )

@@ -268,7 +268,15 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(
         None,
         description="When set, managing streams, reading their events and reading or deleting stored tracks need "
-        "'Authorization: Bearer <token>' (401 otherwise); predictions, health, /info and /metrics stay open.",
+        "'Authorization: Bearer <token>' (401 otherwise), and so does store=true on /predict/tracks and "
+        "/predict/scene; other predictions, health, /info and /metrics stay open. Unset on a service that listens "
+        "beyond loopback: vtfpar serve makes one at first start, keeps it in <data_dir>/api-token (owner-only) and "
+        "logs it with the console's address.",
+    )
+    insecure_no_token: bool = Field(
+        False,
+        description="true = a service that listens beyond loopback without VTFPAR_API_TOKEN makes no token: anyone "
+        "who reaches it can read, search and delete the stored people and open streams.",
     )
 
     # Track store

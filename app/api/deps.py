@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
@@ -14,6 +14,11 @@ from ..errors import ErrorCode, ServiceError
 from ..service import Service
 from ..store import ModelSpec, TrackStore
 from ..store.recording import upload_tracks
+from ..streams.preview import Previews
+from .auth import require_token
+
+# How far ahead of this server's clock a stored video may start: a camera's clock a little fast, not a wrong date.
+MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 
 async def get_service(request: Request) -> Service:  # async: FastAPI would run a plain def on a worker thread
@@ -38,7 +43,12 @@ def served_model(request: Request) -> ModelSpec:
     return ModelSpec.of(service.backend.description)
 
 
+def get_previews(request: Request) -> Previews:
+    return request.app.state.previews
+
+
 ServiceDep = Annotated[Service, Depends(get_service)]
+PreviewsDep = Annotated[Previews, Depends(get_previews)]
 StoreDep = Annotated[TrackStore, Depends(get_store)]
 ServedDep = Annotated[ModelSpec, Depends(served_model)]
 
@@ -85,8 +95,15 @@ def recording(
     moment = parse_time("start", start)
     if not store:
         return None
+    require_token(request)  # stored tracks are people's data, whoever sends them
     if camera is None:
         raise ServiceError(ErrorCode.CAMERA_REQUIRED, "store=true needs camera=NAME")
+    if moment is not None and moment > datetime.now(UTC) + MAX_CLOCK_SKEW:
+        raise ServiceError(
+            ErrorCode.BAD_TIME,
+            f"start: {start!r} is in the future (more than {MAX_CLOCK_SKEW.seconds // 60} minutes ahead of the "
+            "server's clock); give the time of the video's first frame",
+        )
     settings = request.app.state.settings
     return Recording(get_store(request), camera, moment or datetime.now(UTC), settings.store_thumbnails)
 

@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 ERRORS: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.BAD_REQUEST: (400, "Malformed request: missing, extra or empty parts, or invalid parameters."),
     ErrorCode.UNAUTHORIZED: (401, "VTFPAR_API_TOKEN is set and the request does not carry it as a bearer token."),
+    ErrorCode.TOO_MANY_WRONG_TOKENS: (
+        429,
+        "This client sent too many wrong tokens in the last minute; retry after Retry-After seconds.",
+    ),
     ErrorCode.NOT_FOUND: (404, "No such route or resource."),
     ErrorCode.METHOD_NOT_ALLOWED: (405, "The route does not take this method."),
     ErrorCode.UPLOAD_TIMEOUT: (408, "The body was not complete within VTFPAR_UPLOAD_TIMEOUT_S; the connection closes."),
@@ -46,6 +50,7 @@ ERRORS: dict[ErrorCode, tuple[int, str]] = {
     # Live streams
     ErrorCode.SOURCE_NOT_ALLOWED: (403, "The stream URL is outside VTFPAR_STREAM_SOURCES, or of a scheme not served."),
     ErrorCode.TOO_MANY_STREAMS: (429, "VTFPAR_MAX_STREAMS streams are open already."),
+    ErrorCode.TOO_MANY_VIEWERS: (429, "The stream's MJPEG preview has as many viewers as it takes; poll its snapshot."),
     # Stored tracks and their search
     ErrorCode.UNKNOWN_ATTRIBUTE: (422, "An attribute the model's schema does not have; the message names the closest."),
     ErrorCode.BAD_TIME: (422, "A time that is not ISO 8601, or time bounds in the wrong order."),
@@ -78,7 +83,7 @@ def error_response(error: ServiceError, retry_after_s: int, headers: Mapping[str
     status = STATUS[error.code]
     headers = dict(headers or {})
     if status in RETRY_LATER:
-        headers["Retry-After"] = str(retry_after_s)
+        headers["Retry-After"] = str(error.retry_after_s if error.retry_after_s is not None else retry_after_s)
     if status in CLOSE_CONNECTION:
         headers["Connection"] = "close"
     return JSONResponse(

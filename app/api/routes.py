@@ -92,7 +92,7 @@ async def predict(request: Request, service: ServiceDep) -> PredictResponse:
     "/predict/tracks",
     response_model=TracksResponse,
     summary="Attribute probabilities for every track of a full-frame video",
-    responses=error_responses(400, 408, 413, 415, 422, 429, 503),
+    responses=error_responses(400, 401, 408, 413, 415, 422, 429, 503),
     openapi_extra=TRACKS_BODY,
 )
 async def predict_tracks(
@@ -117,7 +117,7 @@ async def predict_tracks(
     "/predict/scene",
     response_model=TracksResponse,
     summary="Attribute probabilities for every person the service's own detector and tracker find",
-    responses=error_responses(400, 404, 408, 413, 415, 422, 429, 503),
+    responses=error_responses(400, 401, 404, 408, 413, 415, 422, 429, 503),
     openapi_extra=SCENE_BODY,
 )
 async def predict_scene(

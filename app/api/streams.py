@@ -1,6 +1,6 @@
 """Live streams: open, list, inspect and close camera streams; read their tracks' attributes as server-sent
-events; watch their preview. Every route needs the API token when VTFPAR_API_TOKEN is set (a stream makes the
-server open connections, and its events and preview show people)."""
+events; watch their preview (a JPEG snapshot to poll, or MJPEG). Every route needs the API token when one is in
+force (a stream makes the server open connections, and its events and preview show people)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from pydantic import Field
 from sse_starlette import EventSourceResponse
 
 from ..streams import CLOSED, Event, StreamSpec
-from ..streams.preview import BOUNDARY, PREVIEW_FPS, part, render
+from ..streams.preview import BOUNDARY, PREVIEW_FPS, part
 from .auth import require_token
-from .deps import ServiceDep
+from .deps import PreviewsDep, ServiceDep
 from .openapi import error_responses
 from .schemas import StreamList, StreamStatus, box_ltwh, decisions
 
@@ -88,24 +88,51 @@ async def stream_events(stream_id: StreamId, service: ServiceDep) -> EventSource
 
 
 @router.get(
+    "/{stream_id}/snapshot",
+    summary="A stream's latest picture with boxes, ids and top attributes (JPEG)",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/jpeg": {}}},
+        204: {"description": "No frame processed yet."},
+        **error_responses(400, 401, 404),
+    },
+)
+async def stream_snapshot(stream_id: StreamId, service: ServiceDep, previews: PreviewsDep) -> Response:
+    """The picture the MJPEG preview would show now (rendered at most 5 times a second, shared by every viewer);
+    poll it for a live picture that holds no connection between pictures."""
+    stream = service.streams.get(stream_id)
+    model = service.backend.description
+    jpeg = await previews.picture(stream, model.schema.names, model.thresholds, service.streams.streams.keys())
+    if jpeg is None:
+        return Response(status_code=204)
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+@router.get(
     "/{stream_id}/preview",
     summary="A stream's live picture with boxes, ids and top attributes (MJPEG)",
     response_class=StreamingResponse,
     responses={
         200: {"content": {f"multipart/x-mixed-replace; boundary={BOUNDARY}": {}}},
-        **error_responses(400, 401, 404),
+        **error_responses(400, 401, 404, 429),
     },
 )
-async def stream_preview(stream_id: StreamId, request: Request, service: ServiceDep) -> StreamingResponse:
+async def stream_preview(
+    stream_id: StreamId, request: Request, service: ServiceDep, previews: PreviewsDep
+) -> StreamingResponse:
+    """A few viewers per stream at most (429 `too_many_viewers` beyond); each gets the shared picture."""
     stream = service.streams.get(stream_id)
     model = service.backend.description
+    previews.check_room(stream_id)
 
     async def pictures():
-        while not stream.ended and not await request.is_disconnected():
-            jpeg = await asyncio.to_thread(render, stream, model.schema.names, model.thresholds)
-            if jpeg is not None:
-                yield part(jpeg)
-            await asyncio.sleep(1 / PREVIEW_FPS)
+        with previews.viewer(stream_id):
+            while not stream.ended and not await request.is_disconnected():
+                live = service.streams.streams.keys()
+                jpeg = await previews.picture(stream, model.schema.names, model.thresholds, live)
+                if jpeg is not None:
+                    yield part(jpeg)
+                await asyncio.sleep(1 / PREVIEW_FPS)
 
     return StreamingResponse(pictures(), media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}")
 

@@ -1,41 +1,61 @@
-// The console: streams with a live preview, the most recent stored tracks, and the search. Plain JavaScript
-// against the service's own API; the API token (when the service has one) is asked for on the first 401 and kept
-// for this browser tab only (sessionStorage).
+// The console: the cameras (a card each: status, live picture, the people on it now; add and remove), the most
+// recent stored tracks, and the search. Plain JavaScript against the service's own API. The API token (when the
+// service has one) is asked for on the first 401 by the login form and kept for this browser tab only
+// (sessionStorage); it travels in the Authorization header, never in a URL.
+//
+// Hooks for other console files (alerts.js, similar.js): `vtfpar.trackButtons` and `vtfpar.cameraButtons` take
+// {label, onClick(track or stream status)} and each card gets those buttons; `vtfpar.api`, `vtfpar.json` and
+// `vtfpar.text` are the calls and helpers below. A new section is a <section> in index.html and its own script.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const state = { token: sessionStorage.getItem("vtfpar-token"), chips: {}, cursor: null, query: null, waiting: [] };
+const STATUS_EVERY_MS = 3000;
+const PICTURE_EVERY_MS = 500; // after every camera's picture was fetched once, one at a time
+const EVENTS_RETRY_MS = 3000;
+const EMPTY = "No streams yet: add a camera below (its URL must lie under VTFPAR_STREAM_SOURCES).";
 
-async function api(path) {
-  const headers = state.token ? { Authorization: `Bearer ${state.token}` } : {};
-  const response = await fetch(path, { headers });
+class NoToken extends Error {}
+
+async function api(path, options = {}) {
+  const headers = { ...(options.headers || {}) };
+  if (state.token) headers.Authorization = `Bearer ${state.token}`;
+  const response = await fetch(path, { ...options, headers });
   if (response.status === 401) {
-    await askToken();
-    return api(path);
+    await askToken(state.token ? "That token was refused." : "");
+    return api(path, options);
   }
   return response;
 }
 
-function askToken() {
-  // Several requests may meet a 401 at once: one dialog, and all of them retry once a token is given.
-  return new Promise((resolve) => {
-    state.waiting.push(resolve);
+function askToken(why) {
+  // Several requests may meet a 401 at once: one form, and all of them retry once a token is given (or fail
+  // with NoToken once the form is cancelled, so that nothing waits forever).
+  return new Promise((resolve, reject) => {
+    state.waiting.push({ resolve, reject });
+    $("token-why").textContent = why;
     const dialog = $("token-dialog");
     if (!dialog.open) dialog.showModal();
   });
 }
 
 $("token-form").addEventListener("submit", (event) => {
-  if (event.submitter && event.submitter.value !== "save") return;
-  state.token = $("token-input").value.trim();
-  sessionStorage.setItem("vtfpar-token", state.token);
-  const waiting = state.waiting.splice(0);
-  waiting.forEach((resolve) => resolve());
+  const save = event.submitter && event.submitter.value === "save";
+  if (save) {
+    state.token = $("token-input").value.trim();
+    sessionStorage.setItem("vtfpar-token", state.token);
+  }
+  $("token-input").value = "";
+  state.waiting.splice(0).forEach((w) => (save ? w.resolve() : w.reject(new NoToken("this needs the API token"))));
 });
-$("token-button").addEventListener("click", () => $("token-dialog").showModal());
+$("token-dialog").addEventListener("cancel", () => {
+  state.waiting.splice(0).forEach((w) => w.reject(new NoToken("this needs the API token")));
+});
+$("token-button").addEventListener("click", () => askToken("").then(refresh, () => {}));
 
-async function json(path) {
-  const response = await api(path);
+async function json(path, options) {
+  const response = await api(path, options);
+  if (response.status === 204) return null;
   const body = await response.json();
   if (!response.ok) throw new Error(body.error ? `${body.error.code}: ${body.error.message}` : response.statusText);
   return body;
@@ -46,7 +66,10 @@ async function image(url, alt) {
   const img = document.createElement("img");
   img.alt = alt;
   const response = await api(url);
-  if (response.ok) img.src = URL.createObjectURL(await response.blob());
+  if (response.ok) {
+    img.src = URL.createObjectURL(await response.blob());
+    img.addEventListener("load", () => URL.revokeObjectURL(img.src), { once: true });
+  }
   return img;
 }
 
@@ -57,9 +80,28 @@ function text(tag, content, className) {
   return element;
 }
 
+function buttons(hooks, subject) {
+  return hooks.map(({ label, onClick }) => {
+    const button = text("button", label, "hook");
+    button.type = "button";
+    button.addEventListener("click", () => onClick(subject));
+    return button;
+  });
+}
+
 function when(iso) {
   return new Date(iso).toLocaleString(undefined, { dateStyle: "short", timeStyle: "medium" });
 }
+
+function topAttributes(attributes, count) {
+  return (attributes || [])
+    .filter((a) => a.positive)
+    .sort((a, b) => b.probability - a.probability)
+    .slice(0, count)
+    .map((a) => `${a.name} ${Math.round(a.probability * 100)}%`);
+}
+
+// Stored tracks and the search -----------------------------------------------------------------------------------
 
 async function card(track) {
   const element = document.createElement("article");
@@ -69,10 +111,9 @@ async function card(track) {
   const meta = text("div", `${track.camera} · ${when(track.first_seen)}`, "meta");
   if (track.score !== undefined) meta.prepend(text("span", track.score.toFixed(3), "score"));
   element.append(meta);
-  const top = track.attributes.filter((a) => a.positive).sort((a, b) => b.probability - a.probability).slice(0, 5);
   const tags = document.createElement("div");
-  top.forEach((a) => tags.append(text("span", `${a.name} ${Math.round(a.probability * 100)}%`, "tag")));
-  element.append(tags);
+  topAttributes(track.attributes, 5).forEach((t) => tags.append(text("span", t, "tag")));
+  element.append(tags, ...buttons(vtfpar.trackButtons, track));
   return element;
 }
 
@@ -135,42 +176,191 @@ async function chips() {
       if (next) state.chips[attribute.name] = next;
       else delete state.chips[attribute.name];
       chip.className = `chip ${next || ""}`;
+      search();
     });
     box.append(chip);
   });
 }
 
-async function streams() {
-  const box = $("streams");
-  let response;
-  try {
-    response = await api("/streams");
-  } catch (error) {
-    box.replaceChildren(text("p", "Streams unavailable.", "muted"));
-    return;
+// Cameras ----------------------------------------------------------------------------------------------------------
+
+const STATS = [
+  ["state", "state", (s) => s.state],
+  ["frames", "frames/s in · processed", (s) => `${s.fps_in.toFixed(1)} · ${s.fps_processed.toFixed(1)}`],
+  ["dropped", "dropped", (s) => s.frames_dropped],
+  ["lag", "lag", (s) => `${s.lag_s.toFixed(2)} s`],
+  ["tracks", "people now", (s) => s.active_tracks],
+  ["reconnects", "reconnects", (s) => s.reconnects],
+];
+
+// One camera's card. Its connections: the events (held while the card lives, aborted when it goes) and, in turn
+// with the other cameras, one snapshot request at a time; nothing is left open once the card is removed.
+class Camera {
+  constructor(status) {
+    this.id = status.id;
+    this.path = `/streams/${encodeURIComponent(status.id)}`;
+    this.people = new Map();
+    this.aborter = new AbortController();
+    this.element = document.createElement("article");
+    this.element.className = "card stream";
+    this.element.dataset.id = status.id;
+    this.picture = document.createElement("img");
+    this.picture.alt = `${status.name}: waiting for the first picture`;
+    const remove = text("button", "Remove", "remove");
+    remove.type = "button";
+    remove.addEventListener("click", () => this.remove());
+    this.stats = document.createElement("dl");
+    this.error = text("div", "", "error");
+    this.list = document.createElement("ul");
+    this.list.className = "people";
+    const title = text("div", status.name, "meta name");
+    title.append(remove, ...buttons(vtfpar.cameraButtons, status));
+    this.element.append(this.picture, title, this.stats, this.error, text("div", "People now", "subtitle"), this.list);
+    this.update(status);
+    this.follow();
   }
-  if (response.status === 404) {
-    box.replaceChildren(text("p", "No streams on this service.", "muted"));
-    return;
+
+  update(status) {
+    this.stats.replaceChildren(
+      ...STATS.flatMap(([key, label, value]) => {
+        const dd = text("dd", String(value(status)), key);
+        return [text("dt", label), dd];
+      }),
+    );
+    this.error.textContent = status.last_error || "";
   }
-  const body = await response.json();
-  const list = Array.isArray(body) ? body : body.streams || [];
-  if (!list.length) {
-    box.replaceChildren(text("p", "No streams.", "muted"));
-    return;
+
+  async refreshPicture() {
+    try {
+      const response = await api(`${this.path}/snapshot`, { signal: this.aborter.signal });
+      if (response.status !== 200) return;
+      const url = URL.createObjectURL(await response.blob());
+      const old = this.picture.src;
+      this.picture.src = url;
+      this.picture.alt = `${this.element.querySelector(".name").firstChild.textContent}: live picture`;
+      if (old.startsWith("blob:")) URL.revokeObjectURL(old);
+    } catch (error) {
+      if (error.name !== "AbortError" && !(error instanceof NoToken)) throw error;
+    }
   }
-  const cards = await Promise.all(
-    list.map(async (stream) => {
-      const element = document.createElement("article");
-      element.className = "card stream";
-      element.append(await image(`/streams/${encodeURIComponent(stream.id)}/preview?t=${Date.now()}`, stream.name || stream.id));
-      element.append(text("div", stream.name || stream.id, "meta"));
-      element.append(text("div", stream.state || "", "state"));
-      return element;
-    }),
-  );
-  box.replaceChildren(...cards);
+
+  // The events, read incrementally from fetch (an EventSource cannot send the token's header).
+  async follow() {
+    while (!this.aborter.signal.aborted) {
+      try {
+        const response = await api(`${this.path}/events`, { signal: this.aborter.signal });
+        if (response.ok) await this.read(response.body.getReader());
+      } catch (error) {
+        if (error.name === "AbortError" || error instanceof NoToken) return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, EVENTS_RETRY_MS));
+    }
+  }
+
+  async read(reader) {
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += decoder.decode(value, { stream: true }).replace(/\r\n/g, "\n");
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        this.event(buffer.slice(0, end));
+        buffer = buffer.slice(end + 2);
+      }
+    }
+  }
+
+  event(block) {
+    const fields = Object.fromEntries(
+      block.split("\n").filter((l) => l.includes(":")).map((l) => [l.slice(0, l.indexOf(":")), l.slice(l.indexOf(":") + 1).trim()]),
+    );
+    if (!fields.event || !fields.data) return;
+    const track = JSON.parse(fields.data);
+    if (fields.event === "track_end") this.people.delete(track.track_id);
+    else this.people.set(track.track_id, track);
+    this.list.replaceChildren(
+      ...[...this.people.values()].map((p) => {
+        const attributes = topAttributes(p.attributes, 3).join(", ") || "no attributes yet";
+        const item = text("li", `#${p.track_id}: ${attributes}`);
+        item.dataset.track = p.track_id;
+        return item;
+      }),
+    );
+  }
+
+  async remove() {
+    try {
+      const response = await api(this.path, { method: "DELETE" });
+      if (!response.ok && response.status !== 404) throw new Error((await response.json()).error.message);
+      cameras.delete(this.id);
+      this.close();
+      showCameras();
+    } catch (error) {
+      this.error.textContent = error.message;
+    }
+  }
+
+  close() {
+    this.aborter.abort();
+    if (this.picture.src.startsWith("blob:")) URL.revokeObjectURL(this.picture.src);
+    this.element.remove();
+  }
 }
+
+const cameras = new Map();
+
+function showCameras() {
+  const box = $("streams");
+  const cards = [...cameras.values()].map((c) => c.element);
+  if (cards.length) box.replaceChildren(...cards);
+  else box.replaceChildren(text("p", EMPTY, "muted"));
+}
+
+async function pollCameras() {
+  state.polling = true;
+  try {
+    const response = await api("/streams");
+    if (response.ok) {
+      const list = (await response.json()).streams;
+      const seen = new Set(list.map((s) => s.id));
+      for (const [id, camera] of cameras) if (!seen.has(id)) (cameras.delete(id), camera.close());
+      list.forEach((s) => (cameras.has(s.id) ? cameras.get(s.id).update(s) : cameras.set(s.id, new Camera(s))));
+    }
+    showCameras();
+  } catch (error) {
+    if (error instanceof NoToken) {
+      // Asked again only from the "API token" button, not every few seconds.
+      $("streams").replaceChildren(text("p", "The cameras need the API token.", "muted"));
+      state.polling = false;
+      return;
+    }
+    $("streams").replaceChildren(text("p", "Streams unavailable.", "muted"));
+  }
+  setTimeout(pollCameras, STATUS_EVERY_MS); // after the answer: polls never overlap
+}
+
+async function pictures() {
+  for (;;) {
+    for (const camera of [...cameras.values()]) await camera.refreshPicture().catch(() => {});
+    await new Promise((resolve) => setTimeout(resolve, PICTURE_EVERY_MS));
+  }
+}
+
+$("camera-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  $("camera-error").textContent = "";
+  const body = JSON.stringify({ name: $("camera-name").value.trim(), url: $("camera-url").value.trim() });
+  try {
+    const status = await json("/streams", { method: "POST", headers: { "Content-Type": "application/json" }, body });
+    if (!cameras.has(status.id)) cameras.set(status.id, new Camera(status));
+    showCameras();
+    $("camera-form").reset();
+  } catch (error) {
+    $("camera-error").textContent = error.message; // the API's own words, e.g. the allow-list's refusal
+  }
+});
 
 $("search-form").addEventListener("submit", search);
 $("clear-button").addEventListener("click", () => {
@@ -180,9 +370,19 @@ $("clear-button").addEventListener("click", () => {
   document.querySelectorAll(".chip").forEach((chip) => (chip.className = "chip"));
   search();
 });
-$("more").addEventListener("click", () => showTracks(state.query || {}, true));
+$("more").addEventListener("click", () => showTracks(state.query || {}, true).catch(() => {}));
 
-chips().catch((error) => ($("search-error").textContent = error.message));
-search();
-streams();
-setInterval(streams, 3000);
+function refresh() {
+  search();
+  if (!state.polling) pollCameras();
+}
+
+const vtfpar = { api, json, text, image, trackButtons: [], cameraButtons: [] };
+window.vtfpar = vtfpar;
+// Other console files load after this one and register their buttons before the first cards are drawn.
+window.addEventListener("DOMContentLoaded", () => {
+  chips().catch((error) => ($("search-error").textContent = error.message));
+  search();
+  pollCameras();
+  pictures();
+});

@@ -1,21 +1,83 @@
 """The preview picture of a stream: its last processed frame with each person's box, track id and top attributes,
-as a JPEG. Drawn only while someone watches (GET /streams/{id}/preview), at most PREVIEW_FPS times a second."""
+as a JPEG. Drawn only while someone watches (GET /streams/{id}/snapshot or /preview), at most PREVIEW_FPS times a
+second per stream however many watch: every viewer gets the same picture."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+import math
+import time
+from collections import Counter
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from model.decisions import positives
 
+from ..errors import ErrorCode, ServiceError
 from .stream import Stream
 
 PREVIEW_FPS = 5.0
+MAX_VIEWERS = 4  # MJPEG viewers held open per stream; each costs a connection and a JPEG copy per tick
 TOP_ATTRIBUTES = 2
 JPEG_QUALITY = 80
 BOUNDARY = "frame"
 COLOURS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180)]
+
+
+@dataclass
+class _Latest:
+    stream: Stream
+    tick: int = -1
+    jpeg: bytes | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class Previews:
+    """Each stream's latest preview JPEG, rendered once per tick (1 / PREVIEW_FPS s) and shared by every viewer,
+    and the count of MJPEG viewers per stream (at most MAX_VIEWERS)."""
+
+    def __init__(self) -> None:
+        self._latest: dict[str, _Latest] = {}
+        self._viewers: Counter[str] = Counter()
+
+    async def picture(
+        self, stream: Stream, names: Sequence[str], thresholds: Sequence[float], live: Collection[str]
+    ) -> bytes | None:
+        """``stream``'s picture for this tick (None before its first frame); ``live``: the streams still open, so
+        that the pictures of closed ones are let go."""
+        latest = self._latest.get(stream.id)
+        if latest is None or latest.stream is not stream:
+            self._latest = {k: v for k, v in self._latest.items() if k in live}
+            latest = self._latest[stream.id] = _Latest(stream)
+        tick = math.floor(time.monotonic() * PREVIEW_FPS)
+        async with latest.lock:  # viewers arriving together wait for one rendering
+            if latest.tick != tick:
+                latest.jpeg = await asyncio.to_thread(render, stream, names, thresholds)
+                latest.tick = tick
+            return latest.jpeg
+
+    def check_room(self, stream_id: str) -> None:
+        """429 ``too_many_viewers`` when ``stream_id``'s MJPEG preview has MAX_VIEWERS viewers already."""
+        if self._viewers[stream_id] >= MAX_VIEWERS:
+            raise ServiceError(
+                ErrorCode.TOO_MANY_VIEWERS,
+                f"{MAX_VIEWERS} viewers watch this stream's preview already; poll GET /streams/{{id}}/snapshot",
+            )
+
+    @contextlib.contextmanager
+    def viewer(self, stream_id: str) -> Iterator[None]:
+        """Counts one MJPEG viewer of ``stream_id`` while it watches (entered by the answer's own generator, so
+        that a viewer who left before the answer started is never counted)."""
+        self._viewers[stream_id] += 1
+        try:
+            yield
+        finally:
+            self._viewers[stream_id] -= 1
+            if not self._viewers[stream_id]:
+                del self._viewers[stream_id]
 
 
 def render(stream: Stream, names: Sequence[str], thresholds: Sequence[float]) -> bytes | None:

@@ -65,6 +65,7 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
         "LOG_LEVEL": "debug",
         "LOG_JSON": "false",
         "API_TOKEN": "t0ken",
+        "INSECURE_NO_TOKEN": "true",
         "DATA_DIR": "/var/lib/vtfpar",
         "DATABASE_URL": "postgresql://vtfpar:pw@db:5432/vtfpar",
         "STORE_THUMBNAILS": "false",
@@ -91,6 +92,7 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
     assert (settings.stream_track_lost_s, settings.stream_open_timeout_s, settings.stream_read_timeout_s) == (2, 4, 6)
     assert (settings.stream_retry_max_s, settings.stream_give_up_s, settings.stream_event_buffer) == (20, 600, 64)
     assert settings.api_token is not None and settings.api_token.get_secret_value() == "t0ken"
+    assert settings.insecure_no_token is True
     assert settings.data_dir == Path("/var/lib/vtfpar") and settings.store_thumbnails is False
     assert settings.database_url == "postgresql://vtfpar:pw@db:5432/vtfpar" and settings.retention_days == 7.5
 

@@ -1,6 +1,7 @@
-"""The web console (/ui) in headless Chromium (Debian's, driven by Playwright): it shows the stored tracks with
-their thumbnails, a search returns the tracks in the API's ranked order, a service without streams says so, and a
-service with a token asks for it."""
+"""The web console (/ui, where / leads) in headless Chromium (Debian's, driven by Playwright): it shows the stored
+tracks with their thumbnails, a search returns the tracks in the API's ranked order, a chip's click searches, a
+service without streams says so, and a service with a token asks for it once (a cancelled login leaves nothing
+waiting)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def store_scene(url: str, tmp_path, headers=None) -> list[int]:
         "tracks": ("gt.txt", (tmp_path / "gt.txt").read_bytes()),
     }
     params = {"store": "true", "camera": "gate-3", "start": datetime(2026, 3, 1, 14, tzinfo=UTC).isoformat()}
-    answer = httpx.post(f"{url}/predict/tracks", files=files, params=params, timeout=60)
+    answer = httpx.post(f"{url}/predict/tracks", files=files, params=params, headers=headers, timeout=60)
     assert answer.status_code == 200, answer.text
     return answer.json()["stored"]
 
@@ -59,8 +60,10 @@ def test_the_console_shows_stored_tracks_and_ranked_search_results(browser, tiny
     settings = make_settings(tiny_checkpoint, **E2E_LIMITS, data_dir=tmp_path / "data")
     with serving(settings) as server:
         stored = store_scene(server.url, tmp_path)
+        front = httpx.get(f"{server.url}/")
+        assert front.status_code == 307 and front.headers["location"] == "/ui/"
         page = browser.new_page()
-        page.goto(f"{server.url}/ui/")
+        page.goto(server.url)
         page.wait_for_function(f"document.querySelectorAll('#tracks .track').length === {len(stored)}")
         assert sorted(shown_ids(page)) == sorted(stored)
         page.wait_for_function(
@@ -79,17 +82,31 @@ def test_the_console_shows_stored_tracks_and_ranked_search_results(browser, tiny
         assert "excluded: hat" in page.inner_text("#interpretation") and "tall" in page.inner_text("#interpretation")
         scores = page.eval_on_selector_all("#tracks .track .score", "s => s.map(e => parseFloat(e.textContent))")
         assert scores == sorted(scores, reverse=True)
+
+        page.click("#clear-button")
+        page.wait_for_function("document.querySelector('#tracks-title').textContent === 'Most recent tracks'")
+        page.click("summary")
+        page.click("#chips .chip >> text=backpack")  # one click searches
+        page.wait_for_function("document.querySelector('#interpretation').textContent.startsWith('required: backpack')")
+        ranked = httpx.get(f"{server.url}/tracks", params={"attributes": "backpack", "limit": 24}).json()
+        page.wait_for_function(f"document.querySelectorAll('#tracks .track').length === {len(ranked['tracks'])}")
+        assert shown_ids(page) == [t["id"] for t in ranked["tracks"]]
         page.close()
 
 
 def test_the_console_asks_for_the_token_when_the_service_has_one(browser, tiny_checkpoint, tmp_path):
     settings = make_settings(tiny_checkpoint, **E2E_LIMITS, data_dir=tmp_path / "data", api_token=TOKEN)
     with serving(settings) as server:
-        stored = store_scene(server.url, tmp_path)
+        stored = store_scene(server.url, tmp_path, headers={"Authorization": f"Bearer {TOKEN}"})
         page = browser.new_page()
         page.goto(f"{server.url}/ui/")
         page.wait_for_selector("#token-dialog[open]")
         assert shown_ids(page) == []
+        page.click("#token-dialog button[value=cancel]")  # the calls that waited fail, none hangs
+        page.wait_for_function("document.querySelector('#search-error').textContent.includes('needs the API token')")
+        assert "need the API token" in page.inner_text("#streams")
+        page.click("#token-button")
+        page.wait_for_selector("#token-dialog[open]")
         page.fill("#token-input", TOKEN)
         page.click("#token-save")
         page.wait_for_function(f"document.querySelectorAll('#tracks .track').length === {len(stored)}")

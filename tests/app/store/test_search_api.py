@@ -46,9 +46,10 @@ def auth(**params) -> dict:
     return {"headers": {"Authorization": f"Bearer {TOKEN}"}, "params": params, "timeout": 30}
 
 
-def post(url, scene, **params) -> httpx.Response:
+def post(url, scene, token: str | None = TOKEN, **params) -> httpx.Response:
     files = {"video": ("scene.mp4", scene["video"]), "tracks": ("gt.txt", scene["mot"])}
-    return httpx.post(f"{url}/predict/tracks", files=files, params=params, timeout=60)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.post(f"{url}/predict/tracks", files=files, params=params, headers=headers, timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -182,6 +183,22 @@ def test_store_needs_a_camera_and_a_good_start(server, scene):
     assert post(server.url, scene, store="true").json()["error"]["code"] == "camera_required"
     refused = post(server.url, scene, store="true", camera="x", start="soon")
     assert refused.status_code == 422 and refused.json()["error"]["code"] == "bad_time"
+
+
+def test_storing_needs_the_token_and_a_start_that_is_not_in_the_future(server, scene):
+    for token in (None, "wrong"):
+        refused = post(server.url, scene, token=token, store="true", camera="intruder", start=START.isoformat())
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized"
+    assert post(server.url, scene, token=None).status_code == 200  # answering without storing stays open
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    refused = post(server.url, scene, store="true", camera="intruder", start=tomorrow.isoformat())
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "bad_time"
+    assert "in the future" in refused.json()["error"]["message"]
+    assert httpx.get(f"{server.url}/tracks", **auth(camera="intruder")).json()["tracks"] == []
+    # A camera's clock a little fast is not a wrong date.
+    almost_now = datetime.now(UTC) + timedelta(minutes=1)
+    kept = post(server.url, scene, store="true", camera="fast-clock", start=almost_now.isoformat())
+    assert kept.status_code == 200 and kept.json()["stored"]
 
 
 def test_erasure_deletes_a_camera_and_its_thumbnails(server, scene, stored):
