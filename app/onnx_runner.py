@@ -1,5 +1,5 @@
 """An ONNX export (``python -m model.export``) served with ONNX Runtime, behind the interface the service uses for
-the model (:class:`~app.inference.Runner`): the same preparation, batching, limits and answers as the torch
+the model (:class:`~app.runner.Runner`): the same preparation, batching, limits and answers as the torch
 checkpoint it was exported from.
 
 Everything the service needs besides the graph (config, schema, thresholds, temperatures, preprocessing) is read
@@ -26,7 +26,7 @@ from model.checkpoint import CheckpointError, ModelFacts, model_facts
 from model.decisions import probabilities
 from model.export import INPUT_NAME, OUTPUT_NAME, ExportError, read_onnx_metadata
 
-from .inference import ModelDescription, ServedModel, StartupError
+from .runner import ModelDescription, ServedModel, StartupError
 from .settings import Settings
 
 log = logging.getLogger(__name__)
