@@ -39,7 +39,7 @@ RUN groupadd --system --gid 10001 vtfpar \
     && chown -R vtfpar:vtfpar /cache /data
 
 # torch.compile (on by default with CUDA) has Triton build a small C launcher at first use, against Python.h: without
-# a C compiler warm-up fails and the process exits. gcc and libc6-dev add about 60 MB to an image of several GB;
+# a C compiler warm-up fails and the process exits. gcc and libc6-dev add 180 MB to an image of several GB;
 # turning inductor off instead would give up the compiled, CUDA-graph path the GPU defaults are sized for.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev \
@@ -71,7 +71,11 @@ COPY model ./model
 COPY app ./app
 COPY training ./training
 COPY vtfpar ./vtfpar
-RUN pip install --no-cache-dir --no-deps . \
+# Building the package fetches its build backend (setuptools), so this step takes the same secrets.
+RUN --mount=type=secret,id=pip.conf,target=/etc/pip.conf \
+    --mount=type=secret,id=ca.crt,target=/run/secrets/ca.crt \
+    if [ -s /run/secrets/ca.crt ]; then export PIP_CERT=/run/secrets/ca.crt; fi \
+    && pip install --no-cache-dir --no-deps . \
     && rm -rf build ./*.egg-info
 
 USER 10001:10001

@@ -29,10 +29,32 @@ from model.decisions import probabilities
 from model.precision import autocast, resolve_precision
 
 from .compiled import CompiledForward, resolve_compile
-from .runner import ModelDescription, Runner, ServedModel, StartupError
+from .runner import DeviceLost, ModelDescription, Runner, ServedModel, StartupError
 from .settings import DEMO_CHECKPOINT, Settings
 
 log = logging.getLogger(__name__)
+
+# CUDA errors that poison the context: every later kernel launch fails the same way, so the process must restart.
+# (Out of memory is not one of them: torch raises OutOfMemoryError for it, and the next batch may fit.)
+STICKY_CUDA_ERRORS = (
+    "illegal memory access",
+    "illegal address",
+    "illegal instruction",
+    "misaligned address",
+    "unspecified launch failure",
+    "device-side assert",
+    "uncorrectable ecc error",
+    "hardware stack error",
+    "launch timed out",
+)
+
+
+def sticky_device_error(exc: BaseException) -> str | None:
+    """The first line of ``exc`` when it is a CUDA error that leaves the device unusable, else None."""
+    if not isinstance(exc, torch.AcceleratorError):
+        return None
+    first_line = (str(exc).splitlines() or [""])[0]
+    return first_line if any(known in first_line.lower() for known in STICKY_CUDA_ERRORS) else None
 
 
 def load_runner(settings: Settings) -> Runner:
@@ -111,6 +133,7 @@ class ModelRunner:
         self.preprocess_in_batch = device.type == "cuda" if preprocess_in_batch is None else preprocess_in_batch
         self._upload = _Uploader(device) if device.type == "cuda" else None
         self.compiled = CompiledForward(self.model, device) if compile else None
+        self.device_lost: str | None = None
         self.description = ModelDescription(
             served=served,
             schema=self.model.schema,
@@ -205,23 +228,39 @@ class ModelRunner:
 
     def predict(self, clips: list) -> np.ndarray:
         """Probabilities ``[B, A]`` for a batch of prepared clips (runs on the model thread)."""
-        with torch.inference_mode():
-            batch = self._batch(clips)
-            with autocast(self.device, self.precision):
-                logits = (self.compiled or self.model)(batch)
-        return probabilities(logits, self.model.temperatures).cpu().numpy()
+        try:
+            with torch.inference_mode():
+                batch = self._batch(clips)
+                with autocast(self.device, self.precision):
+                    logits = (self.compiled or self.model)(batch)
+            return probabilities(logits, self.model.temperatures).cpu().numpy()
+        except torch.AcceleratorError as exc:
+            reason = sticky_device_error(exc)
+            if reason is None:
+                raise
+            if self.device_lost is None:
+                log.critical("%s: the device serves no more batches; the server stops so that it is restarted", reason)
+                self.device_lost = reason
+            raise DeviceLost(reason) from exc
 
     def warm_up(self, batch_sizes: list[int]) -> None:
         """Run every batch size, as often as it takes to compile it (and on CUDA to capture its graph: twice, see
-        ``app.compiled.CALLS_TO_CAPTURE``); later batches are padded up to these sizes."""
+        ``app.compiled.CALLS_TO_CAPTURE``); later batches are padded up to these sizes. Compiled, each size is also
+        run once padded, with frames of mixed sizes."""
         calls = 1
         if self.compiled is not None:
             self.compiled.sizes = sorted(set(batch_sizes))
             calls = self.compiled.warmup_calls
         size = self.model.config.image_size
         blank = [np.zeros((size, size, 3), dtype=np.uint8)] * self.frames_per_clip
+        # Frames of two sizes, as tracker crops come: on CUDA they take preprocessing's other path.
+        mixed = [np.zeros((size * (1 + i % 2), size, 3), dtype=np.uint8) for i in range(self.frames_per_clip)]
         for batch_size in batch_sizes:
             for _ in range(calls):
                 self.predict([self.prepare(blank) for _ in range(batch_size)])
+            if self.compiled is not None and batch_size > 2:
+                # Padded up to this size, of mixed frames: serving's other inputs meet the compiled call before any
+                # request does, so a guard they fail recompiles here, not on the model thread under load.
+                self.predict([self.prepare(mixed) for _ in range(batch_size - 1)])
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)

@@ -71,6 +71,7 @@ class OnnxRunner:
         self.frames_per_clip = facts.config.frames
         used = session.get_providers()
         self.device = torch.device("cuda" if CUDA in used or TENSORRT in used else "cpu")
+        self.device_lost: str | None = None  # ONNX Runtime reports device failures as errors of the batch only
         self.description = ModelDescription(
             served=served,
             schema=facts.schema,

@@ -19,6 +19,10 @@ class StartupError(RuntimeError):
     """The service cannot start with these settings; the message says what to change."""
 
 
+class DeviceLost(RuntimeError):
+    """The accelerator failed in a way no later batch recovers from (a sticky CUDA error): the process must end."""
+
+
 @dataclass(frozen=True)
 class ServedModel:
     """Which checkpoint is served, as answers and metrics name it."""
@@ -70,6 +74,7 @@ class Runner(Protocol):
     description: ModelDescription
     served: ServedModel
     device: torch.device
+    device_lost: str | None  # why the device can serve no more batches (see DeviceLost); None while it can
 
     def prepare(self, frames: list[np.ndarray]) -> object:
         """One clip's RGB uint8 frames -> one item of a ``predict`` batch (runs on a decode thread)."""

@@ -56,8 +56,32 @@ def test_warm_up_runs_each_size_as_often_as_compiling_and_capturing_it_takes(run
     sizes = []
     monkeypatch.setattr(compiled_runner, "predict", lambda clips: sizes.append(len(clips)))
     compiled_runner.warm_up([1, 2, 4])
-    assert sizes == [size for size in (1, 2, 4) for _ in range(calls)]
+    # Size 4 also once padded (3 rows of mixed frame sizes); sizes 1 and 2 have no smaller batch padded up to them.
+    assert sizes == [1] * calls + [2] * calls + [4] * calls + [3]
     assert compiled_runner.compiled.sizes == [1, 2, 4]
+
+
+@pytest.mark.slow  # inductor compiles a tiny module on CPU: a minute on 2 cores with a cold cache
+def test_the_compiled_call_sees_one_memory_layout_whatever_the_batch():
+    """On CUDA, clips of one frame size leave preprocessing channels-last and mixed or padded ones contiguous; dynamo
+    guards on strides, so each new layout would be a recompilation on the model thread while requests wait."""
+    forward = CompiledForward(_Clips(), torch.device("cpu"))
+    forward.sizes = [2, 4]
+    for rows in (2, 4):
+        forward(torch.rand(rows, 3, 3, 8, 8))
+    before, recompiles = graphs_compiled(), counters["recompiles"].total()
+    channels_last = torch.rand(4, 3, 8, 8, 3).permute(0, 1, 4, 2, 3)  # what CUDA's resize of HWC frames gives
+    assert not channels_last.is_contiguous()
+    for batch in (channels_last, channels_last[:3], channels_last[:2], torch.rand(3, 3, 3, 8, 8)):
+        assert torch.equal(forward(batch), batch.flatten(2).amax(2))
+    assert graphs_compiled() == before and counters["recompiles"].total() == recompiles
+
+
+class _Clips(torch.nn.Module):
+    """Something per clip and frame, small enough to compile in seconds."""
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return batch.flatten(2).amax(2)
 
 
 def test_batches_are_padded_to_the_next_warmed_size():
