@@ -25,7 +25,7 @@ ENV HF_HOME=/cache/huggingface \
     TORCH_HOME=/cache/torch \
     TORCHINDUCTOR_CACHE_DIR=/cache/inductor \
     TRITON_CACHE_DIR=/cache/triton \
-    ORT_TENSORRT_CACHE_DIR=/cache/tensorrt
+    VTFPAR_ONNX_TENSORRT_CACHE_DIR=/cache/tensorrt
 
 # A server in a container listens on all interfaces; compose decides what is published.
 ENV VTFPAR_HOST=0.0.0.0 \

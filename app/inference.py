@@ -68,10 +68,38 @@ def load_runner(settings: Settings) -> Runner:
 
 def resolve_device(requested: str) -> torch.device:
     if requested == "cuda" and not torch.cuda.is_available():
-        raise StartupError("VTFPAR_DEVICE=cuda but CUDA is not available on this host")
+        raise StartupError(f"VTFPAR_DEVICE=cuda but CUDA is not available on this host: {why_no_cuda()}")
     if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        log.warning("VTFPAR_DEVICE=auto: the model runs on the CPU, because %s", why_no_cuda())
+        return torch.device("cpu")
     return torch.device(requested)
+
+
+def why_no_cuda() -> str:
+    """Why torch cannot use a GPU here, in words an operator can act on."""
+    if torch.version.cuda is None:
+        return f"this torch ({torch.__version__}) is a CPU-only build"
+    try:
+        torch.cuda.init()  # raises with the driver's own reason (no driver, a driver too old, no device)
+    except Exception as exc:  # torch raises RuntimeError or AssertionError, depending on the cause
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    else:
+        reason = "no CUDA device is visible"
+    built = f"torch {torch.__version__} is built for CUDA {torch.version.cuda}"
+    driver = MINIMUM_DRIVER.get(torch.version.cuda.split(".")[0])
+    return f"{reason} ({built}{f', which needs NVIDIA driver {driver} or later' if driver else ''})"
+
+
+# The oldest NVIDIA driver each CUDA major release runs on (CUDA's release notes); PyPI's torch 2.14 is CUDA 13.
+MINIMUM_DRIVER = {"12": "525", "13": "580"}
+
+
+def torch_threads(settings: Settings, device: torch.device) -> int | None:
+    """``VTFPAR_TORCH_THREADS``, else 1 on CUDA: there torch's CPU work is preprocessing on the decode threads, one
+    upload each, and torch's all-core pool per operation would have them fight over the cores decoding needs."""
+    return settings.torch_threads or (1 if device.type == "cuda" else None)
 
 
 def resolve_service_precision(requested: str, device: torch.device) -> str:
@@ -164,8 +192,9 @@ class ModelRunner:
             raise StartupError(f"VTFPAR_CHECKPOINT={path} does not exist")
         device = resolve_device(settings.device)
         precision = resolve_service_precision(settings.precision, device)
-        if settings.torch_threads:
-            torch.set_num_threads(settings.torch_threads)
+        threads = torch_threads(settings, device)
+        if threads:
+            torch.set_num_threads(threads)
         loaded = load_checkpoint(path, device=device, backbone_weights=settings.backbone_weights)
         model = loaded.model
         served = ServedModel(
