@@ -40,7 +40,9 @@ RUN groupadd --system --gid 10001 vtfpar \
 
 # torch.compile (on by default with CUDA) has Triton build a small C launcher at first use, against Python.h: without
 # a C compiler warm-up fails and the process exits. gcc and libc6-dev add 180 MB to an image of several GB;
-# turning inductor off instead would give up the compiled, CUDA-graph path the GPU defaults are sized for.
+# turning inductor off instead would give up the compiled, CUDA-graph path the GPU defaults are sized for. Not
+# pinned: bookworm's security updates replace libc6-dev's exact version, and a pin would break the build then.
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*

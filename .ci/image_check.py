@@ -1,6 +1,6 @@
 """Runs the built image and checks what a user of `docker compose up` relies on (.ci/image-check.sh builds it first):
 /health/ready, a /predict answer, the HOG detector in /info, a stream from GStreamer's RTSP server with frames
-detected and tracked, and a clean exit on SIGTERM.
+detected and tracked, a C extension built as Triton builds its launcher, and a clean exit on SIGTERM.
 
     python .ci/image_check.py --image localhost/vtfpar-serve:check -- --runtime runc --network=host ...
 
@@ -92,6 +92,32 @@ def check_stream(url: str, camera_url: str) -> None:
     print(f"ok: the RTSP stream runs, {status['fps_in']:.1f} fps in, {status['fps_processed']:.1f} fps detected")
 
 
+# What Triton does at its first CUDA compile, short of the GPU: build a C extension against Python.h and load it.
+C_EXTENSION = r"""
+import os, subprocess, sysconfig, tempfile, importlib.util
+folder = tempfile.mkdtemp()
+with open(os.path.join(folder, "probe.c"), "w") as source:
+    source.write('#include <Python.h>\nstatic struct PyModuleDef m = {PyModuleDef_HEAD_INIT, "probe"};\n'
+                 'PyMODINIT_FUNC PyInit_probe(void) { return PyModule_Create(&m); }\n')
+library = os.path.join(folder, "probe" + sysconfig.get_config_var("EXT_SUFFIX"))
+include = sysconfig.get_paths()["include"]
+subprocess.run(["cc", "-shared", "-fPIC", "-I" + include, source.name, "-o", library], check=True)
+spec = importlib.util.spec_from_file_location("probe", library)
+spec.loader.exec_module(importlib.util.module_from_spec(spec))
+"""
+
+
+def check_c_compiler(name: str) -> None:
+    built = subprocess.run(["podman", "exec", name, "python", "-c", C_EXTENSION], capture_output=True, text=True)
+    if built.returncode != 0:
+        raise CheckFailed(f"the image cannot build a C extension, as Triton must on CUDA: {built.stderr[-1000:]}")
+    caches = subprocess.run(["podman", "exec", name, "env"], capture_output=True, text=True).stdout
+    for variable in ("TORCHINDUCTOR_CACHE_DIR=/cache/", "TRITON_CACHE_DIR=/cache/"):
+        if variable not in caches:
+            raise CheckFailed(f"the image does not set {variable}...")
+    print("ok: a C extension builds and loads (Triton's launcher), compile caches on /cache")
+
+
 def check_sigterm(name: str) -> None:
     subprocess.run(["podman", "kill", "--signal", "TERM", name], check=True, capture_output=True)
     started = time.monotonic()
@@ -138,6 +164,7 @@ def main() -> int:
             check_predict(url, recording)
             check_info(url)
             check_stream(url, camera.url)
+            check_c_compiler(name)
             check_sigterm(name)
         except CheckFailed as failed:
             log = subprocess.run(["podman", "logs", "--tail", "60", name], capture_output=True, text=True)
