@@ -38,8 +38,22 @@ python3 -c "import torch; print('torch', torch.__version__, 'CUDA', torch.versio
 
 # ONNX Runtime's CUDA and TensorRT providers need onnxruntime-gpu (a 244 MB wheel, more than a lent machine can be
 # given) with onnx and onnxscript (the [onnx] extra): without them the suite measures torch only.
+# The CUDA review's findings that only a GPU can show (issue 25): no recompiles after warm-up, whatever the batch's
+# layout; NVDEC decodes on the device (the check refuses software fallback); bf16 only where the GPU has it.
 tests=(tests/app/test_compiled.py::test_cuda_graphs_replay_the_warmed_sizes
-       tests/app/test_inference.py::test_cuda_autocast_stays_close_to_fp32)
+       tests/app/test_inference.py::test_cuda_autocast_stays_close_to_fp32
+       tests/app/test_decoding.py::test_a_decode_device_the_host_lacks_is_refused_at_startup)
+python3 - <<'PY'
+import torch
+from app.cpus import usable_cpus
+from app.settings import Settings
+from model.precision import resolve_precision
+capability = torch.cuda.get_device_capability()
+precision = resolve_precision("auto", torch.device("cuda"))
+print(f"compute capability {capability}: auto precision {precision}; CPUs usable {usable_cpus()} "
+      f"(os.cpu_count {torch.multiprocessing.cpu_count()}): CUDA decode workers {Settings().for_device('cuda').decode_workers}")
+assert precision == ("bf16" if capability >= (8, 0) else "fp16"), "bf16 picked where the GPU only emulates it"
+PY
 onnx_flag=--no-onnx
 if python3 -c "import onnx, onnxscript, onnxruntime as o; assert 'CUDAExecutionProvider' in o.get_available_providers()"
 then

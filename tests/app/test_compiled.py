@@ -126,8 +126,14 @@ def test_cuda_graphs_replay_the_warmed_sizes(tiny_checkpoint, runner):
     on_gpu = ModelRunner.load(make_settings(tiny_checkpoint, device="cuda", compile="on"))
     assert on_gpu.compiled is not None and on_gpu.compiled.cuda_graphs
     on_gpu.warm_up([1, 2, 4])
+    warmed = graphs_compiled()
     clips = clips_of_mixed_sizes(3, on_gpu.frames_per_clip)
     expected = runner.predict([runner.prepare(clip) for clip in clips])
     for _ in range(3):  # replays, each after the previous batch's outputs were copied out
         got = on_gpu.predict([on_gpu.prepare(clip) for clip in clips])
         np.testing.assert_allclose(got, expected, rtol=0, atol=2e-2)  # bf16 autocast, as in test_inference
+    one_size = [np.zeros((64, 32, 3), dtype=np.uint8)] * on_gpu.frames_per_clip  # channels-last out of the resize
+    for rows in range(1, 5):  # padded and not, one frame size and mixed: no request compiles
+        on_gpu.predict([on_gpu.prepare(one_size) for _ in range(rows)])
+        on_gpu.predict([on_gpu.prepare(clip) for clip in clips_of_mixed_sizes(rows, on_gpu.frames_per_clip)])
+    assert graphs_compiled() == warmed, "a request's batch compiled a graph that warm-up did not"
