@@ -20,6 +20,7 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
         "COMPILE": "on",
         "TORCH_THREADS": "1",
         "ONNX_TENSORRT": "false",
+        "ONNX_TENSORRT_CACHE_DIR": "/cache/tensorrt",
         "MAX_BATCH_CLIPS": "16",
         "MAX_BATCH_WAIT_MS": "2.5",
         "MAX_QUEUE": "7",
@@ -76,6 +77,7 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
     assert settings.checkpoint == Path("/models/vtfpar/b16.safetensors")
     assert settings.max_batch_clips == 16 and settings.max_batch_wait_ms == 2.5 and settings.warmup is False
     assert settings.compile == "on" and settings.onnx_tensorrt is False and settings.decode_device == "cuda"
+    assert settings.onnx_tensorrt_cache_dir == Path("/cache/tensorrt")
     assert settings.max_upload_bytes == 1000 and settings.decode_workers == 3 and settings.port == 9000
     assert settings.upload_timeout_s == 7.5 and settings.max_concurrent_uploads == 10
     assert settings.log_json is False and settings.log_level == "debug"
