@@ -17,8 +17,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 ENV NVIDIA_DRIVER_CAPABILITIES=compute,utility,video
 
 # Weights caches live on the /cache volume, and so do the compiled kernels (inductor's, Triton's and TensorRT's
-# engines): a new container reuses them instead of compiling for minutes again. huggingface_hub reads these at import time, so they are set here,
-# not in code; HF_HUB_OFFLINE makes a missing weight fail at once instead of reaching for a hub.
+# engines): a new container reuses them instead of compiling for minutes again. huggingface_hub reads these at
+# import time, so they are set here, not in code; HF_HUB_OFFLINE makes a missing weight fail at once instead of
+# reaching for a hub.
 ENV HF_HOME=/cache/huggingface \
     HF_HUB_CACHE=/cache/huggingface/hub \
     HF_HUB_OFFLINE=1 \

@@ -50,8 +50,9 @@ from app.settings import Settings
 from model.precision import resolve_precision
 capability = torch.cuda.get_device_capability()
 precision = resolve_precision("auto", torch.device("cuda"))
-print(f"compute capability {capability}: auto precision {precision}; CPUs usable {usable_cpus()} "
-      f"(os.cpu_count {torch.multiprocessing.cpu_count()}): CUDA decode workers {Settings().for_device('cuda').decode_workers}")
+workers = Settings().for_device("cuda").decode_workers
+print(f"compute capability {capability}: auto precision {precision}; usable CPUs {usable_cpus()} "
+      f"(os.cpu_count {torch.multiprocessing.cpu_count()}): CUDA decode workers {workers}")
 assert precision == ("bf16" if capability >= (8, 0) else "fp16"), "bf16 picked where the GPU only emulates it"
 PY
 onnx_flag=--no-onnx
