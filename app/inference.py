@@ -20,90 +20,41 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
 
-from model import VTFPAR, AttributeSchema, Preprocess, load_checkpoint
+from model import VTFPAR, load_checkpoint
 from model.decisions import probabilities
 from model.precision import autocast, resolve_precision
 
 from .compiled import CompiledForward, resolve_compile
+from .runner import DeviceLost, ModelDescription, Runner, ServedModel, StartupError
 from .settings import DEMO_CHECKPOINT, Settings
 
 log = logging.getLogger(__name__)
 
-
-class StartupError(RuntimeError):
-    """The service cannot start with these settings; the message says what to change."""
-
-
-@dataclass(frozen=True)
-class ServedModel:
-    """Which checkpoint is served, as answers and metrics name it."""
-
-    name: str  # the config (preset) name
-    digest: str  # sha256 of the checkpoint file
-    schema: str  # attribute schema name
-    demo: bool  # the built-in demo checkpoint is being served
-    checkpoint: str
-    model_card: str | None = None  # where the model's card is (URL or path), from the checkpoint's provenance
-
-    @property
-    def version(self) -> str:
-        return self.digest[:12]
+# CUDA errors that poison the context: every later kernel launch fails the same way, so the process must restart.
+# (Out of memory is not one of them: torch raises OutOfMemoryError for it, and the next batch may fit.)
+STICKY_CUDA_ERRORS = (
+    "illegal memory access",
+    "illegal address",
+    "illegal instruction",
+    "misaligned address",
+    "unspecified launch failure",
+    "device-side assert",
+    "uncorrectable ecc error",
+    "hardware stack error",
+    "launch timed out",
+)
 
 
-@dataclass(frozen=True)
-class ModelDescription:
-    """What answers, ``/info`` and metrics say about the model being served, and the host's half of preparing its
-    input: everything a process needs to serve requests for a model that runs elsewhere (a Ray model replica)."""
-
-    served: ServedModel
-    schema: AttributeSchema
-    thresholds: tuple[float, ...]
-    temperatures: tuple[float, ...] | None  # per attribute, when the checkpoint was calibrated with them
-    calibration: dict | None  # what the thresholds (and temperatures) were fit on
-    frames_per_clip: int
-    image_size: int
-    device: str  # where the model runs, e.g. "cuda:0"
-    precision: str
-    torch_threads: int  # of the process that runs the model
-    preprocess: Preprocess
-    preprocess_in_batch: bool  # the device finishes preprocessing batch-wise (CUDA); see ModelRunner
-    compiled: bool  # the forward pass runs compiled (VTFPAR_COMPILE)
-    runtime: str = f"torch {torch.__version__}"  # what runs the forward pass, e.g. "onnxruntime 1.32.0 (CPU...)"
-
-    def prepare_on_host(self, frames: list[np.ndarray]):
-        """One clip's RGB uint8 frames -> host tensors, to be moved to the model's device by
-        ``ModelRunner.to_device``: the clip's uint8 squares, or (``preprocess_in_batch``) its uint8 fitted frames."""
-        if not self.preprocess_in_batch:
-            return self.preprocess.squares_uint8(frames)
-        return self.preprocess.fit(frames)
-
-
-class Runner(Protocol):
-    """The model in this process, as the service drives it: a torch checkpoint (:class:`ModelRunner`) or an ONNX
-    export (:class:`app.onnx_runner.OnnxRunner`)."""
-
-    description: ModelDescription
-    served: ServedModel
-    device: torch.device
-
-    def prepare(self, frames: list[np.ndarray]) -> object:
-        """One clip's RGB uint8 frames -> one item of a ``predict`` batch (runs on a decode thread)."""
-        ...
-
-    def to_device(self, prepared_on_host) -> object:
-        """``ModelDescription.prepare_on_host``'s result -> one item of a ``predict`` batch."""
-        ...
-
-    def predict(self, clips: list) -> np.ndarray:
-        """Probabilities ``[B, A]`` for a batch of prepared clips (runs on the model thread)."""
-        ...
-
-    def warm_up(self, batch_sizes: list[int]) -> None: ...
+def sticky_device_error(exc: BaseException) -> str | None:
+    """The first line of ``exc`` when it is a CUDA error that leaves the device unusable, else None."""
+    if not isinstance(exc, torch.AcceleratorError):
+        return None
+    first_line = (str(exc).splitlines() or [""])[0]
+    return first_line if any(known in first_line.lower() for known in STICKY_CUDA_ERRORS) else None
 
 
 def load_runner(settings: Settings) -> Runner:
@@ -117,10 +68,38 @@ def load_runner(settings: Settings) -> Runner:
 
 def resolve_device(requested: str) -> torch.device:
     if requested == "cuda" and not torch.cuda.is_available():
-        raise StartupError("VTFPAR_DEVICE=cuda but CUDA is not available on this host")
+        raise StartupError(f"VTFPAR_DEVICE=cuda but CUDA is not available on this host: {why_no_cuda()}")
     if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        log.warning("VTFPAR_DEVICE=auto: the model runs on the CPU, because %s", why_no_cuda())
+        return torch.device("cpu")
     return torch.device(requested)
+
+
+def why_no_cuda() -> str:
+    """Why torch cannot use a GPU here, in words an operator can act on."""
+    if torch.version.cuda is None:
+        return f"this torch ({torch.__version__}) is a CPU-only build"
+    try:
+        torch.cuda.init()  # raises with the driver's own reason (no driver, a driver too old, no device)
+    except Exception as exc:  # torch raises RuntimeError or AssertionError, depending on the cause
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    else:
+        reason = "no CUDA device is visible"
+    built = f"torch {torch.__version__} is built for CUDA {torch.version.cuda}"
+    driver = MINIMUM_DRIVER.get(torch.version.cuda.split(".")[0])
+    return f"{reason} ({built}{f', which needs NVIDIA driver {driver} or later' if driver else ''})"
+
+
+# The oldest NVIDIA driver each CUDA major release runs on (CUDA's release notes); PyPI's torch 2.14 is CUDA 13.
+MINIMUM_DRIVER = {"12": "525", "13": "580"}
+
+
+def torch_threads(settings: Settings, device: torch.device) -> int | None:
+    """``VTFPAR_TORCH_THREADS``, else 1 on CUDA: there torch's CPU work is preprocessing on the decode threads, one
+    upload each, and torch's all-core pool per operation would have them fight over the cores decoding needs."""
+    return settings.torch_threads or (1 if device.type == "cuda" else None)
 
 
 def resolve_service_precision(requested: str, device: torch.device) -> str:
@@ -182,6 +161,7 @@ class ModelRunner:
         self.preprocess_in_batch = device.type == "cuda" if preprocess_in_batch is None else preprocess_in_batch
         self._upload = _Uploader(device) if device.type == "cuda" else None
         self.compiled = CompiledForward(self.model, device) if compile else None
+        self.device_lost: str | None = None
         self.description = ModelDescription(
             served=served,
             schema=self.model.schema,
@@ -212,8 +192,9 @@ class ModelRunner:
             raise StartupError(f"VTFPAR_CHECKPOINT={path} does not exist")
         device = resolve_device(settings.device)
         precision = resolve_service_precision(settings.precision, device)
-        if settings.torch_threads:
-            torch.set_num_threads(settings.torch_threads)
+        threads = torch_threads(settings, device)
+        if threads:
+            torch.set_num_threads(threads)
         loaded = load_checkpoint(path, device=device, backbone_weights=settings.backbone_weights)
         model = loaded.model
         served = ServedModel(
@@ -276,23 +257,39 @@ class ModelRunner:
 
     def predict(self, clips: list) -> np.ndarray:
         """Probabilities ``[B, A]`` for a batch of prepared clips (runs on the model thread)."""
-        with torch.inference_mode():
-            batch = self._batch(clips)
-            with autocast(self.device, self.precision):
-                logits = (self.compiled or self.model)(batch)
-        return probabilities(logits, self.model.temperatures).cpu().numpy()
+        try:
+            with torch.inference_mode():
+                batch = self._batch(clips)
+                with autocast(self.device, self.precision):
+                    logits = (self.compiled or self.model)(batch)
+            return probabilities(logits, self.model.temperatures).cpu().numpy()
+        except torch.AcceleratorError as exc:
+            reason = sticky_device_error(exc)
+            if reason is None:
+                raise
+            if self.device_lost is None:
+                log.critical("%s: the device serves no more batches; the server stops so that it is restarted", reason)
+                self.device_lost = reason
+            raise DeviceLost(reason) from exc
 
     def warm_up(self, batch_sizes: list[int]) -> None:
         """Run every batch size, as often as it takes to compile it (and on CUDA to capture its graph: twice, see
-        ``app.compiled.CALLS_TO_CAPTURE``); later batches are padded up to these sizes."""
+        ``app.compiled.CALLS_TO_CAPTURE``); later batches are padded up to these sizes. Compiled, each size is also
+        run once padded, with frames of mixed sizes."""
         calls = 1
         if self.compiled is not None:
             self.compiled.sizes = sorted(set(batch_sizes))
             calls = self.compiled.warmup_calls
         size = self.model.config.image_size
         blank = [np.zeros((size, size, 3), dtype=np.uint8)] * self.frames_per_clip
+        # Frames of two sizes, as tracker crops come: on CUDA they take preprocessing's other path.
+        mixed = [np.zeros((size * (1 + i % 2), size, 3), dtype=np.uint8) for i in range(self.frames_per_clip)]
         for batch_size in batch_sizes:
             for _ in range(calls):
                 self.predict([self.prepare(blank) for _ in range(batch_size)])
+            if self.compiled is not None and batch_size > 2:
+                # Padded up to this size, of mixed frames: serving's other inputs meet the compiled call before any
+                # request does, so a guard they fail recompiles here, not on the model thread under load.
+                self.predict([self.prepare(mixed) for _ in range(batch_size - 1)])
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)

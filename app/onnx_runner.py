@@ -1,5 +1,5 @@
 """An ONNX export (``python -m model.export``) served with ONNX Runtime, behind the interface the service uses for
-the model (:class:`~app.inference.Runner`): the same preparation, batching, limits and answers as the torch
+the model (:class:`~app.runner.Runner`): the same preparation, batching, limits and answers as the torch
 checkpoint it was exported from.
 
 Everything the service needs besides the graph (config, schema, thresholds, temperatures, preprocessing) is read
@@ -26,7 +26,7 @@ from model.checkpoint import CheckpointError, ModelFacts, model_facts
 from model.decisions import probabilities
 from model.export import INPUT_NAME, OUTPUT_NAME, ExportError, read_onnx_metadata
 
-from .inference import ModelDescription, ServedModel, StartupError
+from .runner import ModelDescription, ServedModel, StartupError
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,10 +55,31 @@ def providers_for(settings: Settings, available: list[str], shape: str, max_batc
             "trt_profile_opt_shapes": f"{INPUT_NAME}:{max_batch}x{shape}",
             "trt_profile_max_shapes": f"{INPUT_NAME}:{max_batch}x{shape}",
             "trt_engine_cache_enable": True,
-            "trt_engine_cache_path": str(Path(tempfile.gettempdir()) / "vtfpar-tensorrt"),
+            "trt_engine_cache_path": str(
+                settings.onnx_tensorrt_cache_dir or Path(tempfile.gettempdir()) / "vtfpar-tensorrt"
+            ),
         }
         providers.insert(0, (TENSORRT, options))
     return providers
+
+
+def cpu_fallback(settings: Settings, available: list[str], used: list[str]) -> str | None:
+    """What to tell the operator when ``VTFPAR_DEVICE=auto`` serves an ONNX checkpoint on the CPU though a GPU
+    could serve it: ONNX Runtime drops a GPU provider that fails to load (CUDA or cuDNN libraries missing) without
+    an error, and the CPU-only package shadows onnxruntime-gpu when both are installed."""
+    if settings.device != "auto" or CUDA in used or TENSORRT in used:
+        return None
+    if CUDA in available:
+        return (
+            f"VTFPAR_DEVICE=auto: ONNX Runtime could not start {CUDA} (its CUDA or cuDNN libraries did not load; "
+            "ONNX Runtime's log above says which), so the model runs on the CPU"
+        )
+    if torch.cuda.is_available():
+        return (
+            "VTFPAR_DEVICE=auto: a GPU is here, but this onnxruntime has no CUDA provider, so the model runs on the "
+            "CPU: install onnxruntime-gpu alone (the CPU-only onnxruntime package shadows it; pip uninstall it)"
+        )
+    return None
 
 
 class OnnxRunner:
@@ -71,6 +92,7 @@ class OnnxRunner:
         self.frames_per_clip = facts.config.frames
         used = session.get_providers()
         self.device = torch.device("cuda" if CUDA in used or TENSORRT in used else "cpu")
+        self.device_lost: str | None = None  # ONNX Runtime reports device failures as errors of the batch only
         self.description = ModelDescription(
             served=served,
             schema=facts.schema,
@@ -130,6 +152,9 @@ class OnnxRunner:
         runner = cls(session, facts, served)
         if settings.device == "cuda" and runner.device.type != "cuda":  # ONNX Runtime fell back to its CPU provider
             raise StartupError(f"VTFPAR_DEVICE=cuda, but ONNX Runtime could not start {providers[0]} on this host")
+        fallback = cpu_fallback(settings, ort.get_available_providers(), session.get_providers())
+        if fallback:
+            log.warning(fallback)
         log.info(
             "loaded %s (version %s, schema %s) with %s",
             served.name,

@@ -52,7 +52,7 @@ class Service:
         # Live streams use the same detector and model (through the batcher, behind requests).
         self.streams = StreamManager(settings, backend, self.metrics, scene.detector if scene is not None else None)
         self.warmed_up = False
-        self.failed = False  # warm-up failed: the server exits (non-zero) so that a supervisor restarts it
+        self.warm_up_failed = False
         self.draining = False
         self._uploads = _Slots(
             settings.max_concurrent_uploads, self.metrics.uploads_in_flight, "request bodies are being received"
@@ -68,8 +68,16 @@ class Service:
         self.metrics.ready.set_function(lambda: 1 if self.ready else 0)
 
     @property
+    def failed(self) -> bool:
+        """The service cannot serve (its warm-up failed, or its model's device is lost): the server exits
+        (non-zero) so that a supervisor restarts it."""
+        # Only a backend whose model runs in this process can lose its device here (LocalBackend).
+        runner = getattr(self.backend, "runner", None)
+        return self.warm_up_failed or getattr(runner, "device_lost", None) is not None
+
+    @property
     def ready(self) -> bool:
-        return self.warmed_up and not self.draining
+        return self.warmed_up and not self.draining and not self.failed
 
     @property
     def in_flight(self) -> int:
@@ -87,7 +95,7 @@ class Service:
             await self.backend.start()
         except Exception:
             log.exception("warm-up failed: the server stops")
-            self.failed = True
+            self.warm_up_failed = True
             return
         self.warmed_up = True
         log.info("ready")

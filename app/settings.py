@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -15,12 +14,17 @@ from pydantic.fields import FieldInfo
 from pydantic.json_schema import JsonDict
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .cpus import usable_cpus
+
 DEMO_CHECKPOINT = Path(__file__).parent / "assets" / "demo.safetensors"
 # FFmpeg decoders of what cameras, phones and browsers write; an operator can admit others (e.g. msmpeg4v3).
 DEFAULT_CODECS = ("av1", "gif", "h264", "hevc", "mjpeg", "mpeg4", "vp8", "vp9")
 # Defaults for a model on a GPU, where a batch of 32 costs little more than one and decoding, not the model, sets
-# the pace: as many decode workers as cores. Applied once the device is known, to the settings not given.
+# the pace: a decode worker per usable CPU, up to 16 (each holds an upload's frames and runs FFmpeg's threads; GPU
+# hosts have 100-200 cores, and beyond 16 decodes at once memory grows faster than a 32-clip batch needs; not
+# measured on a GPU yet). Applied once the device is known, to the settings not given.
 CUDA_MAX_BATCH_CLIPS = 32
+CUDA_MAX_DECODE_WORKERS = 16
 # Which /info section echoes a field (json_schema_extra), so /info lists every field of its kind.
 BATCHING: JsonDict = {"info": "batching"}
 LIMITS: JsonDict = {"info": "limits"}
@@ -28,7 +32,7 @@ DECODING: JsonDict = {"info": "decoding"}
 
 
 def cuda_defaults() -> dict[str, int]:
-    return {"max_batch_clips": CUDA_MAX_BATCH_CLIPS, "decode_workers": os.cpu_count() or 1}
+    return {"max_batch_clips": CUDA_MAX_BATCH_CLIPS, "decode_workers": min(usable_cpus(), CUDA_MAX_DECODE_WORKERS)}
 
 
 def field_extra(field: FieldInfo) -> dict:
@@ -68,7 +72,10 @@ class Settings(BaseSettings):
         "CUDA, off on CPU (compiling takes minutes there). A failed compilation fails warm-up (exit status 3).",
     )
     torch_threads: int | None = Field(
-        None, ge=1, description="CPU threads for torch (torch.set_num_threads); unset = torch's default (all cores)."
+        None,
+        ge=1,
+        description="CPU threads for torch (torch.set_num_threads); unset = torch's default (all cores) on CPU, 1 on "
+        "CUDA, where torch's CPU work is the decode threads' preprocessing, each on its own thread.",
     )
     # Where uploads' video frames are decoded
     decode_device: Literal["cpu", "cuda"] = Field(
@@ -82,7 +89,12 @@ class Settings(BaseSettings):
         True,
         description="With onnxruntime-gpu and TensorRT on a GPU host, run an ONNX checkpoint with ONNX Runtime's "
         "TensorRT provider ahead of CUDA (an engine for batches 1 to max_batch_clips, built at the first start and "
-        "cached in the temporary folder); off = the CUDA provider.",
+        "cached in onnx_tensorrt_cache_dir); off = the CUDA provider.",
+    )
+    onnx_tensorrt_cache_dir: Path | None = Field(
+        None,
+        description="Where TensorRT's engines are cached (building one takes minutes); unset = vtfpar-tensorrt in the "
+        "temporary folder. The image sets /cache/tensorrt, on the cache volume, so a new container reuses them.",
     )
 
     # Dynamic batching and backpressure
@@ -207,11 +219,11 @@ class Settings(BaseSettings):
 
     # Decoding resources
     decode_workers: int = Field(
-        default_factory=lambda: min(4, os.cpu_count() or 1),
+        default_factory=lambda: min(4, usable_cpus()),
         ge=1,
-        description="Uploads decoded at once (a bounded thread pool); on CUDA every core decodes, since decoding, "
-        "not the model, sets the pace there.",
-        json_schema_extra={**DECODING, "default_text": "min(4, CPUs); CPUs on CUDA"},
+        description="Uploads decoded at once (a bounded thread pool); on CUDA a worker per usable CPU up to 16, since "
+        "decoding, not the model, sets the pace there. CPUs: those the process may use (affinity, cgroup quota).",
+        json_schema_extra={**DECODING, "default_text": "min(4, CPUs); min(16, CPUs) on CUDA"},
     )
     decode_threads: int = Field(
         2,

@@ -16,7 +16,8 @@ def resolve_precision(requested: str, device: torch.device) -> str:
         return requested
     if device.type != "cuda":
         return "fp32"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    # Without including_emulation=False, torch answers True on GPUs that only emulate bf16 (T4, V100): slow.
+    return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

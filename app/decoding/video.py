@@ -173,7 +173,10 @@ def _hwaccel(limits: DecodeLimits) -> HWAccel | None:
 
 
 def check_decode_device(limits: DecodeLimits) -> None:
-    """At startup: decode a small H.264 clip on ``limits.decode_device``, or say why that fails."""
+    """At startup: decode a small H.264 clip on ``limits.decode_device``, or say why that fails. On CUDA the probe
+    refuses software fallback and keeps its frames on the device: ``is_hwaccel`` only says a device context was
+    made, and FFmpeg falls back to software when the driver's decoder library (NVIDIA_DRIVER_CAPABILITIES
+    ``video``) is missing, so only frames still on the GPU prove NVDEC decoded them."""
     if limits.decode_device == "cpu":
         return
     clip = io.BytesIO()
@@ -183,24 +186,29 @@ def check_decode_device(limits: DecodeLimits) -> None:
         for value in range(0, 256, 32):
             out.mux(stream.encode(av.VideoFrame.from_ndarray(np.full((64, 64, 3), value, np.uint8), format="rgb24")))
         out.mux(stream.encode())
+    probe = HWAccel(limits.decode_device, allow_software_fallback=False, options={"primary_ctx": "1"}, is_hw_owned=True)
     try:
-        with _open(clip, MP4, limits, decoding=True) as container:
-            stream = container.streams.video[0]
-            frames = sum(1 for _ in container.decode(stream))
-            on_device = stream.codec_context.is_hwaccel
+        with _open(clip, MP4, limits, decoding=True, hwaccel=probe) as container:
+            formats = [frame.format.name for frame in container.decode(container.streams.video[0])]
     except (av.error.FFmpegError, OSError, NotImplementedError) as exc:
         raise DecodeDeviceError(
-            f"VTFPAR_DECODE_DEVICE={limits.decode_device}: cannot decode there (is the NVIDIA driver installed?): {exc}"
+            f"VTFPAR_DECODE_DEVICE={limits.decode_device}: cannot decode there (is the NVIDIA driver installed, with "
+            f"the video capability?): {exc}"
         ) from None
-    if frames != 8 or not on_device:
+    on_device = sum(name == limits.decode_device for name in formats)
+    if len(formats) != 8 or on_device != len(formats):
         raise DecodeDeviceError(
-            f"VTFPAR_DECODE_DEVICE={limits.decode_device}: a test clip decoded {frames} of 8 frames, "
-            f"{'on the device' if on_device else 'in software'}"
+            f"VTFPAR_DECODE_DEVICE={limits.decode_device}: a test clip decoded {len(formats)} of 8 frames, "
+            f"{on_device} of them on the device (the others in software: {sorted(set(formats))}); with Docker, "
+            "NVIDIA_DRIVER_CAPABILITIES must include video"
         )
 
 
-def _open(file: BinaryIO, kind: MediaKind, limits: DecodeLimits, decoding: bool = False) -> av.container.InputContainer:
-    """The upload as a container; ``decoding``: its frames will be decoded (on ``limits.decode_device``)."""
+def _open(
+    file: BinaryIO, kind: MediaKind, limits: DecodeLimits, decoding: bool = False, hwaccel: HWAccel | None = None
+) -> av.container.InputContainer:
+    """The upload as a container; ``decoding``: its frames will be decoded (on ``limits.decode_device``, through
+    ``hwaccel`` when given)."""
     file.seek(0)
     # format= is forced so FFmpeg never probes its way into another demuxer; timeout bounds each read;
     # metadata strings in uploads are not always valid UTF-8.
@@ -211,7 +219,7 @@ def _open(file: BinaryIO, kind: MediaKind, limits: DecodeLimits, decoding: bool 
         timeout=limits.decode_timeout_s,
         metadata_errors="replace",
         options=PROBE_DECODER_OPTIONS if kind in (MP4, MATROSKA) else {},
-        hwaccel=_hwaccel(limits) if decoding else None,
+        hwaccel=(hwaccel or _hwaccel(limits)) if decoding else None,
     )
 
 

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from ray import serve
 
 from ..__main__ import BAD_SETTINGS, STARTUP_FAILURE, settings_or_exit
+from ..cpus import usable_cpus
 from ..log import log_config
 from ..settings import Settings
 from .app import AppOptions, application, replica_counts
@@ -80,7 +81,7 @@ def start_or_join_ray(options: AppOptions) -> bool:
         ray.init(logging_level=logging.WARNING)
         log.info("joined the Ray cluster at %s", os.environ["RAY_ADDRESS"])
         return False
-    cores = os.cpu_count() or 1
+    cores = usable_cpus()  # not the host's cores: a container's quota counts
     declared = max(cores, math.ceil(cpus_needed(options)))
     ray.init(address="local", num_cpus=declared, include_dashboard=False, logging_level=logging.WARNING)
     if declared > cores:

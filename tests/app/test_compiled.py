@@ -56,8 +56,32 @@ def test_warm_up_runs_each_size_as_often_as_compiling_and_capturing_it_takes(run
     sizes = []
     monkeypatch.setattr(compiled_runner, "predict", lambda clips: sizes.append(len(clips)))
     compiled_runner.warm_up([1, 2, 4])
-    assert sizes == [size for size in (1, 2, 4) for _ in range(calls)]
+    # Size 4 also once padded (3 rows of mixed frame sizes); sizes 1 and 2 have no smaller batch padded up to them.
+    assert sizes == [1] * calls + [2] * calls + [4] * calls + [3]
     assert compiled_runner.compiled.sizes == [1, 2, 4]
+
+
+@pytest.mark.slow  # inductor compiles a tiny module on CPU: a minute on 2 cores with a cold cache
+def test_the_compiled_call_sees_one_memory_layout_whatever_the_batch():
+    """On CUDA, clips of one frame size leave preprocessing channels-last and mixed or padded ones contiguous; dynamo
+    guards on strides, so each new layout would be a recompilation on the model thread while requests wait."""
+    forward = CompiledForward(_Clips(), torch.device("cpu"))
+    forward.sizes = [2, 4]
+    for rows in (2, 4):
+        forward(torch.rand(rows, 3, 3, 8, 8))
+    before, recompiles = graphs_compiled(), counters["recompiles"].total()
+    channels_last = torch.rand(4, 3, 8, 8, 3).permute(0, 1, 4, 2, 3)  # what CUDA's resize of HWC frames gives
+    assert not channels_last.is_contiguous()
+    for batch in (channels_last, channels_last[:3], channels_last[:2], torch.rand(3, 3, 3, 8, 8)):
+        assert torch.equal(forward(batch), batch.flatten(2).amax(2))
+    assert graphs_compiled() == before and counters["recompiles"].total() == recompiles
+
+
+class _Clips(torch.nn.Module):
+    """Something per clip and frame, small enough to compile in seconds."""
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return batch.flatten(2).amax(2)
 
 
 def test_batches_are_padded_to_the_next_warmed_size():
@@ -102,8 +126,14 @@ def test_cuda_graphs_replay_the_warmed_sizes(tiny_checkpoint, runner):
     on_gpu = ModelRunner.load(make_settings(tiny_checkpoint, device="cuda", compile="on"))
     assert on_gpu.compiled is not None and on_gpu.compiled.cuda_graphs
     on_gpu.warm_up([1, 2, 4])
+    warmed = graphs_compiled()
     clips = clips_of_mixed_sizes(3, on_gpu.frames_per_clip)
     expected = runner.predict([runner.prepare(clip) for clip in clips])
     for _ in range(3):  # replays, each after the previous batch's outputs were copied out
         got = on_gpu.predict([on_gpu.prepare(clip) for clip in clips])
         np.testing.assert_allclose(got, expected, rtol=0, atol=2e-2)  # bf16 autocast, as in test_inference
+    one_size = [np.zeros((64, 32, 3), dtype=np.uint8)] * on_gpu.frames_per_clip  # channels-last out of the resize
+    for rows in range(1, 5):  # padded and not, one frame size and mixed: no request compiles
+        on_gpu.predict([on_gpu.prepare(one_size) for _ in range(rows)])
+        on_gpu.predict([on_gpu.prepare(clip) for clip in clips_of_mixed_sizes(rows, on_gpu.frames_per_clip)])
+    assert graphs_compiled() == warmed, "a request's batch compiled a graph that warm-up did not"

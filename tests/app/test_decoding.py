@@ -7,6 +7,7 @@ import io
 import os
 import zlib
 from dataclasses import replace
+from types import SimpleNamespace
 
 import av
 import numpy as np
@@ -320,3 +321,36 @@ def test_a_decode_device_the_host_lacks_is_refused_at_startup():
         return
     with pytest.raises(DecodeDeviceError, match="VTFPAR_DECODE_DEVICE=cuda: cannot decode there"):
         check_decode_device(limits)
+
+
+class _DeviceContextSoftwareFrames:
+    """What FFmpeg gives when the CUDA device context opens but NVDEC cannot decode (the driver's decoder library
+    not mounted): a codec context that says hwaccel, and frames decoded in software."""
+
+    def __init__(self, container) -> None:
+        self._container = container
+        self.streams = SimpleNamespace(video=[SimpleNamespace(codec_context=SimpleNamespace(is_hwaccel=True))])
+
+    def decode(self, _stream):
+        return self._container.decode(self._container.streams.video[0])
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._container.close()
+
+
+def test_the_nvdec_check_refuses_frames_decoded_in_software(monkeypatch):
+    probes = []
+
+    def software_open(file, kind, limits, decoding=False, hwaccel=None):
+        probes.append(hwaccel)
+        file.seek(0)
+        return _DeviceContextSoftwareFrames(av.open(file, format=kind.ffmpeg_format))
+
+    monkeypatch.setattr(video_module, "_open", software_open)
+    with pytest.raises(DecodeDeviceError, match="0 of them on the device .*'yuv420p'.* must include video"):
+        check_decode_device(replace(LIMITS, decode_device="cuda"))
+    [probe] = probes
+    assert probe is not None and not probe.allow_software_fallback and probe.is_hw_owned

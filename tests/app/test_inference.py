@@ -8,6 +8,7 @@ import torch
 
 from app.inference import ModelRunner, StartupError, resolve_device, resolve_service_precision, warmup_batch_sizes
 from app.metrics import Metrics
+from model.precision import resolve_precision
 
 from .harness import make_settings
 
@@ -35,6 +36,30 @@ def test_asking_for_cuda_without_it_fails_clearly():
     with pytest.raises(StartupError, match="CUDA is not available"):
         resolve_device("cuda")
     assert resolve_device("auto") == torch.device("cpu")
+
+
+def test_auto_on_a_host_without_cuda_says_why_it_picked_the_cpu(monkeypatch, caplog):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+
+    def no_driver():
+        raise RuntimeError("The NVIDIA driver on your system is too old (found version 12040).")
+
+    monkeypatch.setattr(torch.cuda, "init", no_driver)
+    with caplog.at_level("WARNING", logger="app.inference"):
+        assert resolve_device("auto") == torch.device("cpu")
+    assert "VTFPAR_DEVICE=auto: the model runs on the CPU, because The NVIDIA driver on your system is too old" in (
+        caplog.text
+    )
+    assert "needs NVIDIA driver 580 or later" in caplog.text
+
+
+def test_auto_precision_is_bf16_only_where_the_gpu_runs_it_natively(monkeypatch):
+    """T4 and V100 emulate bf16 (torch says "supported" unless asked about emulation): they get fp16."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert resolve_precision("auto", torch.device("cuda")) == "fp16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert resolve_precision("auto", torch.device("cuda")) == "bf16"
 
 
 def test_warmup_covers_powers_of_two_and_the_largest_batch():

@@ -9,6 +9,7 @@ import time
 
 import httpx
 import pytest
+import torch
 
 from app.main import create_app
 from benchmarks.media import encode, frames
@@ -90,6 +91,35 @@ def test_a_failed_warm_up_stops_the_server_so_a_supervisor_restarts_it(tiny_chec
     running.thread.join(timeout=30)
     assert not running.thread.is_alive(), "the server kept running with a model it cannot serve"
     assert running.server.failed
+
+
+def test_a_sticky_cuda_error_takes_the_service_out_of_ready_and_stops_the_server(tiny_checkpoint, runner):
+    """After an illegal memory access every later kernel fails: the batch is a 500, and rather than answer 500 for
+    ever while /health/ready says 200, the server leaves ready and exits so that its supervisor restarts it."""
+    from app.inference import ModelRunner
+
+    def illegal_access(batch):
+        raise torch.AcceleratorError("CUDA error: an illegal memory access was encountered\nCUDA kernel errors ...")
+
+    lost = ModelRunner(runner.model, runner.served, runner.device, "fp32")
+    lost.compiled = illegal_access  # the forward pass predict runs
+    settings = make_settings(tiny_checkpoint, warmup=False)
+    running = RunningServer(create_app(settings, runner=lost), settings).start()
+    failed = post(running.url)
+    assert failed.status_code == 500 and failed.json()["error"]["code"] == "internal_error"
+    running.thread.join(timeout=30)
+    assert not running.thread.is_alive(), "the server kept answering with a device that can serve no batch"
+    assert running.server.failed and not running.service.ready
+    assert lost.device_lost == "CUDA error: an illegal memory access was encountered"
+
+
+def test_errors_a_later_batch_may_not_repeat_keep_the_server_serving():
+    from app.inference import sticky_device_error
+
+    assert sticky_device_error(torch.AcceleratorError("CUDA error: misaligned address")) is not None
+    assert sticky_device_error(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")) is None
+    assert sticky_device_error(RuntimeError("an illegal memory access")) is None  # not from the accelerator
+    assert sticky_device_error(torch.AcceleratorError("CUDA error: invalid configuration argument")) is None
 
 
 def test_a_full_queue_gives_429_and_a_stale_clip_503(tiny_checkpoint, runner):

@@ -16,7 +16,7 @@ from onnx import TensorProto, helper
 
 from app.api.schemas import PredictResponse
 from app.inference import ModelRunner, StartupError, load_runner
-from app.onnx_runner import CPU, CUDA, TENSORRT, OnnxRunner, providers_for
+from app.onnx_runner import CPU, CUDA, TENSORRT, OnnxRunner, cpu_fallback, providers_for
 from app.settings import Settings
 from benchmarks.media import decode_all, encode, frames, image_bytes
 from benchmarks.servers import AppProcess
@@ -110,6 +110,23 @@ def test_providers_follow_the_device_and_the_installed_build():
     assert rest == [CUDA, CPU] and tensorrt[0] == TENSORRT
     assert tensorrt[1]["trt_profile_min_shapes"] == "frames:1x6x3x224x224"
     assert tensorrt[1]["trt_profile_max_shapes"] == "frames:32x6x3x224x224"
+
+
+def test_tensorrt_engines_are_cached_where_the_settings_say(tmp_path):
+    """A container's temporary folder dies with it, and rebuilding the engines takes minutes: the image points the
+    cache at its /cache volume."""
+    shape = "6x3x224x224"
+    [(_, options), *_] = providers_for(Settings(onnx_tensorrt_cache_dir=tmp_path), [TENSORRT, CUDA, CPU], shape, 8)
+    assert options["trt_engine_cache_enable"] and options["trt_engine_cache_path"] == str(tmp_path)
+
+
+def test_auto_says_loudly_when_a_gpu_host_serves_the_onnx_model_on_the_cpu(monkeypatch):
+    auto = Settings(device="auto")
+    assert cpu_fallback(auto, [TENSORRT, CUDA, CPU], [CUDA, CPU]) is None
+    assert "could not start CUDAExecutionProvider" in cpu_fallback(auto, [CUDA, CPU], [CPU])
+    assert cpu_fallback(Settings(device="cpu"), [CUDA, CPU], [CPU]) is None  # asked for
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert "install onnxruntime-gpu alone" in cpu_fallback(auto, [CPU], [CPU])
 
 
 @pytest.mark.skipif(

@@ -20,6 +20,7 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
         "COMPILE": "on",
         "TORCH_THREADS": "1",
         "ONNX_TENSORRT": "false",
+        "ONNX_TENSORRT_CACHE_DIR": "/cache/tensorrt",
         "MAX_BATCH_CLIPS": "16",
         "MAX_BATCH_WAIT_MS": "2.5",
         "MAX_QUEUE": "7",
@@ -78,6 +79,7 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
     assert settings.checkpoint == Path("/models/vtfpar/b16.safetensors")
     assert settings.max_batch_clips == 16 and settings.max_batch_wait_ms == 2.5 and settings.warmup is False
     assert settings.compile == "on" and settings.onnx_tensorrt is False and settings.decode_device == "cuda"
+    assert settings.onnx_tensorrt_cache_dir == Path("/cache/tensorrt")
     assert settings.max_upload_bytes == 1000 and settings.decode_workers == 3 and settings.port == 9000
     assert settings.upload_timeout_s == 7.5 and settings.max_concurrent_uploads == 10
     assert settings.log_json is False and settings.log_level == "debug"
@@ -115,14 +117,17 @@ def test_defaults_serve_on_port_8000_of_every_interface(monkeypatch):
     assert settings.stream_sources == () and settings.api_token is None  # no streams unless sources are allowed
 
 
-def test_a_gpu_gets_a_large_batch_and_a_decode_worker_per_core(monkeypatch):
+def test_a_gpu_gets_a_large_batch_and_a_decode_worker_per_usable_cpu_up_to_16(monkeypatch):
     for name in list(Settings.model_fields):
         monkeypatch.delenv(f"VTFPAR_{name.upper()}", raising=False)
-    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    monkeypatch.setattr("os.cpu_count", lambda: 192)  # the host's cores: not what the process may use
+    monkeypatch.setattr("app.settings.usable_cpus", lambda: 6)
     defaults = Settings()
     assert defaults.for_device("cpu") == defaults and (defaults.max_batch_clips, defaults.decode_workers) == (8, 4)
     on_gpu = defaults.for_device("cuda")
-    assert (on_gpu.max_batch_clips, on_gpu.decode_workers) == (32, 16)
+    assert (on_gpu.max_batch_clips, on_gpu.decode_workers) == (32, 6)
+    monkeypatch.setattr("app.settings.usable_cpus", lambda: 192)
+    assert Settings().for_device("cuda").decode_workers == 16
     monkeypatch.setenv("VTFPAR_MAX_BATCH_CLIPS", "12")
     chosen = Settings(decode_workers=3).for_device("cuda")
     assert (chosen.max_batch_clips, chosen.decode_workers) == (12, 3), "values given are kept on a GPU"

@@ -97,6 +97,15 @@ def test_api_healthcheck_probes_readiness(compose):
     assert "curl" not in " ".join(test), "the image has no curl"
 
 
+def test_the_healthcheck_waits_out_a_cold_compile_and_training_gets_shared_memory(compose):
+    """Warm-up compiles every batch size on CUDA the first time (minutes); DataLoader workers and NCCL pass tensors
+    through /dev/shm, 64 MB by default."""
+    api = compose["services"]["api"]
+    assert seconds(api["healthcheck"]["start_period"]) >= 600
+    size = api["shm_size"].lower()
+    assert size.endswith("gb") and float(size[:-2]) >= 2, size
+
+
 def test_stop_grace_period_outlasts_the_drain(compose):
     api = compose["services"]["api"]
     drain = float(api["environment"]["VTFPAR_DRAIN_TIMEOUT_S"])

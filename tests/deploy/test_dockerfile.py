@@ -47,17 +47,42 @@ def test_server_runs_as_a_fixed_non_root_user():
     assert uid.isdigit() and int(uid) != 0, user
 
 
-def test_weights_caches_are_offline_and_under_the_cache_volume():
+def test_weights_and_compiled_kernels_are_cached_under_the_cache_volume():
+    """A new container reuses the weights, inductor's and Triton's kernels and TensorRT's engines: compiling them
+    again takes minutes at every start."""
     env = " ".join(args for keyword, args in instructions() if keyword == "ENV")
     assert "HF_HUB_OFFLINE=1" in env
-    for variable in ("HF_HOME", "HF_HUB_CACHE", "TORCH_HOME"):
+    for variable in (
+        "HF_HOME",
+        "HF_HUB_CACHE",
+        "TORCH_HOME",
+        "TORCHINDUCTOR_CACHE_DIR",
+        "TRITON_CACHE_DIR",
+        "VTFPAR_ONNX_TENSORRT_CACHE_DIR",
+    ):
         assert re.search(rf"\b{variable}=/cache/", env), f"{variable} is not under /cache"
 
 
-def test_healthcheck_probes_readiness_without_curl():
+def test_the_image_has_the_c_compiler_triton_needs_and_the_scene_extra():
+    """torch.compile is on by default with CUDA, and Triton builds a C launcher at first use: without a compiler,
+    warm-up fails and the container restarts for ever. The scene extra brings HOG and the tracker."""
+    runs = " ".join(args for keyword, args in instructions() if keyword == "RUN")
+    assert re.search(r"apt-get install [^&]*\bgcc\b", runs) and "libc6-dev" in runs
+    assert "['optional-dependencies']['scene']" in runs and "opencv-python-headless" in runs
+
+
+def test_the_driver_mounts_what_cuda_and_nvdec_need():
+    env = " ".join(args for keyword, args in instructions() if keyword == "ENV")
+    capabilities = re.search(r"NVIDIA_DRIVER_CAPABILITIES=(\S+)", env)
+    assert capabilities and {"compute", "utility", "video"} <= set(capabilities[1].split(","))
+
+
+def test_healthcheck_probes_readiness_without_curl_and_waits_out_a_cold_compile():
     healthcheck = next(args for keyword, args in instructions() if keyword == "HEALTHCHECK")
     command = json.loads(healthcheck[healthcheck.index("CMD") + len("CMD") :])
     assert command[:2] == ["python", "-c"] and "/health/ready" in command[2]
+    start_period = re.search(r"--start-period=(\d+)s", healthcheck)
+    assert start_period and int(start_period[1]) >= 600
 
 
 def test_server_starts_in_exec_form_so_sigterm_reaches_it():
