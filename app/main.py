@@ -35,6 +35,7 @@ from .decoding import DecodeLimits
 from .decoding.video import DecodeDeviceError, check_decode_device
 from .inference import Runner, StartupError, load_runner, resolve_device
 from .log import log_config
+from .memory import return_large_buffers
 from .metrics import Metrics
 from .service import Service
 from .settings import Settings
@@ -69,6 +70,7 @@ def create_app(
         raise TypeError("create_app serves a runner or a backend, not both: a backend already holds its model")
     settings = settings or Settings()
     metrics = metrics or Metrics()
+    return_large_buffers()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):

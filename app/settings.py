@@ -98,7 +98,8 @@ class Settings(BaseSettings):
     max_queue: int = Field(
         64,
         ge=1,
-        description="Clips waiting for the model; beyond it requests get 429 queue_full.",
+        description="Clips waiting for the model, per lane: /predict's clips beyond it get 429 queue_full; the tracks "
+        "of /predict/tracks and /predict/scene wait for room instead; live streams' clips have a lane of their own.",
         json_schema_extra=BATCHING,
     )
     queue_timeout_s: float = Field(
@@ -180,8 +181,8 @@ class Settings(BaseSettings):
     max_tracks: int = Field(
         64,
         ge=1,
-        description="Tracks one /predict/tracks request may send (413 beyond it); never more than max_queue, since "
-        "each track waits in the queue as one clip. /predict/scene runs this many and lists the rest as skipped.",
+        description="Tracks one /predict/tracks request may send (413 beyond it); /predict/scene runs this many and "
+        "lists the rest as skipped. A request's tracks beyond the queue's room wait for room, not refused.",
         json_schema_extra=LIMITS,
     )
     max_track_boxes: int = Field(

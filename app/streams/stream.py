@@ -32,6 +32,7 @@ import av
 import numpy as np
 
 from ..backend import ModelBackend
+from ..batching import Lane
 from ..errors import ServiceError
 from ..metrics import Metrics
 from ..tracks import Detector
@@ -351,7 +352,7 @@ class Stream:
     async def _answer(self, track: LiveTrack, clip: object | None, end: bool) -> None:
         if clip is not None:
             try:
-                result = await self.backend.submit(clip, background=True)
+                result = await self.backend.submit(clip, Lane.STREAM)
             except ServiceError as exc:  # queue full or timed out behind requests: the next update tries again
                 log.info("stream %s track %d: window not run (%s)", self.id, track.track_id, exc.code.value)
             else:
