@@ -1,7 +1,7 @@
 """Every knob of the service, read once from the environment (prefix ``VTFPAR_``).
 
 ``VTFPAR_MAX_BATCH_CLIPS=16`` sets ``max_batch_clips``; field names map to variables by upper-casing them.
-``/info`` echoes the effective values.
+``/info`` echoes the effective values, but for paths, addresses and secrets.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ CUDA_MAX_BATCH_CLIPS = 32
 BATCHING: JsonDict = {"info": "batching"}
 LIMITS: JsonDict = {"info": "limits"}
 DECODING: JsonDict = {"info": "decoding"}
+STREAMS: JsonDict = {"info": "streams"}
+STORE: JsonDict = {"info": "store"}
 
 
 def cuda_defaults() -> dict[str, int]:
@@ -237,25 +239,50 @@ class Settings(BaseSettings):
     streams_file: Path | None = Field(
         None, description='JSON file of streams to start with the service: [{"name": ..., "url": ..., ...}, ...].'
     )
-    max_streams: int = Field(4, ge=0, description="Streams open at once; beyond it POST /streams gets 429.")
-    stream_detection_interval: int = Field(3, ge=1, description="A stream's detector runs on every k-th frame.")
+    max_streams: int = Field(
+        4, ge=0, description="Streams open at once; beyond it POST /streams gets 429.", json_schema_extra=STREAMS
+    )
+    stream_detection_interval: int = Field(
+        3, ge=1, description="A stream's detector runs on every k-th frame.", json_schema_extra=STREAMS
+    )
     stream_update_s: float = Field(
-        2.0, gt=0, description="Seconds (stream time) between a track's attribute updates: one clip each."
+        2.0,
+        gt=0,
+        description="Seconds (stream time) between a track's attribute updates: one clip each.",
+        json_schema_extra=STREAMS,
     )
-    stream_max_tracks: int = Field(32, ge=1, description="People followed at once per stream; more are not followed.")
+    stream_max_tracks: int = Field(
+        32, ge=1, description="People followed at once per stream; more are not followed.", json_schema_extra=STREAMS
+    )
     stream_track_lost_s: float = Field(
-        1.0, gt=0, description="A track unseen this long (stream time) has ended (track_end)."
+        1.0,
+        gt=0,
+        description="A track unseen this long (stream time) has ended (track_end).",
+        json_schema_extra=STREAMS,
     )
-    stream_open_timeout_s: float = Field(10.0, gt=0, description="Opening a stream's source, before it fails.")
-    stream_read_timeout_s: float = Field(10.0, gt=0, description="A source silent this long is reconnected.")
+    stream_open_timeout_s: float = Field(
+        10.0, gt=0, description="Opening a stream's source, before it fails.", json_schema_extra=STREAMS
+    )
+    stream_read_timeout_s: float = Field(
+        10.0, gt=0, description="A source silent this long is reconnected.", json_schema_extra=STREAMS
+    )
     stream_retry_max_s: float = Field(
-        30.0, gt=0, description="Longest wait between reconnection attempts (backoff doubles up to it, jittered)."
+        30.0,
+        gt=0,
+        description="Longest wait between reconnection attempts (backoff doubles up to it, jittered).",
+        json_schema_extra=STREAMS,
     )
     stream_give_up_s: float = Field(
-        300.0, gt=0, description="A source that delivers no frame for this long ends failed, retries stopped."
+        300.0,
+        gt=0,
+        description="A source that delivers no frame for this long ends failed, retries stopped.",
+        json_schema_extra=STREAMS,
     )
     stream_event_buffer: int = Field(
-        256, ge=1, description="Events held for each slow events reader; the oldest are dropped beyond it."
+        256,
+        ge=1,
+        description="Events held for each slow events reader; the oldest are dropped beyond it.",
+        json_schema_extra=STREAMS,
     )
 
     # Access
@@ -276,10 +303,15 @@ class Settings(BaseSettings):
         "several instances share one store; unset = sqlite:///<data_dir>/tracks.db.",
     )
     store_thumbnails: bool = Field(
-        True, description="Keep a JPEG of each stored track's best crop (under <data_dir>/thumbnails)."
+        True,
+        description="Keep a JPEG of each stored track's best crop (under <data_dir>/thumbnails).",
+        json_schema_extra=STORE,
     )
     retention_days: float = Field(
-        30, ge=0, description="Stored tracks last seen longer ago than this are purged (hourly); 0 keeps them."
+        30,
+        ge=0,
+        description="Stored tracks last seen longer ago than this are purged (hourly); 0 keeps them.",
+        json_schema_extra=STORE,
     )
 
     # Process
@@ -331,7 +363,8 @@ class Settings(BaseSettings):
 
     @classmethod
     def in_info_section(cls, section: str) -> list[str]:
-        """The fields /info echoes under ``section`` (``batching``, ``limits``, ``decoding``)."""
+        """The fields /info echoes under ``section`` (``batching``, ``limits``, ``decoding``, ``streams``,
+        ``store``); paths, addresses and secrets are in none."""
         return [name for name, field in cls.model_fields.items() if field_extra(field).get("info") == section]
 
     @property

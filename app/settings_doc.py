@@ -20,8 +20,9 @@ HEADER = """\
 # Settings
 
 Every setting is an environment variable, read once at startup, or the `vtfpar serve` flag of the same name
-(`VTFPAR_MAX_QUEUE=32` or `--max-queue 32`; a flag wins over the variable). `/info` echoes the values in force.
-Invalid values stop the service at startup with a message naming the variable.
+(`VTFPAR_MAX_QUEUE=32` or `--max-queue 32`; a flag wins over the variable). `/info` echoes the values in force,
+but for paths, addresses and secrets. Invalid values stop the service at startup with a message naming the
+variable.
 
 This page is generated from `app/settings.py`: `vtfpar settings --out docs/settings.md` rewrites it.
 
