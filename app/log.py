@@ -76,6 +76,9 @@ def log_config(level: str, json_logs: bool) -> dict:
             "app": {"handlers": ["default"], "level": level.upper(), "propagate": False},
             "uvicorn": {"handlers": ["default"], "level": level.upper(), "propagate": False},
             "uvicorn.error": {"level": level.upper()},
+            # The service writes its own access line, with the request id (app.api.middleware); uvicorn's would
+            # repeat it without one.
+            "uvicorn.access": {"level": "WARNING"},
             # A warning per malformed multipart header: clients choose how many, and get a 400 saying why.
             "python_multipart": {"level": "ERROR"},
         },

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import logging.config
 import select
 import socket
 import struct
@@ -68,7 +69,11 @@ def create_app(
     that runs elsewhere, or else the checkpoint the settings name, loaded by the lifespan."""
     if runner is not None and backend is not None:
         raise TypeError("create_app serves a runner or a backend, not both: a backend already holds its model")
-    settings = settings or Settings()
+    if settings is None:
+        # Called with nothing, as ``uvicorn --factory app.main:create_app`` calls it (after uvicorn has set up its
+        # own logging): the logs follow VTFPAR_LOG_JSON and VTFPAR_LOG_LEVEL as under ``vtfpar serve``.
+        settings = Settings()
+        logging.config.dictConfig(log_config(settings.log_level, settings.log_json))
     metrics = metrics or Metrics()
     return_large_buffers()
 
@@ -93,6 +98,8 @@ def create_app(
         service = Service(settings, model_backend, metrics, scene)
         app.state.service = service
         app.state.track_store = store = await asyncio.to_thread(TrackStore.from_settings, settings)
+        where = "in the configured database" if settings.database_url else f"in {settings.data_dir / 'tracks.db'}"
+        log.info("stored tracks are kept %s, their pictures under %s", where, settings.data_dir / "thumbnails")
         # Live streams store the tracks they end through it (the stream manager's track-end listener).
         app.state.stream_recorder = recorder = StreamRecorder(store, ModelSpec.of(model_backend.description))
         service.streams.add_track_end_listener(recorder.track_ended)

@@ -33,6 +33,12 @@ def cuda_defaults() -> dict[str, int]:
     return {"max_batch_clips": CUDA_MAX_BATCH_CLIPS, "decode_workers": os.cpu_count() or 1}
 
 
+def default_data_dir() -> Path:
+    """One place for the service's files whatever directory it starts in: ``$XDG_DATA_HOME/vtfpar``, else
+    ``~/.local/share/vtfpar`` (the container image sets ``/data``)."""
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "vtfpar"
+
+
 def field_extra(field: FieldInfo) -> dict:
     """A field's ``json_schema_extra`` (its /info section, a default described in words), as a dict."""
     return field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
@@ -294,8 +300,10 @@ class Settings(BaseSettings):
 
     # Track store
     data_dir: Path = Field(
-        Path("data"),
-        description="The service's own files: the embedded track database (tracks.db) and the thumbnails/ folder.",
+        default_factory=default_data_dir,
+        description="The service's own files: the embedded track database (tracks.db) and the thumbnails/ folder; "
+        "a relative path is taken from the directory the service starts in. The log says where at start.",
+        json_schema_extra={"default_text": "$XDG_DATA_HOME/vtfpar, else ~/.local/share/vtfpar; /data in the image"},
     )
     database_url: str | None = Field(
         None,
@@ -343,6 +351,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             value = [prefix.strip() for prefix in value.split(",") if prefix.strip()]
         return tuple(value) if isinstance(value, list | tuple) else value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().absolute()  # fixed once, so that the log and the store name the same place
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -31,8 +31,8 @@ This page is generated from `app/settings.py`: `vtfpar settings --out docs/setti
 """
 
 FOOTER = """
-`uvicorn --factory app.main:create_app` also works (it reads the same variables), but `vtfpar serve` adds the
-SIGTERM handling below.
+`uvicorn --factory app.main:create_app` also works (it reads the same variables, logs the same lines, access lines
+with their request ids included), but `vtfpar serve` adds the SIGTERM handling below.
 
 **Shutdown.** On SIGTERM or SIGINT the service reports not ready at once (`/health/ready` 503, `vtfpar_ready` 0),
 uvicorn stops accepting connections and waits up to `VTFPAR_DRAIN_TIMEOUT_S` for accepted requests, the batch

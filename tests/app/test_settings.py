@@ -153,3 +153,17 @@ def test_python_m_app_names_the_bad_variable_and_exits_non_zero():
     result = subprocess.run([sys.executable, "-m", "app"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "VTFPAR_MAX_BATCH_CLIPS" in result.stderr and "VTFPAR_DEVICE" in result.stderr
+
+
+def test_the_data_lives_in_one_place_whatever_directory_the_service_starts_in(monkeypatch, tmp_path):
+    """Unset: under XDG_DATA_HOME (else ~/.local/share), never a folder of the working directory; a relative
+    path given is fixed to an absolute one once, so that the log and the store name the same place."""
+    monkeypatch.delenv("VTFPAR_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+    assert Settings().data_dir == tmp_path / "xdg" / "vtfpar"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert Settings().data_dir == tmp_path / "home" / ".local" / "share" / "vtfpar"
+    monkeypatch.setenv("VTFPAR_DATA_DIR", "store")
+    assert Settings().data_dir == tmp_path / "store"
