@@ -35,7 +35,7 @@ from .backend import LocalBackend, ModelBackend
 from .decoding import DecodeLimits
 from .decoding.video import DecodeDeviceError, check_decode_device
 from .inference import Runner, StartupError, load_runner, resolve_device
-from .log import log_config
+from .log import ReportedStartupError, log_config
 from .memory import return_large_buffers
 from .metrics import Metrics
 from .service import Service
@@ -91,10 +91,10 @@ def create_app(
             scene = await asyncio.to_thread(load_scene, settings, resolve_device(settings.device), detector)
         except (StartupError, CheckpointError) as exc:
             log.error("cannot load the model: %s", exc)
-            raise
+            raise ReportedStartupError(str(exc)) from None
         except DecodeDeviceError as exc:
             log.error("cannot decode uploads: %s", exc)
-            raise
+            raise ReportedStartupError(str(exc)) from None
         service = Service(settings, model_backend, metrics, scene)
         app.state.service = service
         app.state.track_store = store = await asyncio.to_thread(TrackStore.from_settings, settings)
@@ -104,8 +104,12 @@ def create_app(
         app.state.stream_recorder = recorder = StreamRecorder(store, ModelSpec.of(model_backend.description))
         service.streams.add_track_end_listener(recorder.track_ended)
         purging = asyncio.create_task(purge_periodically(store, settings.retention_days), name="purge")
-        await service.start()
         try:
+            try:
+                await service.start()
+            except StartupError as exc:  # the streams file
+                log.error("cannot start: %s", exc)
+                raise ReportedStartupError(str(exc)) from None
             yield
         finally:
             await service.stop()
