@@ -213,6 +213,13 @@ class Settings(BaseSettings):
     detection_interval: int = Field(
         1, ge=1, description="/predict/scene runs the detector on every k-th frame; ByteTrack's time scale follows."
     )
+    detection_s_per_frame: float = Field(
+        0.2,
+        ge=0,
+        description="/predict/scene's decode deadline (VTFPAR_DECODE_TIMEOUT_S) grows by this much for each frame the "
+        "detector runs on, so that it follows the work (HOG on a busy 2-core CPU: about 0.04 s a 768x576 frame).",
+        json_schema_extra=LIMITS,
+    )
 
     # Decoding resources
     decode_workers: int = Field(
