@@ -71,7 +71,7 @@ class _Item:
 class BatchObserver:
     """Hooks for metrics; the default observes nothing."""
 
-    def on_queue_depth(self, depth: int) -> None: ...
+    def on_queue_depth(self, depth: int) -> None: ...  # clips queued or waiting for room
     def on_queue_wait(self, seconds: float, outcome: str) -> None: ...  # outcome: ok, timeout or cancelled
     def on_batch(self, size: int, seconds: float) -> None: ...
 
@@ -136,7 +136,7 @@ class Batcher:
             queue.append(item)
             self._arrived.set()
         self._idle.clear()
-        self.observer.on_queue_depth(self.depth)
+        self.observer.on_queue_depth(self.depth + len(self._waiting))
         try:
             await item.queued.wait()
             return await asyncio.wait_for(asyncio.shield(item.future), self.queue_timeout_s)
@@ -162,7 +162,7 @@ class Batcher:
             break
         item.future.cancel()
         self._let_footage_in()
-        self.observer.on_queue_depth(self.depth)
+        self.observer.on_queue_depth(self.depth + len(self._waiting))
         if not self.depth and not self._busy:
             self._idle.set()
 
@@ -203,7 +203,7 @@ class Batcher:
                     self._idle.set()
 
     async def _run_batch(self, batch: list[_Item]) -> None:
-        self.observer.on_queue_depth(self.depth)
+        self.observer.on_queue_depth(self.depth + len(self._waiting))
         taken_at = time.perf_counter()
         for item in batch:
             item.taken = True
