@@ -208,6 +208,7 @@ def test_a_missing_checkpoint_stops_startup_with_a_clear_message(tmp_path):
     assert "Traceback" not in app.output()
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_a_broken_streams_file_stops_startup_with_one_clean_line(tiny_checkpoint, tmp_path):
     streams = tmp_path / "streams.json"

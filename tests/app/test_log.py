@@ -63,6 +63,7 @@ def test_a_newline_sent_as_percent_0a_cannot_forge_an_access_log_line(server, ca
     assert JsonFormatter().format(records[0]).count("\n") == 0
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_uvicorn_factory_follows_the_log_settings_and_writes_access_lines_with_request_ids(tiny_checkpoint, tmp_path):
     """``uvicorn --factory app.main:create_app`` (docs/settings.md) logs as ``vtfpar serve`` does."""
