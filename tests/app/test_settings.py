@@ -42,6 +42,7 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
         "DETECTOR": "fasterrcnn_mobilenet_v3_large_fpn",
         "DETECTOR_WEIGHTS": "/models/detector.pth",
         "DETECTION_INTERVAL": "3",
+        "DETECTION_S_PER_FRAME": "0.05",
         "DECODE_WORKERS": "3",
         "DECODE_THREADS": "1",
         "DECODE_DEVICE": "cuda",
@@ -81,6 +82,7 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
     assert settings.log_json is False and settings.log_level == "debug"
     assert settings.allowed_codecs == ("h264", "msmpeg4v3") and settings.max_aspect_ratio == 4.5
     assert (settings.max_tracks, settings.max_track_boxes, settings.detection_interval) == (5, 500, 3)
+    assert settings.detection_s_per_frame == 0.05
     assert settings.detector == "fasterrcnn_mobilenet_v3_large_fpn"
     assert settings.detector_weights == Path("/models/detector.pth")
     assert settings.stream_sources == ("rtsp://10.0.0.7/", "file:///srv/recordings/")
