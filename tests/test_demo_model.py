@@ -45,6 +45,7 @@ def fresh_clips(tmp_path_factory):
 @pytest.fixture(scope="module")
 def demo_server(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith("VTFPAR_")}
+    env["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("xdg"))  # the default data directory, kept out of $HOME
     settings = {"VTFPAR_DEVICE": "cpu", "VTFPAR_TORCH_THREADS": "1"}
     log = tmp_path_factory.mktemp("demo") / "app.log"
     with AppProcess(settings, log, base_env=env, module="vtfpar", args=["serve"]) as app:
