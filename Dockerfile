@@ -30,7 +30,8 @@ ENV HF_HOME=/cache/huggingface \
 
 # A server in a container listens on all interfaces; compose decides what is published.
 ENV VTFPAR_HOST=0.0.0.0 \
-    VTFPAR_PORT=8000
+    VTFPAR_PORT=8000 \
+    VTFPAR_DATA_DIR=/data
 
 # A fixed uid, so files on bind-mounted /models and the cache volume can be granted to it on the host. /data: the
 # track store's files (thumbnails; the SQLite database when no PostgreSQL is configured), a volume in compose.

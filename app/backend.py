@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .batching import Batcher, BatchResult
+from .batching import Batcher, BatchResult, Lane
 from .inference import ModelDescription, Runner, warmup_batch_sizes
 from .metrics import Metrics
 from .settings import Settings
@@ -34,10 +34,11 @@ class ModelBackend(Protocol):
         """Returns once clips can be submitted (model loaded and warmed up); raises if they never can."""
         ...
 
-    async def submit(self, clip: object, background: bool = False) -> BatchResult:
+    async def submit(self, clip: object, lane: Lane = Lane.PREDICT) -> BatchResult:
         """This clip's row of probabilities, from a batch; raises ``ServiceError`` (queue full, queue timeout,
-        not ready). Cancelling the caller takes the clip out of the queue. ``background`` clips (live streams)
-        yield to request clips."""
+        not ready). Cancelling the caller takes the clip out of the queue. The lane sets its priority: /predict's
+        clips first, then the tracks of footage requests (which wait for room rather than being refused), then
+        live streams' (``app.batching``)."""
         ...
 
     async def close(self, drain_timeout_s: float) -> None:
@@ -72,8 +73,8 @@ class LocalBackend:
             await self.batcher.run_on_model_thread(self.runner.warm_up, sizes)
             log.info("warmed up batch sizes %s", sizes)
 
-    async def submit(self, clip: object, background: bool = False) -> BatchResult:
-        return await self.batcher.submit(clip, background)
+    async def submit(self, clip: object, lane: Lane = Lane.PREDICT) -> BatchResult:
+        return await self.batcher.submit(clip, lane)
 
     async def close(self, drain_timeout_s: float) -> None:
         await self.batcher.close(drain_timeout_s)

@@ -63,6 +63,21 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+class ReportedStartupError(Exception):
+    """The service cannot start, and has logged why in one line."""
+
+
+class OneLineStartupErrors(logging.Filter):
+    """Drops uvicorn's record of a failed startup when the failure is a ``ReportedStartupError``: Starlette hands
+    uvicorn the failure as traceback text to log, which would follow the one clean line with a traceback."""
+
+    LAST_LINE = f"{ReportedStartupError.__module__}.{ReportedStartupError.__qualname__}:"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        lines = record.getMessage().rstrip().splitlines()
+        return not (lines and lines[0].startswith("Traceback") and lines[-1].startswith(self.LAST_LINE))
+
+
 def log_config(level: str, json_logs: bool) -> dict:
     """A ``logging.config.dictConfig`` for the app and uvicorn's own loggers (passed to uvicorn as log_config)."""
     formatter = {"()": JsonFormatter if json_logs else TextFormatter}
@@ -71,11 +86,15 @@ def log_config(level: str, json_logs: bool) -> dict:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": formatter},
-        "handlers": {"default": handler},
+        "filters": {"one_line_startup_errors": {"()": OneLineStartupErrors}},
+        "handlers": {"default": {**handler, "filters": ["one_line_startup_errors"]}},
         "loggers": {
             "app": {"handlers": ["default"], "level": level.upper(), "propagate": False},
             "uvicorn": {"handlers": ["default"], "level": level.upper(), "propagate": False},
             "uvicorn.error": {"level": level.upper()},
+            # The service writes its own access line, with the request id (app.api.middleware); uvicorn's would
+            # repeat it without one.
+            "uvicorn.access": {"level": "WARNING"},
             # A warning per malformed multipart header: clients choose how many, and get a 400 saying why.
             "python_multipart": {"level": "ERROR"},
         },

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import logging.config
 import select
 import socket
 import struct
@@ -36,7 +37,8 @@ from .backend import LocalBackend, ModelBackend
 from .decoding import DecodeLimits
 from .decoding.video import DecodeDeviceError, check_decode_device
 from .inference import Runner, StartupError, load_runner, resolve_device
-from .log import log_config
+from .log import ReportedStartupError, log_config
+from .memory import return_large_buffers
 from .metrics import Metrics
 from .service import Service
 from .settings import Settings
@@ -70,8 +72,13 @@ def create_app(
     that runs elsewhere, or else the checkpoint the settings name, loaded by the lifespan."""
     if runner is not None and backend is not None:
         raise TypeError("create_app serves a runner or a backend, not both: a backend already holds its model")
-    settings = settings or Settings()
+    if settings is None:
+        # Called with nothing, as ``uvicorn --factory app.main:create_app`` calls it (after uvicorn has set up its
+        # own logging): the logs follow VTFPAR_LOG_JSON and VTFPAR_LOG_LEVEL as under ``vtfpar serve``.
+        settings = Settings()
+        logging.config.dictConfig(log_config(settings.log_level, settings.log_json))
     metrics = metrics or Metrics()
+    return_large_buffers()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -87,19 +94,25 @@ def create_app(
             scene = await asyncio.to_thread(load_scene, settings, resolve_device(settings.device), detector)
         except (StartupError, CheckpointError) as exc:
             log.error("cannot load the model: %s", exc)
-            raise
+            raise ReportedStartupError(str(exc)) from None
         except DecodeDeviceError as exc:
             log.error("cannot decode uploads: %s", exc)
-            raise
+            raise ReportedStartupError(str(exc)) from None
         service = Service(settings, model_backend, metrics, scene)
         app.state.service = service
         app.state.track_store = store = await asyncio.to_thread(TrackStore.from_settings, settings)
+        where = "in the configured database" if settings.database_url else f"in {settings.data_dir / 'tracks.db'}"
+        log.info("stored tracks are kept %s, their pictures under %s", where, settings.data_dir / "thumbnails")
         # Live streams store the tracks they end through it (the stream manager's track-end listener).
         app.state.stream_recorder = recorder = StreamRecorder(store, ModelSpec.of(model_backend.description))
         service.streams.add_track_end_listener(recorder.track_ended)
         purging = asyncio.create_task(purge_periodically(store, settings.retention_days), name="purge")
-        await service.start()
         try:
+            try:
+                await service.start()
+            except StartupError as exc:  # the streams file
+                log.error("cannot start: %s", exc)
+                raise ReportedStartupError(str(exc)) from None
             yield
         finally:
             await service.stop()

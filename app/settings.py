@@ -1,7 +1,7 @@
 """Every knob of the service, read once from the environment (prefix ``VTFPAR_``).
 
 ``VTFPAR_MAX_BATCH_CLIPS=16`` sets ``max_batch_clips``; field names map to variables by upper-casing them.
-``/info`` echoes the effective values.
+``/info`` echoes the effective values, but for paths, addresses and secrets.
 """
 
 from __future__ import annotations
@@ -29,10 +29,18 @@ CUDA_MAX_DECODE_WORKERS = 16
 BATCHING: JsonDict = {"info": "batching"}
 LIMITS: JsonDict = {"info": "limits"}
 DECODING: JsonDict = {"info": "decoding"}
+STREAMS: JsonDict = {"info": "streams"}
+STORE: JsonDict = {"info": "store"}
 
 
 def cuda_defaults() -> dict[str, int]:
     return {"max_batch_clips": CUDA_MAX_BATCH_CLIPS, "decode_workers": min(usable_cpus(), CUDA_MAX_DECODE_WORKERS)}
+
+
+def default_data_dir() -> Path:
+    """One place for the service's files whatever directory it starts in: ``$XDG_DATA_HOME/vtfpar``, else
+    ``~/.local/share/vtfpar`` (the container image sets ``/data``)."""
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "vtfpar"
 
 
 def field_extra(field: FieldInfo) -> dict:
@@ -110,7 +118,8 @@ class Settings(BaseSettings):
     max_queue: int = Field(
         64,
         ge=1,
-        description="Clips waiting for the model; beyond it requests get 429 queue_full.",
+        description="Clips waiting for the model, per lane: /predict's clips beyond it get 429 queue_full; the tracks "
+        "of /predict/tracks and /predict/scene wait for room instead; live streams' clips have a lane of their own.",
         json_schema_extra=BATCHING,
     )
     queue_timeout_s: float = Field(
@@ -192,8 +201,8 @@ class Settings(BaseSettings):
     max_tracks: int = Field(
         64,
         ge=1,
-        description="Tracks one /predict/tracks request may send (413 beyond it); never more than max_queue, since "
-        "each track waits in the queue as one clip. /predict/scene runs this many and lists the rest as skipped.",
+        description="Tracks one /predict/tracks request may send (413 beyond it); /predict/scene runs this many and "
+        "lists the rest as skipped. A request's tracks beyond the queue's room wait for room, not refused.",
         json_schema_extra=LIMITS,
     )
     max_track_boxes: int = Field(
@@ -215,6 +224,13 @@ class Settings(BaseSettings):
     )
     detection_interval: int = Field(
         1, ge=1, description="/predict/scene runs the detector on every k-th frame; ByteTrack's time scale follows."
+    )
+    detection_s_per_frame: float = Field(
+        0.2,
+        ge=0,
+        description="/predict/scene's decode deadline (VTFPAR_DECODE_TIMEOUT_S) grows by this much for each frame the "
+        "detector runs on, so that it follows the work (HOG on a busy 2-core CPU: about 0.04 s a 768x576 frame).",
+        json_schema_extra=LIMITS,
     )
 
     # Decoding resources
@@ -253,27 +269,53 @@ class Settings(BaseSettings):
     streams_file: Path | None = Field(
         None, description='JSON file of streams to start with the service: [{"name": ..., "url": ..., ...}, ...].'
     )
-    max_streams: int = Field(4, ge=0, description="Streams open at once; beyond it POST /streams gets 429.")
-    stream_detection_interval: int = Field(3, ge=1, description="A stream's detector runs on every k-th frame.")
+    max_streams: int = Field(
+        4, ge=0, description="Streams open at once; beyond it POST /streams gets 429.", json_schema_extra=STREAMS
+    )
+    stream_detection_interval: int = Field(
+        3, ge=1, description="A stream's detector runs on every k-th frame.", json_schema_extra=STREAMS
+    )
     stream_update_s: float = Field(
-        2.0, gt=0, description="Seconds (stream time) between a track's attribute updates: one clip each."
+        2.0,
+        gt=0,
+        description="Seconds (stream time) between a track's attribute updates: one clip each.",
+        json_schema_extra=STREAMS,
     )
-    stream_max_tracks: int = Field(32, ge=1, description="People followed at once per stream; more are not followed.")
+    stream_max_tracks: int = Field(
+        32, ge=1, description="People followed at once per stream; more are not followed.", json_schema_extra=STREAMS
+    )
     stream_track_lost_s: float = Field(
-        1.0, gt=0, description="A track unseen this long (stream time) has ended (track_end)."
+        1.0,
+        gt=0,
+        description="A track unseen this long (stream time) has ended (track_end).",
+        json_schema_extra=STREAMS,
     )
-    stream_open_timeout_s: float = Field(10.0, gt=0, description="Opening a stream's source, before it fails.")
+    stream_open_timeout_s: float = Field(
+        10.0, gt=0, description="Opening a stream's source, before it fails.", json_schema_extra=STREAMS
+    )
     stream_read_timeout_s: float = Field(
-        10.0, gt=0, description="A source silent this long, or sending no video frame this long, is reconnected."
+        10.0,
+        gt=0,
+        description="A source silent this long, or sending no video frame this long, is reconnected.",
+        json_schema_extra=STREAMS,
     )
     stream_retry_max_s: float = Field(
-        30.0, gt=0, description="Longest wait between reconnection attempts (backoff doubles up to it, jittered)."
+        30.0,
+        gt=0,
+        description="Longest wait between reconnection attempts (backoff doubles up to it, jittered).",
+        json_schema_extra=STREAMS,
     )
     stream_give_up_s: float = Field(
-        300.0, gt=0, description="A source that delivers no frame for this long ends failed, retries stopped."
+        300.0,
+        gt=0,
+        description="A source that delivers no frame for this long ends failed, retries stopped.",
+        json_schema_extra=STREAMS,
     )
     stream_event_buffer: int = Field(
-        256, ge=1, description="Events held for each slow events reader; the oldest are dropped beyond it."
+        256,
+        ge=1,
+        description="Events held for each slow events reader; the oldest are dropped beyond it.",
+        json_schema_extra=STREAMS,
     )
 
     # Access
@@ -293,8 +335,10 @@ class Settings(BaseSettings):
 
     # Track store
     data_dir: Path = Field(
-        Path("data"),
-        description="The service's own files: the embedded track database (tracks.db) and the thumbnails/ folder.",
+        default_factory=default_data_dir,
+        description="The service's own files: the embedded track database (tracks.db) and the thumbnails/ folder; "
+        "a relative path is taken from the directory the service starts in. The log says where at start.",
+        json_schema_extra={"default_text": "$XDG_DATA_HOME/vtfpar, else ~/.local/share/vtfpar; /data in the image"},
     )
     database_url: str | None = Field(
         None,
@@ -302,10 +346,15 @@ class Settings(BaseSettings):
         "several instances share one store; unset = sqlite:///<data_dir>/tracks.db.",
     )
     store_thumbnails: bool = Field(
-        True, description="Keep a JPEG of each stored track's best crop (under <data_dir>/thumbnails)."
+        True,
+        description="Keep a JPEG of each stored track's best crop (under <data_dir>/thumbnails).",
+        json_schema_extra=STORE,
     )
     retention_days: float = Field(
-        30, ge=0, description="Stored tracks last seen longer ago than this are purged (hourly); 0 keeps them."
+        30,
+        ge=0,
+        description="Stored tracks last seen longer ago than this are purged (hourly); 0 keeps them.",
+        json_schema_extra=STORE,
     )
 
     # Process
@@ -338,6 +387,11 @@ class Settings(BaseSettings):
             value = [prefix.strip() for prefix in value.split(",") if prefix.strip()]
         return tuple(value) if isinstance(value, list | tuple) else value
 
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().absolute()  # fixed once, so that the log and the store name the same place
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.min_frames > self.max_frames_decoded:
@@ -357,7 +411,8 @@ class Settings(BaseSettings):
 
     @classmethod
     def in_info_section(cls, section: str) -> list[str]:
-        """The fields /info echoes under ``section`` (``batching``, ``limits``, ``decoding``)."""
+        """The fields /info echoes under ``section`` (``batching``, ``limits``, ``decoding``, ``streams``,
+        ``store``); paths, addresses and secrets are in none."""
         return [name for name, field in cls.model_fields.items() if field_extra(field).get("info") == section]
 
     @property

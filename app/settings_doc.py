@@ -20,8 +20,9 @@ HEADER = """\
 # Settings
 
 Every setting is an environment variable, read once at startup, or the `vtfpar serve` flag of the same name
-(`VTFPAR_MAX_QUEUE=32` or `--max-queue 32`; a flag wins over the variable). `/info` echoes the values in force.
-Invalid values stop the service at startup with a message naming the variable.
+(`VTFPAR_MAX_QUEUE=32` or `--max-queue 32`; a flag wins over the variable). `/info` echoes the values in force,
+but for paths, addresses and secrets. Invalid values stop the service at startup with a message naming the
+variable.
 
 This page is generated from `app/settings.py`: `vtfpar settings --out docs/settings.md` rewrites it.
 
@@ -30,8 +31,8 @@ This page is generated from `app/settings.py`: `vtfpar settings --out docs/setti
 """
 
 FOOTER = """
-`uvicorn --factory app.main:create_app` also works (it reads the same variables), but `vtfpar serve` adds the
-SIGTERM handling below.
+`uvicorn --factory app.main:create_app` also works (it reads the same variables, logs the same lines, access lines
+with their request ids included), but `vtfpar serve` adds the SIGTERM handling below.
 
 **Shutdown.** On SIGTERM or SIGINT the service reports not ready at once (`/health/ready` 503, `vtfpar_ready` 0),
 uvicorn stops accepting connections and waits up to `VTFPAR_DRAIN_TIMEOUT_S` for accepted requests, the batch

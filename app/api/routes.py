@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query, Request, Response
 
@@ -221,7 +222,7 @@ async def info(service: ServiceDep) -> InfoResponse:
             demo=served.demo,
             frames_per_clip=model.frames_per_clip,
             image_size=model.image_size,
-            model_card=served.model_card,
+            model_card=_card_url(served.model_card),
             calibration=model.calibration,
         ),
         device=model.device,
@@ -247,8 +248,16 @@ async def info(service: ServiceDep) -> InfoResponse:
             "codecs": list(settings.allowed_codecs),
             "image_formats": [k.name for k in IMAGE_KINDS],
         },
+        streams={name: getattr(settings, name) for name in Settings.in_info_section("streams")},
+        store={name: getattr(settings, name) for name in Settings.in_info_section("store")},
         scene=_scene_info(service),
     )
+
+
+def _card_url(recorded: str | None) -> str | None:
+    """The model card's address for a client: a URL; a path the checkpoint records (the demo's names a file of the
+    source repository) means nothing to a client of an installed service."""
+    return recorded if recorded and urlsplit(recorded).scheme in ("http", "https") else None
 
 
 def _scene_info(service: Service) -> SceneInfo:

@@ -280,7 +280,8 @@ class ModelInfo(BaseModel):
     frames_per_clip: int = Field(description="Frames sampled from each clip (T).")
     image_size: int = Field(description="Side of the square each frame is padded and resized to.")
     model_card: str | None = Field(
-        description="Where the model's card is (URL or path), as its checkpoint records it; null if it names none."
+        description="The model card's URL, as its checkpoint records it; null if it records none, or a file path "
+        "(the demo model's card is docs/model-card/MODEL_CARD.md of the source repository)."
     )
     calibration: dict | None = Field(
         description="What the thresholds and temperatures were fit on (objective, split, tracklets, validation "
@@ -336,6 +337,12 @@ class InfoResponse(BaseModel):
     limits: dict[str, float | int] = Field(description="Every upload and media limit in force.")
     batching: dict[str, float | int] = Field(description="Batching, queue and admission knobs in force.")
     decoding: dict[str, float | int | list[str]] = Field(description="Decode pool, threads and accepted formats.")
+    streams: dict[str, float | int] = Field(
+        description="Live streams' settings in force (not the allowed sources, whose URLs may hold credentials)."
+    )
+    store: dict[str, float | int | bool] = Field(
+        description="The track store's settings in force: thumbnails and retention (not its location)."
+    )
     scene: SceneInfo = Field(description="Built-in detection and tracking for /predict/scene.")
 
 

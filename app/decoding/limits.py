@@ -91,6 +91,11 @@ class Deadline:
     def abandon(self) -> None:
         self.abandoned = True
 
+    def extend(self, seconds: float) -> None:
+        """More time for work known to be long (detection on every k-th frame of a scene)."""
+        self._end += seconds
+        self.seconds += seconds
+
     def check(self) -> None:
         if self.abandoned:
             raise ServiceError(ErrorCode.CLIENT_DISCONNECTED, "the request left while its upload was being decoded")

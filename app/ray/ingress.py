@@ -19,7 +19,7 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..backend import record_replica
-from ..batching import BatchResult
+from ..batching import BatchResult, Lane
 from ..errors import ErrorCode, ServiceError
 from ..inference import ModelDescription
 from ..main import create_app
@@ -42,9 +42,8 @@ class RayBackend:
     async def start(self) -> None:
         """Nothing to wait for: a model replica answered ``describe``, and replicas take requests once warm."""
 
-    async def submit(self, clip: object, background: bool = False) -> BatchResult:
-        # No live streams run on Ray (docs/streams.md): every clip is a request's, so ``background`` changes nothing.
-        response = self.model.infer.remote(clip)
+    async def submit(self, clip: object, lane: Lane = Lane.PREDICT) -> BatchResult:
+        response = self.model.infer.remote(clip, lane)
         try:
             answer = await response
         except asyncio.CancelledError:  # the client left: the model replica takes the clip out of its queue

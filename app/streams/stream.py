@@ -26,7 +26,7 @@ from typing import Literal, Protocol
 import av
 import numpy as np
 
-from ..batching import BatchResult
+from ..batching import BatchResult, Lane
 from ..errors import ServiceError
 from ..inference import ModelDescription
 from ..metrics import StreamSeries
@@ -82,7 +82,7 @@ class ClipModel(Protocol):
 
     def prepare(self, frames: list[np.ndarray]) -> object: ...
 
-    async def submit(self, clip: object, background: bool = False) -> BatchResult: ...
+    async def submit(self, clip: object, lane: Lane = Lane.PREDICT) -> BatchResult: ...
 
 
 Snapshot = tuple[np.ndarray, list[tuple[int, np.ndarray]], dict[int, np.ndarray | None]]
@@ -295,7 +295,7 @@ class Stream:
     async def _answer(self, track: LiveTrack, clip: object | None, end: bool) -> None:
         if clip is not None:
             try:
-                result = await self.model.submit(clip, background=True)
+                result = await self.model.submit(clip, Lane.STREAM)
             except ServiceError as exc:  # queue full or timed out behind requests: the next update tries again
                 log.info("stream %s track %d: window not run (%s)", self.id, track.track_id, exc.code.value)
                 result = None

@@ -26,7 +26,7 @@ from typing import BinaryIO
 import numpy as np
 
 from ..backend import ModelBackend
-from ..batching import BatchResult
+from ..batching import BatchResult, Lane
 from ..decoding import Deadline, DecodeLimits, FrameCounter, VideoIndex, read_index
 from ..store.thumbnails import BestCrops
 from .boxes import Box, TrackLimits, Tracks, check_boxes, parse_tracks
@@ -157,9 +157,9 @@ def _longest(tracks: Tracks, max_tracks: int) -> tuple[Tracks, list[SkippedTrack
 
 
 async def submit_tracks(backend: ModelBackend, prepared: PreparedTracks) -> list[BatchResult]:
-    """Step 5: every track to the model's batching queue at once; if one fails (or the caller is cancelled), the
-    others leave the queue."""
-    submitted = [asyncio.ensure_future(backend.submit(track.model_input)) for track in prepared.tracks]
+    """Step 5: every track to the model's footage lane at once (those beyond its room wait for room, in order);
+    if one fails (or the caller is cancelled), the others leave the queue."""
+    submitted = [asyncio.ensure_future(backend.submit(track.model_input, Lane.FOOTAGE)) for track in prepared.tracks]
     try:
         return list(await asyncio.gather(*submitted))
     finally:

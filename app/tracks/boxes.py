@@ -36,8 +36,7 @@ class TrackLimits:
 
     @classmethod
     def from_settings(cls, settings) -> TrackLimits:
-        # Each track waits in the queue as one clip: more than the queue holds could never all be queued.
-        return cls(max_tracks=min(settings.max_tracks, settings.max_queue), max_track_boxes=settings.max_track_boxes)
+        return cls(max_tracks=settings.max_tracks, max_track_boxes=settings.max_track_boxes)
 
 
 @dataclass(frozen=True)

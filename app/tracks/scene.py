@@ -98,7 +98,7 @@ class SceneTracker:
     """A video in, tracks out: the detector every ``interval``-th frame, ByteTrack over its boxes. Holds no
     state between videos (each call makes its own ByteTrack)."""
 
-    def __init__(self, detector: Detector, interval: int) -> None:
+    def __init__(self, detector: Detector, interval: int, seconds_per_frame: float = 0.0) -> None:
         try:
             import trackers  # noqa: F401  # checked here, at startup, rather than on the first request
         except ImportError as exc:
@@ -107,10 +107,13 @@ class SceneTracker:
             ) from None
         self.detector = detector
         self.interval = interval
+        self.seconds_per_frame = seconds_per_frame  # the decode deadline's allowance per frame detected
         self.tracker = f"bytetrack (trackers {importlib.metadata.version('trackers')})"
 
     def track(self, file: BinaryIO, index: VideoIndex, counter: FrameCounter) -> Tracks:
-        """Detect and track people over the video; track ids count from 1, boxes are on the detected frames."""
+        """Detect and track people over the video; track ids count from 1, boxes are on the detected frames. The
+        request's decode deadline grows by ``seconds_per_frame`` for each frame the detector will see: detection,
+        not decoding, is the work, and it grows with the video's length."""
         import supervision as sv
         from trackers import ByteTrackTracker
 
@@ -139,7 +142,9 @@ class SceneTracker:
             if len(pending) == DETECTION_BATCH:
                 run_detector()
 
-        decode_frames(file, index, range(0, index.total_frames, self.interval), counter, keep)
+        detected = range(0, index.total_frames, self.interval)
+        counter.deadline.extend(len(detected) * self.seconds_per_frame)
+        decode_frames(file, index, detected, counter, keep)
         if pending:
             run_detector()
         return tracks
@@ -159,7 +164,7 @@ def load_scene(settings, device: torch.device, detector: Detector | None = None)
             detector = HogDetector()
         elif detector is None:
             detector = TorchvisionDetector.load(settings.detector, settings.detector_weights, device)
-        return SceneTracker(detector, settings.detection_interval)
+        return SceneTracker(detector, settings.detection_interval, settings.detection_s_per_frame)
     except (ImportError, StartupError) as exc:
         if "detector" in settings.model_fields_set:
             raise StartupError(f"VTFPAR_DETECTOR={settings.detector}: {exc}") from None

@@ -7,6 +7,7 @@ import httpx
 import numpy as np
 
 from app.backend import LocalBackend, record_replica
+from app.batching import Lane
 from app.main import create_app
 from app.metrics import Metrics
 from benchmarks.media import encode, frames
@@ -26,9 +27,9 @@ class ElsewhereBackend:
     async def start(self) -> None:
         await self.local.start()
 
-    async def submit(self, clip):
+    async def submit(self, clip, lane=Lane.PREDICT):
         self.submitted += 1
-        result = await self.local.submit(self.local.runner.to_device(clip))
+        result = await self.local.submit(self.local.runner.to_device(clip), lane)
         record_replica("model-7")
         return result
 

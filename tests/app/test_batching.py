@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import numpy as np
 import pytest
 import torch
 
-from app.batching import Batcher
+from app.batching import Batcher, Lane
 from app.errors import ErrorCode, ServiceError
 
 # anyio's pytest plugin (anyio ships with Starlette) runs the async tests.
@@ -30,10 +31,12 @@ class FakeModel:
         self.gate = threading.Event()
         self.gate.set()
         self.entered = threading.Event()
+        self.seconds = 0.0  # each batch's forward pass
 
     def __call__(self, clips: list[torch.Tensor]) -> np.ndarray:
         self.entered.set()
         assert self.gate.wait(10)
+        time.sleep(self.seconds)
         ids = [int(c.flatten()[0]) for c in clips]
         self.batches.append(ids)
         return np.array([[i, len(ids)] for i in ids], dtype=np.float32)
@@ -159,7 +162,7 @@ async def test_background_clips_fill_only_the_room_request_clips_leave():
     first = asyncio.ensure_future(batcher.submit(clip(0)))
     await _wait_for(model.entered.is_set)
     # Streams queued first, requests after: requests still go first, streams fill what is left.
-    streams = [asyncio.ensure_future(batcher.submit(clip(10 + i), background=True)) for i in range(3)]
+    streams = [asyncio.ensure_future(batcher.submit(clip(10 + i), Lane.STREAM)) for i in range(3)]
     requests = [asyncio.ensure_future(batcher.submit(clip(20 + i))) for i in range(2)]
     await _wait_for(lambda: batcher.depth == 5)
     model.gate.set()
@@ -175,13 +178,66 @@ async def test_background_clips_have_their_own_bound_and_cannot_fill_the_request
     batcher.start()
     running = asyncio.ensure_future(batcher.submit(clip(0)))
     await _wait_for(model.entered.is_set)
-    streams = [asyncio.ensure_future(batcher.submit(clip(10 + i), background=True)) for i in range(2)]
+    streams = [asyncio.ensure_future(batcher.submit(clip(10 + i), Lane.STREAM)) for i in range(2)]
     await _wait_for(lambda: batcher.depth == 2)
     with pytest.raises(ServiceError) as full:
-        await batcher.submit(clip(12), background=True)
+        await batcher.submit(clip(12), Lane.STREAM)
     assert full.value.code == ErrorCode.QUEUE_FULL
     request = asyncio.ensure_future(batcher.submit(clip(20)))  # a request still finds room
     model.gate.set()
     await asyncio.gather(running, request, *streams)
     assert model.batches == [[0], [20], [10], [11]]
+    await batcher.close(1)
+
+
+async def test_footage_beyond_the_queue_waits_for_room_in_order_instead_of_being_refused():
+    model = FakeModel()
+    model.seconds = 0.15
+    batcher = make(model, max_batch_clips=2, max_queue=2, queue_timeout_s=0.5)
+    batcher.start()
+    # Two requests' tracks, five clips each: five times what the queue holds, and five batches of 0.15 s, so that
+    # the last clips wait longer than the queue timeout, which counts only once they are in the queue.
+    first = [asyncio.ensure_future(batcher.submit(clip(10 + i), Lane.FOOTAGE)) for i in range(5)]
+    second = [asyncio.ensure_future(batcher.submit(clip(20 + i), Lane.FOOTAGE)) for i in range(5)]
+    results = await asyncio.gather(*first, *second)
+    assert [int(r.probabilities[0]) for r in results] == [*range(10, 15), *range(20, 25)]
+    assert model.batches == [[10, 11], [12, 13], [14, 20], [21, 22], [23, 24]]
+    assert max(r.queue_s for r in results) > 0.5
+    await batcher.close(1)
+
+
+async def test_predict_clips_go_before_footage_and_footage_before_streams():
+    model = FakeModel()
+    model.gate.clear()
+    batcher = make(model, max_batch_clips=3, max_queue=2)
+    batcher.start()
+    running = asyncio.ensure_future(batcher.submit(clip(0)))
+    await _wait_for(model.entered.is_set)
+    streams = [asyncio.ensure_future(batcher.submit(clip(30 + i), Lane.STREAM)) for i in range(2)]
+    footage = [asyncio.ensure_future(batcher.submit(clip(10 + i), Lane.FOOTAGE)) for i in range(3)]
+    await _wait_for(lambda: batcher.depth == 4)
+    predict = [asyncio.ensure_future(batcher.submit(clip(20 + i))) for i in range(2)]  # footage leaves them room
+    await _wait_for(lambda: batcher.depth == 6)
+    model.gate.set()
+    await asyncio.gather(running, *streams, *footage, *predict)
+    assert model.batches == [[0], [20, 21, 10], [11, 12, 30], [31]]
+    await batcher.close(1)
+
+
+async def test_a_cancelled_footage_request_leaves_the_queue_and_the_line_for_room():
+    model = FakeModel()
+    model.gate.clear()
+    batcher = make(model, max_batch_clips=1, max_queue=1)
+    batcher.start()
+    running = asyncio.ensure_future(batcher.submit(clip(0)))
+    await _wait_for(model.entered.is_set)
+    leaving = [asyncio.ensure_future(batcher.submit(clip(10 + i), Lane.FOOTAGE)) for i in range(3)]
+    staying = asyncio.ensure_future(batcher.submit(clip(20), Lane.FOOTAGE))
+    await _wait_for(lambda: batcher.depth == 1)
+    for task in leaving:
+        task.cancel()
+    await asyncio.sleep(0.01)
+    model.gate.set()
+    await asyncio.gather(running, staying)
+    assert model.batches == [[0], [20]]
     await batcher.close(1)

@@ -235,6 +235,26 @@ def test_a_missing_checkpoint_stops_startup_with_a_clear_message(tmp_path):
     with AppProcess(settings, tmp_path / "app.log") as app:
         assert app.process.wait(timeout=60) == 3
     assert f"cannot load the model: VTFPAR_CHECKPOINT={tmp_path / 'nope.safetensors'} does not exist" in app.output()
+    assert "Traceback" not in app.output()
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_a_broken_streams_file_stops_startup_with_one_clean_line(tiny_checkpoint, tmp_path):
+    streams = tmp_path / "streams.json"
+    streams.write_text('[{"name": "gate-3",')
+    settings = {
+        "VTFPAR_CHECKPOINT": str(tiny_checkpoint),
+        "VTFPAR_STREAMS_FILE": str(streams),
+        "VTFPAR_WARMUP": "false",
+        "VTFPAR_LOG_JSON": "false",
+    }
+    with AppProcess(settings, tmp_path / "app.log") as app:
+        assert app.process.wait(timeout=60) == 3
+    errors = [line for line in app.output().splitlines() if " ERROR " in line]
+    assert len(errors) == 2 and f"cannot start: VTFPAR_STREAMS_FILE={streams} cannot be read" in errors[0], errors
+    assert errors[1].endswith("Application startup failed. Exiting.")  # uvicorn's, with no traceback before it
+    assert "Traceback" not in app.output()
 
 
 def test_without_a_checkpoint_the_demo_model_is_served_or_its_absence_explained(tmp_path, monkeypatch):

@@ -8,8 +8,10 @@ import logging.config
 import time
 
 import httpx
+import pytest
 
 from app.log import JsonFormatter, log_config, request_id_var
+from benchmarks.servers import LOOPBACK, AppProcess, free_port
 
 
 def test_log_lines_are_json_with_the_request_id_and_extra_fields():
@@ -59,3 +61,25 @@ def test_a_newline_sent_as_percent_0a_cannot_forge_an_access_log_line(server, ca
     assert len(records) == 1 and "\n" in records[0].getMessage()  # the path arrives decoded
     assert _text_formatter().format(records[0]).count("\n") == 0
     assert JsonFormatter().format(records[0]).count("\n") == 0
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_uvicorn_factory_follows_the_log_settings_and_writes_access_lines_with_request_ids(tiny_checkpoint, tmp_path):
+    """``uvicorn --factory app.main:create_app`` (docs/settings.md) logs as ``vtfpar serve`` does."""
+    port = free_port()
+    settings = {"VTFPAR_CHECKPOINT": str(tiny_checkpoint), "VTFPAR_LOG_JSON": "true", "VTFPAR_LOG_LEVEL": "info"}
+    command = ["--factory", "app.main:create_app", "--host", LOOPBACK, "--port", str(port)]
+    with AppProcess(settings, tmp_path / "app.log", module="uvicorn", args=command) as app:
+        url = f"http://{LOOPBACK}:{port}"
+        app.wait_until_ok(f"{url}/health/ready", timeout_s=120)
+        assert httpx.get(f"{url}/info", headers={"X-Request-Id": "factory-1"}).status_code == 200
+        deadline = time.monotonic() + 10
+        while "factory-1" not in app.output() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        lines = app.output().splitlines()
+    entries = [json.loads(line) for line in lines if line.startswith("{")]
+    assert any(entry["logger"] == "app.main" for entry in entries), lines  # the app's own lines, as JSON
+    access = [entry for entry in entries if entry["logger"] == "app.access"]
+    assert [(entry["msg"], entry["request_id"]) for entry in access] == [("GET /info 200", "factory-1")], lines
+    assert not [line for line in lines if "GET /info" in line and not line.startswith("{")], lines

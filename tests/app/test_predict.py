@@ -136,7 +136,7 @@ def test_info_echoes_the_model_and_every_limit(server):
     assert info.model.frames_per_clip == 4 and info.device == "cpu" and info.precision == "fp32"
     assert info.compiled is False, "VTFPAR_COMPILE=auto compiles on CUDA only"
     assert len(info.attributes) == 43 and len(info.groups) == 14
-    for name, value in {**info.limits, **info.batching}.items():
+    for name, value in {**info.limits, **info.batching, **info.streams, **info.store}.items():
         assert getattr(settings, name) == value
     assert {
         "max_upload_bytes",
@@ -156,6 +156,13 @@ def test_info_echoes_the_model_and_every_limit(server):
         set(Settings.in_info_section("batching")),
     ), "/info lists every field of its sections"
     assert info.decoding["decode_workers"] == settings.decode_workers
+    # Streams and store settings as docs/settings.md lists them, but nothing that may name a place or a secret.
+    assert {"max_streams", "stream_update_s", "stream_give_up_s"} <= set(info.streams)
+    assert set(info.store) == {"store_thumbnails", "retention_days"}
+    assert not {"stream_sources", "streams_file", "data_dir", "database_url", "api_token"} & {
+        *info.streams,
+        *info.store,
+    }
     assert info.decoding["codecs"] == list(settings.allowed_codecs) and "mpegts" in info.decoding["containers"]
 
 

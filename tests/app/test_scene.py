@@ -6,6 +6,7 @@ the loading path."""
 from __future__ import annotations
 
 import io
+import time
 
 import httpx
 import numpy as np
@@ -14,9 +15,10 @@ import torch
 
 import app.decoding.video as video_module
 from app.decoding import Deadline, DecodeLimits, FrameCounter, decode_frames, read_index
+from app.errors import ErrorCode, ServiceError
 from app.inference import StartupError
 from app.settings import Settings
-from app.tracks import TorchvisionDetector
+from app.tracks import SceneTracker, TorchvisionDetector
 from benchmarks.media import decode_all, encode
 from training.synthetic.scenes import make_scene
 
@@ -175,3 +177,32 @@ def test_a_detector_that_cannot_load_stops_startup_with_the_reason(tmp_path, mon
     torch.save({"backbone.weight": torch.zeros(3)}, wrong)
     with pytest.raises(StartupError, match="wrong.pth cannot be loaded into ssdlite320_mobilenet_v3_large"):
         TorchvisionDetector.load("ssdlite320_mobilenet_v3_large", wrong, cpu)
+
+
+class SlowDetector:
+    """Finds no one, taking ``seconds`` a frame, as detection on a CPU takes its time."""
+
+    name = "slow stub"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def detect(self, frames):
+        time.sleep(self.seconds * len(frames))
+        return [(np.zeros((0, 4)), np.zeros(0)) for _ in frames]
+
+
+def test_the_decode_deadline_of_a_scene_grows_with_the_frames_detected(scene):
+    """40 frames at 20 ms each take 0.8 s: past a fixed 0.3-s deadline, within 0.3 s plus 50 ms a frame."""
+    _, video, _ = scene
+    limits = DecodeLimits.from_settings(Settings())
+
+    def track(seconds_per_frame: float):
+        tracker = SceneTracker(SlowDetector(0.02), 1, seconds_per_frame)
+        index = read_index(io.BytesIO(video), limits, Deadline(30))
+        return tracker.track(io.BytesIO(video), index, FrameCounter(limits, Deadline(0.3)))
+
+    assert track(0.05).boxes == {}
+    with pytest.raises(ServiceError) as fixed:
+        track(0.0)
+    assert fixed.value.code == ErrorCode.DECODE_TIMEOUT

@@ -43,6 +43,7 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
         "DETECTOR": "fasterrcnn_mobilenet_v3_large_fpn",
         "DETECTOR_WEIGHTS": "/models/detector.pth",
         "DETECTION_INTERVAL": "3",
+        "DETECTION_S_PER_FRAME": "0.05",
         "DECODE_WORKERS": "3",
         "DECODE_THREADS": "1",
         "DECODE_DEVICE": "cuda",
@@ -85,6 +86,7 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
     assert settings.log_json is False and settings.log_level == "debug"
     assert settings.allowed_codecs == ("h264", "msmpeg4v3") and settings.max_aspect_ratio == 4.5
     assert (settings.max_tracks, settings.max_track_boxes, settings.detection_interval) == (5, 500, 3)
+    assert settings.detection_s_per_frame == 0.05
     assert settings.detector == "fasterrcnn_mobilenet_v3_large_fpn"
     assert settings.detector_weights == Path("/models/detector.pth")
     assert settings.stream_sources == ("rtsp://10.0.0.7/", "file:///srv/recordings/")
@@ -162,3 +164,17 @@ def test_python_m_app_names_the_bad_variable_and_exits_non_zero():
     result = subprocess.run([sys.executable, "-m", "app"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "VTFPAR_MAX_BATCH_CLIPS" in result.stderr and "VTFPAR_DEVICE" in result.stderr
+
+
+def test_the_data_lives_in_one_place_whatever_directory_the_service_starts_in(monkeypatch, tmp_path):
+    """Unset: under XDG_DATA_HOME (else ~/.local/share), never a folder of the working directory; a relative
+    path given is fixed to an absolute one once, so that the log and the store name the same place."""
+    monkeypatch.delenv("VTFPAR_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+    assert Settings().data_dir == tmp_path / "xdg" / "vtfpar"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert Settings().data_dir == tmp_path / "home" / ".local" / "share" / "vtfpar"
+    monkeypatch.setenv("VTFPAR_DATA_DIR", "store")
+    assert Settings().data_dir == tmp_path / "store"

@@ -4,6 +4,7 @@ file gets a 4xx naming its line."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import io
 import json
@@ -371,3 +372,22 @@ def test_hog_detection_is_on_by_default_and_info_says_so(server, scene):
     tracks_form = spec["paths"]["/predict/tracks"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert tracks_form["required"] == ["video", "tracks"] and tracks_form["additionalProperties"] is False
     assert "404" in spec["paths"]["/predict/scene"]["post"]["responses"]
+
+
+def test_concurrent_requests_with_more_tracks_than_the_queue_holds_are_all_answered(tiny_checkpoint, scene):
+    """Three requests of 24 tracks each against a queue of 8 clips: every track waits for room instead of the
+    second and third requests getting 429, and each request gets the answer it gets alone."""
+    height, width = SIZE
+    boxes = [f"{f},{t},{t},{t},{width - 24},{height - 24}\n" for t in range(1, 25) for f in range(1, 31)]
+    mot = "".join(boxes).encode()
+    with serving(make_settings(tiny_checkpoint, **{**E2E_LIMITS, "max_queue": 8, "max_batch_clips": 4})) as running:
+        alone = post_tracks(running.url, scene["video"], mot)
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            answers = list(pool.map(lambda _: post_tracks(running.url, scene["video"], mot), range(3)))
+        assert running.app.state.service.settings.max_tracks > 8
+    assert alone.status_code == 200, alone.text
+    assert [answer.status_code for answer in answers] == [200] * 3, [answer.text[:300] for answer in answers]
+    expected = [[a["probability"] for a in track["attributes"]] for track in alone.json()["tracks"]]
+    for answer in answers:
+        got = [[a["probability"] for a in track["attributes"]] for track in answer.json()["tracks"]]
+        np.testing.assert_allclose(got, expected, atol=TOLERANCE)
