@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import Field
 from sse_starlette import EventSourceResponse
 
-from ..streams import CLOSED, Event, StreamSpec
+from ..streams import Event, StreamSpec
 from ..streams.preview import BOUNDARY, PREVIEW_FPS, part, render
 from .auth import require_token
 from .deps import ServiceDep
@@ -40,19 +40,19 @@ async def open_stream(spec: StreamSpec, service: ServiceDep) -> dict:
     """Opens `url` (rtsp, rtsps, http(s) MPEG-TS or HLS, rtmp, or a file:// recording) if it lies under one of
     VTFPAR_STREAM_SOURCES (403 `source_not_allowed` otherwise, before any connection); the stream connects in the
     background: its `state` says how it goes."""
-    return service.streams.add(spec).status()
+    return await service.streams.open(spec)
 
 
 @router.get("", response_model=StreamList, summary="Every stream and its status", responses=error_responses(401))
 async def list_streams(service: ServiceDep) -> dict:
-    return {"streams": [stream.status() for stream in service.streams.streams.values()]}
+    return {"streams": await service.streams.statuses()}
 
 
 @router.get(
     "/{stream_id}", response_model=StreamStatus, summary="A stream's status", responses=error_responses(400, 401, 404)
 )
 async def stream_status(stream_id: StreamId, service: ServiceDep) -> dict:
-    return service.streams.get(stream_id).status()
+    return await service.streams.status(stream_id)
 
 
 @router.delete("/{stream_id}", status_code=204, summary="Close a stream", responses=error_responses(400, 401, 404))
@@ -73,16 +73,12 @@ async def stream_events(stream_id: StreamId, service: ServiceDep) -> EventSource
     the stream stops), each with JSON data: `stream`, `stream_name`, `track_id`, `first_seen` and `last_seen`
     (`stream_s`: stream time; `at`: wall clock, UTC), the last `box` ([left, top, width, height] pixels),
     `windows` (clips fused) and `attributes` and `groups` as /predict answers them (null before any window)."""
-    manager = service.streams
-    queue = manager.subscribe(stream_id)
+    stream_events = await service.streams.events(stream_id)
     model = service.backend.description
 
     async def events():
-        try:
-            while (event := await queue.get()) is not CLOSED:
-                yield {"event": event.kind, "data": event_json(model, event)}
-        finally:
-            manager.unsubscribe(stream_id, queue)
+        async for event in stream_events:
+            yield {"event": event.kind, "data": event_json(model, event)}
 
     return EventSourceResponse(events(), shutdown_event=anyio.Event(), shutdown_grace_period=SHUTDOWN_GRACE_S)
 
@@ -97,7 +93,7 @@ async def stream_events(stream_id: StreamId, service: ServiceDep) -> EventSource
     },
 )
 async def stream_preview(stream_id: StreamId, request: Request, service: ServiceDep) -> StreamingResponse:
-    stream = service.streams.get(stream_id)
+    stream = await service.streams.watch(stream_id)
     model = service.backend.description
 
     async def pictures():

@@ -64,14 +64,15 @@ class Model:
     async def describe(self) -> ModelDescription:
         return self.runner.description
 
-    async def infer(self, prepared_on_host) -> Answer:
-        """One clip (``ModelDescription.prepare_on_host``'s result) -> its row of a batch, or the error."""
+    async def infer(self, prepared_on_host, background: bool = False) -> Answer:
+        """One clip (``ModelDescription.prepare_on_host``'s result) -> its row of a batch, or the error;
+        ``background`` clips (a camera's) ride in the room requests leave."""
         try:
             if self.runner.device.type == "cuda":  # the copy runs on a worker thread's own CUDA stream
                 clip = await asyncio.to_thread(self.runner.to_device, prepared_on_host)
             else:
                 clip = prepared_on_host
-            result = await self.backend.submit(clip)
+            result = await self.backend.submit(clip, background)
         except ServiceError as error:
             return Answer(self.replica, error_code=error.code, error_message=error.message)
         return Answer(self.replica, result=result)

@@ -9,7 +9,7 @@ import numpy as np
 
 from model.decisions import positives
 
-from .stream import Stream
+from .manager import Watched
 
 PREVIEW_FPS = 5.0
 TOP_ATTRIBUTES = 2
@@ -18,7 +18,7 @@ BOUNDARY = "frame"
 COLOURS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180)]
 
 
-def render(stream: Stream, names: Sequence[str], thresholds: Sequence[float]) -> bytes | None:
+def render(stream: Watched, names: Sequence[str], thresholds: Sequence[float]) -> bytes | None:
     """The JPEG of ``stream``'s last processed frame with its people, or None before the first frame."""
     import cv2
 
