@@ -7,7 +7,7 @@ do too. It opens ``VTFPAR_STREAMS_FILE``'s streams as it starts, creates one cam
 
 Every second it asks each camera its status and keeps the answer, so that ``GET /streams`` answers at once
 whatever a camera is doing. A camera whose actor answers with a new incarnation was restarted by Ray (a crash, its
-node lost): that counts as a reconnect. A camera that cannot answer shows its last status as ``reconnecting``.
+node lost): that counts as a reconnect. A camera whose actor is down (Ray restarting it) shows its last status as ``reconnecting``.
 
 Errors come back as values (:class:`Refusal`), not exceptions: the ingress raises them as the service's own.
 """
@@ -148,8 +148,10 @@ class StreamRegistry:
     async def _ask(self, stream_id: str, camera: _Camera) -> None:
         try:
             status = await asyncio.wait_for(camera.actor.status.remote(), STATUS_TIMEOUT_S)
-        except (ray.exceptions.RayError, TimeoutError):  # restarting, or still loading
-            if camera.incarnation is not None and camera.status["state"] not in FINISHED:
+        except TimeoutError:  # loading, or busy: its last status stands
+            return
+        except ray.exceptions.RayActorError:  # Ray is restarting it
+            if camera.status["state"] not in FINISHED:
                 camera.status = {**camera.status, "state": "reconnecting"}
             return
         incarnation = status.pop("incarnation")
