@@ -7,7 +7,8 @@ do too. It opens ``VTFPAR_STREAMS_FILE``'s streams as it starts, creates one cam
 
 Every second it asks each camera its status and keeps the answer, so that ``GET /streams`` answers at once
 whatever a camera is doing. A camera whose actor answers with a new incarnation was restarted by Ray (a crash, its
-node lost): that counts as a reconnect. A camera whose actor is down (Ray restarting it) shows its last status as ``reconnecting``.
+node lost): that counts as a reconnect. A camera whose actor is down (Ray restarting it) shows its last status
+as ``reconnecting``.
 
 Errors come back as values (:class:`Refusal`), not exceptions: the ingress raises them as the service's own.
 """
