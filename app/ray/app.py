@@ -34,6 +34,7 @@ from ray.serve import Application
 
 from ..settings import Settings
 from ..tracks import Detector
+from .camera import CameraResources
 from .coordinator import Coordinator
 from .ingress import Ingress
 from .model import Model
@@ -59,6 +60,10 @@ class AppOptions(BaseModel):
     camera_cpus: float = Field(
         1.0, ge=0, description="CPUs each camera actor reserves (decoding, detection, tracking: ~1 for 768x576)."
     )
+    node_detector_frames: int = Field(
+        0, ge=0, description="0: a detector per camera; N: the cameras of a node share one, N frames a batch."
+    )
+    node_detector_gpus: float = Field(0.0, ge=0, description="GPUs a node's shared detector reserves.")
 
     @field_validator("ingress_replicas", "model_replicas", mode="before")
     @classmethod
@@ -116,7 +121,7 @@ def application(options: AppOptions, settings: Settings, detector: Detector | No
         logging_config=QUIET,
     ).bind(settings, coordinator)
     registry = StreamRegistry.options(logging_config=QUIET).bind(  # type: ignore[attr-defined]
-        settings, model, coordinator, options.camera_cpus, detector
+        settings, model, coordinator, CameraResources.of(options), detector
     )
     return Ingress.options(  # type: ignore[attr-defined]
         **scaling(options.ingress_replicas, 4 * settings.decode_workers),

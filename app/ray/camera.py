@@ -35,6 +35,7 @@ from ..streams.sources import check_source
 from ..tracks import Detector, load_scene
 from .backend import RayBackend
 from .coordinator import CAMERA, ReplicaReport, Reporter
+from .detection import SharedDetector, node_detector
 from .logs import configure_replica_logging
 
 # Ray calls at once: status, stop and snapshot calls beside the events polls of this many readers.
@@ -56,16 +57,29 @@ def actor_name(stream_id: str) -> str:
     return f"vtfpar-camera-{stream_id}"
 
 
-def start_camera(stream_id: str, spec: StreamSpec, settings: Settings, model, coordinator, cpus: float, detector):
+@dataclass(frozen=True)
+class CameraResources:
+    cpus: float  # each camera actor's
+    node_detector_frames: int  # 0: a detector per camera; N: one per node, N frames a batch (app.ray.detection)
+    node_detector_gpus: float
+
+    @classmethod
+    def of(cls, options) -> CameraResources:  # an app.ray.app.AppOptions
+        return cls(options.camera_cpus, options.node_detector_frames, options.node_detector_gpus)
+
+
+def start_camera(
+    stream_id: str, spec: StreamSpec, settings: Settings, model, coordinator, resources: CameraResources, detector
+):
     """A new :class:`Camera` actor (its handle), restarted by Ray whenever it dies until it is killed."""
     actor = ray.remote(Camera).options(
         name=actor_name(stream_id),
-        num_cpus=cpus,
+        num_cpus=resources.cpus,
         max_restarts=-1,
         max_task_retries=0,
         max_concurrency=MAX_CALLS,
     )
-    return actor.remote(stream_id, spec, settings, model, coordinator, detector)
+    return actor.remote(stream_id, spec, settings, model, coordinator, resources, detector)
 
 
 class Camera:
@@ -76,6 +90,7 @@ class Camera:
         settings: Settings,
         model,
         coordinator,
+        resources: CameraResources,
         detector: Detector | None = None,
     ) -> None:
         configure_replica_logging(settings)
@@ -88,15 +103,28 @@ class Camera:
         self.metrics = Metrics()
         self._loop = asyncio.new_event_loop()
         threading.Thread(target=self._loop.run_forever, name=f"camera-{stream_id}-loop", daemon=True).start()
-        self._run(self._open(spec, settings, model, coordinator, detector))
+        self._run(self._open(spec, settings, model, coordinator, resources, detector))
 
     def _run(self, coroutine):
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
-    async def _open(self, spec: StreamSpec, settings: Settings, model, coordinator, detector: Detector | None) -> None:
+    async def _open(
+        self,
+        spec: StreamSpec,
+        settings: Settings,
+        model,
+        coordinator,
+        resources: CameraResources,
+        detector: Detector | None,
+    ) -> None:
         description = await model.describe.remote()
-        scene = await asyncio.to_thread(load_scene, settings, torch.device("cpu"), detector)
-        assert scene is not None, "the registry opens no camera while detection is off"
+        if resources.node_detector_frames:
+            shared = node_detector(settings, resources.node_detector_frames, resources.node_detector_gpus, detector)
+            detector = SharedDetector(shared)
+        else:
+            scene = await asyncio.to_thread(load_scene, settings, torch.device("cpu"), detector)
+            assert scene is not None, "the registry opens no camera while detection is off"
+            detector = scene.detector
         self.store = await asyncio.to_thread(TrackStore.from_settings, settings)
         self.recorder = StreamRecorder(self.store, ModelSpec.of(description))
         source = check_source(spec.url, settings.stream_sources, spec.rtsp_transport)
@@ -106,7 +134,7 @@ class Camera:
             spec.name,
             source,
             stream_config(settings, spec),
-            scene.detector,
+            detector,
             backend,
             self.metrics,
             self._loop,

@@ -31,7 +31,7 @@ from ..streams.manager import new_stream_id, read_streams_file, stream_config
 from ..streams.sources import check_source
 from ..tracks import Detector
 from ..tracks.scene import OFF
-from .camera import STOP_TIMEOUT_S, start_camera
+from .camera import STOP_TIMEOUT_S, CameraResources, start_camera
 from .logs import configure_replica_logging
 
 log = logging.getLogger(__name__)
@@ -65,11 +65,11 @@ class _Camera:
 @serve.deployment(name=REGISTRY, num_replicas=1, ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000)
 class StreamRegistry:
     async def __init__(  # type: ignore[misc]  # Serve awaits an async constructor
-        self, settings: Settings, model, coordinator, camera_cpus: float, detector: Detector | None = None
+        self, settings: Settings, model, coordinator, resources: CameraResources, detector: Detector | None = None
     ) -> None:
         configure_replica_logging(settings)
         self.settings, self.model, self.coordinator = settings, model, coordinator
-        self.camera_cpus, self.detector = camera_cpus, detector
+        self.resources, self.detector = resources, detector
         self.cameras: dict[str, _Camera] = {}
         if settings.streams_file is not None:
             for spec in read_streams_file(settings.streams_file):
@@ -92,7 +92,7 @@ class StreamRegistry:
                 ErrorCode.TOO_MANY_STREAMS, f"{settings.max_streams} streams are open already (VTFPAR_MAX_STREAMS)"
             )
         stream_id = new_stream_id()
-        actor = start_camera(stream_id, spec, settings, self.model, self.coordinator, self.camera_cpus, self.detector)
+        actor = start_camera(stream_id, spec, settings, self.model, self.coordinator, self.resources, self.detector)
         config = stream_config(settings, spec)
         # Until the actor first answers (it loads the detector and opens the store first).
         status = {
