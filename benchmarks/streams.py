@@ -107,6 +107,11 @@ def main() -> None:
                 answer.raise_for_status()
                 ids.append(answer.json()["id"])
             samples: dict[str, list[dict]] = {stream_id: [] for stream_id in ids}
+            deadline = time.monotonic() + 300  # camera actors on Ray take a while to start
+            while any(httpx.get(f"{server.url}/streams/{i}").json()["state"] != "running" for i in ids):
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"the cameras did not all start:\n{server.output()[-3000:]}")
+                time.sleep(1)
             started = time.monotonic()
             while time.monotonic() - started < args.seconds + 30:
                 time.sleep(5)
