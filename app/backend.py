@@ -3,7 +3,7 @@ prepared clips to, one row of probabilities back per clip.
 
 Routes and :class:`~app.service.Service` talk to "the model" only through :class:`ModelBackend`. This process's
 model is :class:`LocalBackend` (the runner behind this process's :class:`~app.batching.Batcher`); a Ray ingress
-replica talks to model replicas elsewhere through ``app.ray.ingress.RayBackend``. A route that submits several
+replica talks to model replicas elsewhere through ``app.ray.backend.RayBackend``. A route that submits several
 clips (one per track) works the same way on either.
 """
 

@@ -45,6 +45,7 @@ from .settings import Settings
 from .store import ModelSpec, TrackStore
 from .store.recording import StreamRecorder
 from .store.retention import purge_periodically
+from .streams import Streams
 from .streams.preview import Previews
 from .tracks import Detector, load_scene
 
@@ -67,9 +68,11 @@ def create_app(
     backend: ModelBackend | None = None,
     metrics: Metrics | None = None,
     detector: Detector | None = None,
+    streams: Streams | None = None,
 ) -> FastAPI:
     """The app for ``settings`` (default: the ``VTFPAR_*`` variables), serving ``runner``, or ``backend``'s model
-    that runs elsewhere, or else the checkpoint the settings name, loaded by the lifespan."""
+    that runs elsewhere, or else the checkpoint the settings name, loaded by the lifespan; ``streams`` run the live
+    streams elsewhere (Ray's camera actors) rather than in this process."""
     if runner is not None and backend is not None:
         raise TypeError("create_app serves a runner or a backend, not both: a backend already holds its model")
     if settings is None:
@@ -98,7 +101,7 @@ def create_app(
         except DecodeDeviceError as exc:
             log.error("cannot decode uploads: %s", exc)
             raise ReportedStartupError(str(exc)) from None
-        service = Service(settings, model_backend, metrics, scene)
+        service = Service(settings, model_backend, metrics, scene, streams)
         app.state.service = service
         app.state.track_store = store = await asyncio.to_thread(TrackStore.from_settings, settings)
         where = "in the configured database" if settings.database_url else f"in {settings.data_dir / 'tracks.db'}"

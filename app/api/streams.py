@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import Field
 from sse_starlette import EventSourceResponse
 
-from ..streams import CLOSED, Event, StreamSpec
+from ..streams import Event, StreamSpec
 from ..streams.preview import BOUNDARY, PREVIEW_FPS, part
 from .auth import require_token
 from .deps import PreviewsDep, ServiceDep
@@ -40,19 +40,19 @@ async def open_stream(spec: StreamSpec, service: ServiceDep) -> StreamStatus:
     """Opens `url` (rtsp, rtsps, http(s) MPEG-TS or HLS, rtmp, or a file:// recording) if it lies under one of
     VTFPAR_STREAM_SOURCES (403 `source_not_allowed` otherwise, before any connection); the stream connects in the
     background: its `state` says how it goes. 503 while the service shuts down."""
-    return service.streams.add(spec).status()
+    return await service.streams.open(spec)
 
 
 @router.get("", response_model=StreamList, summary="Every stream and its status", responses=error_responses(401))
 async def list_streams(service: ServiceDep) -> StreamList:
-    return StreamList(streams=[stream.status() for stream in service.streams.streams.values()])
+    return StreamList(streams=await service.streams.statuses())
 
 
 @router.get(
     "/{stream_id}", response_model=StreamStatus, summary="A stream's status", responses=error_responses(400, 401, 404)
 )
 async def stream_status(stream_id: StreamId, service: ServiceDep) -> StreamStatus:
-    return service.streams.get(stream_id).status()
+    return await service.streams.status(stream_id)
 
 
 @router.delete("/{stream_id}", status_code=204, summary="Close a stream", responses=error_responses(400, 401, 404))
@@ -73,16 +73,12 @@ async def stream_events(stream_id: StreamId, service: ServiceDep) -> EventSource
     the stream stops), each with JSON data: `stream`, `stream_name`, `track_id`, `first_seen` and `last_seen`
     (`stream_s`: stream time; `at`: wall clock, UTC), the last `box` ([left, top, width, height] pixels),
     `windows` (clips fused) and `attributes` and `groups` as /predict answers them (null before any window)."""
-    manager = service.streams
-    queue = manager.subscribe(stream_id)
+    stream_events = await service.streams.events(stream_id)
     model = service.backend.description
 
     async def events():
-        try:
-            while (event := await queue.get()) is not CLOSED:
-                yield {"event": event.kind, "data": event_json(model, event)}
-        finally:
-            manager.unsubscribe(stream_id, queue)
+        async for event in stream_events:
+            yield {"event": event.kind, "data": event_json(model, event)}
 
     return EventSourceResponse(events(), shutdown_event=anyio.Event(), shutdown_grace_period=SHUTDOWN_GRACE_S)
 
@@ -100,9 +96,9 @@ async def stream_events(stream_id: StreamId, service: ServiceDep) -> EventSource
 async def stream_snapshot(stream_id: StreamId, service: ServiceDep, previews: PreviewsDep) -> Response:
     """The picture the MJPEG preview would show now (rendered at most 5 times a second, shared by every viewer);
     poll it for a live picture that holds no connection between pictures."""
-    stream = service.streams.get(stream_id)
+    stream = await service.streams.watch(stream_id)
     model = service.backend.description
-    jpeg = await previews.picture(stream, model.schema.names, model.thresholds, service.streams.streams.keys())
+    jpeg = await previews.picture(stream_id, stream, model.schema.names, model.thresholds)
     if jpeg is None:
         return Response(status_code=204)
     return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
@@ -121,15 +117,14 @@ async def stream_preview(
     stream_id: StreamId, request: Request, service: ServiceDep, previews: PreviewsDep
 ) -> StreamingResponse:
     """A few viewers per stream at most (429 `too_many_viewers` beyond); each gets the shared picture."""
-    stream = service.streams.get(stream_id)
+    stream = await service.streams.watch(stream_id)
     model = service.backend.description
     previews.check_room(stream_id)
 
     async def pictures():
         with previews.viewer(stream_id):
             while not stream.ended and not await request.is_disconnected():
-                live = service.streams.streams.keys()
-                jpeg = await previews.picture(stream, model.schema.names, model.thresholds, live)
+                jpeg = await previews.picture(stream_id, stream, model.schema.names, model.thresholds)
                 if jpeg is not None:
                     yield part(jpeg)
                 await asyncio.sleep(1 / PREVIEW_FPS)

@@ -1,4 +1,5 @@
-"""The Ray Serve application: Ingress -> Model, plus the Coordinator, sized by :class:`AppOptions`.
+"""The Ray Serve application: Ingress -> Model, plus the Coordinator and the StreamRegistry (whose camera actors
+send their clips to the Model too), sized by :class:`AppOptions`.
 
 ``build_app`` is the application builder that ``deploy/ray/serve.yaml`` names (``import_path:
 app.ray.app:build_app``); its ``args`` are :class:`AppOptions`, the same options ``python -m app.ray`` takes as
@@ -32,9 +33,12 @@ from pydantic import BaseModel, Field, field_validator
 from ray.serve import Application
 
 from ..settings import Settings
+from ..tracks import Detector
+from .camera import CameraResources
 from .coordinator import Coordinator
 from .ingress import Ingress
 from .model import Model
+from .registry import StreamRegistry
 
 _REPLICAS = re.compile(r"(\d+)(?::(\d+))?")
 # Health probes and /metrics scrapes on top of the admission limits.
@@ -53,6 +57,13 @@ class AppOptions(BaseModel):
     ingress_cpus: float = Field(1.0, ge=0, description="CPUs each ingress replica reserves (decoding).")
     model_cpus: float = Field(1.0, ge=0, description="CPUs each model replica reserves.")
     model_gpus: float = Field(0.0, ge=0, description="GPUs each model replica reserves; fractions share one.")
+    camera_cpus: float = Field(
+        1.0, ge=0, description="CPUs each camera actor reserves (decoding, detection, tracking: ~1 for 768x576)."
+    )
+    node_detector_frames: int = Field(
+        0, ge=0, description="0: a detector per camera; N: the cameras of a node share one, N frames a batch."
+    )
+    node_detector_gpus: float = Field(0.0, ge=0, description="GPUs a node's shared detector reserves.")
 
     @field_validator("ingress_replicas", "model_replicas", mode="before")
     @classmethod
@@ -95,7 +106,8 @@ def model_device_type(options: AppOptions, settings: Settings) -> str:
     return "cuda" if options.model_gpus > 0 and settings.device != "cpu" else "cpu"
 
 
-def application(options: AppOptions, settings: Settings) -> Application:
+def application(options: AppOptions, settings: Settings, detector: Detector | None = None) -> Application:
+    """The application; ``detector`` replaces the configured person detector in the camera actors (tests)."""
     # The device's defaults, once, before anything is sized from the settings: the replicas' own for_device then
     # finds nothing left to change.
     settings = settings.for_device(model_device_type(options, settings))
@@ -108,10 +120,13 @@ def application(options: AppOptions, settings: Settings) -> Application:
         ray_actor_options={"num_cpus": options.model_cpus, "num_gpus": options.model_gpus},
         logging_config=QUIET,
     ).bind(settings, coordinator)
+    registry = StreamRegistry.options(logging_config=QUIET).bind(  # type: ignore[attr-defined]
+        settings, model, coordinator, CameraResources.of(options), detector
+    )
     return Ingress.options(  # type: ignore[attr-defined]
         **scaling(options.ingress_replicas, 4 * settings.decode_workers),
         max_ongoing_requests=settings.max_concurrent_uploads + settings.max_concurrent_requests + PROBE_HEADROOM,
         graceful_shutdown_timeout_s=settings.drain_timeout_s,
         ray_actor_options={"num_cpus": options.ingress_cpus},
         logging_config=QUIET,
-    ).bind(settings, model, coordinator)
+    ).bind(settings, model, coordinator, registry)

@@ -66,23 +66,24 @@ def options_or_exit(args: argparse.Namespace, **defaults) -> AppOptions:
         sys.exit(BAD_SETTINGS)
 
 
-def cpus_needed(options: AppOptions) -> float:
-    """Logical CPUs the replicas reserve at their largest."""
+def cpus_needed(options: AppOptions, max_streams: int = 0) -> float:
+    """Logical CPUs the replicas reserve at their largest, and ``max_streams`` camera actors."""
     ingress, model = replica_counts(options.ingress_replicas)[1], replica_counts(options.model_replicas)[1]
-    return ingress * options.ingress_cpus + model * options.model_cpus
+    return ingress * options.ingress_cpus + model * options.model_cpus + max_streams * options.camera_cpus
 
 
-def start_or_join_ray(options: AppOptions) -> bool:
+def start_or_join_ray(options: AppOptions, max_streams: int = 0) -> bool:
     """Joins ``RAY_ADDRESS``'s cluster, or starts a local instance; returns whether it started one.
 
-    A local instance declares at least the CPUs the replicas reserve: Ray counts CPUs as logical slots, and two
-    ingress plus two model replicas should run on a 2-core machine too (they then share its cores)."""
+    A local instance declares at least the CPUs the replicas and ``max_streams`` cameras reserve: Ray counts CPUs
+    as logical slots, and two ingress plus two model replicas should run on a 2-core machine too (they then share
+    its cores)."""
     if os.environ.get("RAY_ADDRESS"):
         ray.init(logging_level=logging.WARNING)
         log.info("joined the Ray cluster at %s", os.environ["RAY_ADDRESS"])
         return False
     cores = usable_cpus()  # not the host's cores: a container's quota counts
-    declared = max(cores, math.ceil(cpus_needed(options)))
+    declared = max(cores, math.ceil(cpus_needed(options, max_streams)))
     ray.init(address="local", num_cpus=declared, include_dashboard=False, logging_level=logging.WARNING)
     if declared > cores:
         log.warning("local Ray declares %d CPUs on a %d-core machine: the replicas share its cores", declared, cores)
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = settings_or_exit()
     args = parse_args(argv, settings)
     logging.config.dictConfig(log_config(settings.log_level, settings.log_json))
-    started_ray = start_or_join_ray(options_or_exit(args))
+    started_ray = start_or_join_ray(options_or_exit(args), settings.max_streams)
     # After ray.init, which installs its own SIGTERM handler in this process (it dumps a stack and exits).
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -1,4 +1,5 @@
-"""One Coordinator replica per application: every ingress and model replica reports to it each second.
+"""One Coordinator replica per application: every ingress and model replica, and every camera actor, reports to
+it each second.
 
 A report carries the replica's metrics (its Prometheus exposition) and, from an ingress replica, how many
 requests it has admitted and not answered yet and whether it is draining. Ingress replicas get the other
@@ -25,13 +26,13 @@ log = logging.getLogger(__name__)
 REPORT_INTERVAL_S = 1.0
 # A replica that has not reported for this long is gone (stopped, scaled down or dead): its metrics are dropped.
 STALE_AFTER_S = 5 * REPORT_INTERVAL_S
-INGRESS, MODEL = "Ingress", "Model"
+INGRESS, MODEL, CAMERA = "Ingress", "Model", "Camera"
 
 
 @dataclass(frozen=True)
 class ReplicaReport:
     replica: str  # Serve's replica tag, as Ray's own metrics label it
-    deployment: str  # INGRESS or MODEL
+    deployment: str  # INGRESS, MODEL or CAMERA (a camera actor, app.ray.camera)
     exposition: bytes  # the replica's own metrics, Prometheus text format
     in_flight: int = 0  # ingress: /predict requests admitted and not answered yet
     draining: bool = False  # ingress: refusing new requests

@@ -11,55 +11,20 @@ a bounded size whatever was uploaded.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from ray import serve
-from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..backend import record_replica
-from ..batching import BatchResult, Lane
-from ..errors import ErrorCode, ServiceError
-from ..inference import ModelDescription
 from ..main import create_app
 from ..settings import Settings
+from .backend import RayBackend
 from .coordinator import INGRESS, CoordinatorReply, ReplicaReport, Reporter
 from .logs import configure_replica_logging
 from .metrics import ClusterMetrics
+from .streams import RayStreams
 
 log = logging.getLogger(__name__)
-
-
-class RayBackend:
-    """The model as a Ray Serve deployment: each clip goes to one model replica, picked by Serve's router."""
-
-    def __init__(self, model, description: ModelDescription) -> None:
-        self.model = model  # a DeploymentHandle to the Model deployment
-        self.description = description
-        self.prepare = description.prepare_on_host
-
-    async def start(self) -> None:
-        """Nothing to wait for: a model replica answered ``describe``, and replicas take requests once warm."""
-
-    async def submit(self, clip: object, lane: Lane = Lane.PREDICT) -> BatchResult:
-        response = self.model.infer.remote(clip, lane)
-        try:
-            answer = await response
-        except asyncio.CancelledError:  # the client left: the model replica takes the clip out of its queue
-            response.cancel()
-            raise
-        except BackPressureError:  # only when an operator sets max_queued_requests on the Model deployment
-            raise ServiceError(ErrorCode.QUEUE_FULL, "every model replica's queue is full") from None
-        except DeploymentUnavailableError:
-            raise ServiceError(ErrorCode.NOT_READY, "no model replica is available") from None
-        record_replica(answer.replica)
-        if answer.error_code is not None:
-            raise ServiceError(answer.error_code, answer.error_message)
-        return answer.result
-
-    async def close(self, drain_timeout_s: float) -> None:
-        """Nothing to close here: model replicas drain their own queues when Serve stops them."""
 
 
 class OneRequestIdHeader:
@@ -88,13 +53,15 @@ class OneRequestIdHeader:
 @serve.deployment(name=INGRESS)
 @serve.ingress()
 class Ingress:
-    async def __init__(self, settings: Settings, model, coordinator) -> None:  # type: ignore[misc]  # Serve awaits an async constructor
+    async def __init__(self, settings: Settings, model, coordinator, registry) -> None:  # type: ignore[misc]  # Serve awaits an async constructor
         configure_replica_logging(settings)
         self.replica = serve.get_replica_context().replica_tag
         description = await model.describe.remote()  # waits for a model replica to be up and warm
         self.metrics = ClusterMetrics(self.replica)
         # Not "app": Serve's ingress wrapper has a property of that name.
-        self.fastapi = create_app(settings, backend=RayBackend(model, description), metrics=self.metrics)
+        self.fastapi = create_app(
+            settings, backend=RayBackend(model, description), metrics=self.metrics, streams=RayStreams(registry)
+        )
         self.fastapi.add_middleware(OneRequestIdHeader)  # outermost
         self.reporter = Reporter(coordinator, self._report, self._on_reply)
 

@@ -1,5 +1,6 @@
 """``/metrics`` for a whole Ray application: every replica's own series, each labelled with its ``deployment``
-(``Ingress`` or ``Model``) and ``replica`` (Serve's replica tag, as in Ray's own metrics).
+(``Ingress`` or ``Model``) and ``replica`` (Serve's replica tag, as in Ray's own metrics), and every camera actor's
+``vtfpar_stream_*`` series (``deployment="Camera"``, ``replica``: the actor's name).
 
 The series are those of the single-process service, split where the work is done: ingress replicas count requests,
 uploads, decoding and rejections; model replicas report the queue, the batches and GPU memory. Both report
@@ -17,7 +18,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from ..metrics import Metrics
-from .coordinator import INGRESS, ReplicaReport
+from .coordinator import CAMERA, INGRESS, ReplicaReport
 
 # Families a model replica updates (the batcher's and the GPU's); an ingress replica has them too, always empty.
 MODEL_FAMILIES = frozenset(
@@ -32,9 +33,13 @@ MODEL_FAMILIES = frozenset(
 )
 # Families every replica reports for itself.
 EVERY_REPLICA = ("vtfpar_ready", "vtfpar_model_info", "process_", "python_")
+# A camera actor's (app.ray.camera): its stream's series and its process.
+CAMERA_FAMILIES = ("vtfpar_stream_", "process_", "python_")
 
 
 def _reported_by(deployment: str, family: str) -> bool:
+    if deployment == CAMERA:
+        return family.startswith(CAMERA_FAMILIES)
     if family.startswith(EVERY_REPLICA):
         return True
     return (family in MODEL_FAMILIES) != (deployment == INGRESS)

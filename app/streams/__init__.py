@@ -1,7 +1,7 @@
 """Live cameras: RTSP, HTTP (MPEG-TS, HLS), RTMP and local recordings in, people tracked, their attributes as
 events. See docs/streams.md ("running a stream elsewhere" for what a Stream is handed)."""
 
-from .manager import CLOSED, StreamManager, StreamSpec
+from .manager import CLOSED, StreamManager, Streams, StreamSpec, Watched
 from .reader import Clock, SystemClock
 from .sources import Source, check_source
 from .status import StreamStatus
@@ -18,9 +18,11 @@ __all__ = [
     "StreamConfig",
     "StreamManager",
     "StreamSpec",
+    "Streams",
     "StreamStatus",
     "SystemClock",
     "TrackEnded",
     "TrackState",
+    "Watched",
     "check_source",
 ]

@@ -12,9 +12,11 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Protocol
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ..backend import ModelBackend
@@ -24,6 +26,7 @@ from ..metrics import Metrics
 from ..settings import Settings
 from ..tracks import Detector
 from .sources import check_source
+from .status import StreamStatus
 from .stream import Event, Stream, StreamConfig
 from .tracks import TrackEnded
 
@@ -54,6 +57,30 @@ class StreamSpec(BaseModel):
     rtsp_transport: str = Field("tcp", pattern="^(tcp|udp)$", description="RTSP only: RTP over tcp or udp.")
 
 
+class Streams(Protocol):
+    """What the service and the /streams routes need of the streams: :class:`StreamManager` runs them in this
+    process, ``app.ray.streams.RayStreams`` in camera actors on a Ray cluster."""
+
+    def add_track_end_listener(self, callback: Callable[[TrackEnded], None]) -> None: ...
+    async def start(self) -> None: ...
+    def begin_stop(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def open(self, spec: StreamSpec) -> StreamStatus: ...
+    async def statuses(self) -> list[StreamStatus]: ...
+    async def status(self, stream_id: str) -> StreamStatus: ...
+    async def remove(self, stream_id: str) -> None: ...
+    async def watch(self, stream_id: str) -> Watched: ...
+    async def events(self, stream_id: str) -> AsyncIterator[Event]: ...
+
+
+class Watched(Protocol):
+    """A stream as its preview sees it."""
+
+    @property
+    def ended(self) -> bool: ...
+    def snapshot(self) -> tuple[np.ndarray, list[tuple[int, np.ndarray]], dict[int, np.ndarray | None]] | None: ...
+
+
 class StreamManager:
     def __init__(self, settings: Settings, backend: ModelBackend, metrics: Metrics, detector: Detector | None) -> None:
         self.settings, self.backend, self.metrics, self.detector = settings, backend, metrics, detector
@@ -75,7 +102,7 @@ class StreamManager:
         path = self.settings.streams_file
         if path is None:
             return
-        for spec in _read_streams_file(path):
+        for spec in read_streams_file(path):
             try:
                 self.add(spec)
             except ServiceError as exc:
@@ -97,23 +124,12 @@ class StreamManager:
                 ErrorCode.TOO_MANY_STREAMS, f"{settings.max_streams} streams are open already (VTFPAR_MAX_STREAMS)"
             )
         assert self._loop is not None, "start() first"
-        config = StreamConfig(
-            detection_interval=spec.detection_interval or settings.stream_detection_interval,
-            update_s=spec.update_s or settings.stream_update_s,
-            max_tracks=settings.stream_max_tracks,
-            track_lost_s=settings.stream_track_lost_s,
-            open_timeout_s=settings.stream_open_timeout_s,
-            read_timeout_s=settings.stream_read_timeout_s,
-            retry_max_s=settings.stream_retry_max_s,
-            give_up_s=settings.stream_give_up_s,
-            decode_threads=settings.decode_threads,
-        )
-        stream_id = uuid.uuid4().hex[:12]
+        stream_id = new_stream_id()
         stream = Stream(
             stream_id,
             spec.name,
             source,
-            config,
+            stream_config(settings, spec),
             self.detector,
             self.backend,
             self.metrics.streams.labels(stream_id),
@@ -127,6 +143,33 @@ class StreamManager:
         stream.start()
         log.info("stream %s (%s) opened: %s", stream_id, spec.name, source.shown)
         return stream
+
+    # What the /streams routes call: the same calls reach the camera actors on Ray (``app.ray.streams``).
+    async def open(self, spec: StreamSpec) -> StreamStatus:
+        return self.add(spec).status()
+
+    async def statuses(self) -> list[StreamStatus]:
+        return [stream.status() for stream in self.streams.values()]
+
+    async def status(self, stream_id: str) -> StreamStatus:
+        return self.get(stream_id).status()
+
+    async def watch(self, stream_id: str) -> Stream:
+        """What the preview draws: ``snapshot()`` and ``ended``."""
+        return self.get(stream_id)
+
+    async def events(self, stream_id: str) -> AsyncIterator[Event]:
+        """The stream's events from now on, until it stops; 404 at once for an unknown stream."""
+        queue = self.subscribe(stream_id)
+
+        async def read() -> AsyncIterator[Event]:
+            try:
+                while (event := await queue.get()) is not CLOSED:
+                    yield event
+            finally:
+                self.unsubscribe(stream_id, queue)
+
+        return read()
 
     def get(self, stream_id: str) -> Stream:
         stream = self.streams.get(stream_id)
@@ -205,13 +248,32 @@ class StreamManager:
             self._forget(oldest)
 
 
+def new_stream_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def stream_config(settings: Settings, spec: StreamSpec) -> StreamConfig:
+    """A stream's configuration: its own settings where ``spec`` has them, the service's otherwise."""
+    return StreamConfig(
+        detection_interval=spec.detection_interval or settings.stream_detection_interval,
+        update_s=spec.update_s or settings.stream_update_s,
+        max_tracks=settings.stream_max_tracks,
+        track_lost_s=settings.stream_track_lost_s,
+        open_timeout_s=settings.stream_open_timeout_s,
+        read_timeout_s=settings.stream_read_timeout_s,
+        retry_max_s=settings.stream_retry_max_s,
+        give_up_s=settings.stream_give_up_s,
+        decode_threads=settings.decode_threads,
+    )
+
+
 def _offer(queue: Events, item: Event | None) -> None:
     if queue.full():
         queue.get_nowait()  # the reader is too slow: it loses the oldest event, never the service's memory
     queue.put_nowait(item)
 
 
-def _read_streams_file(path: Path) -> list[StreamSpec]:
+def read_streams_file(path: Path) -> list[StreamSpec]:
     try:
         return TypeAdapter(list[StreamSpec]).validate_python(json.loads(Path(path).read_text()))
     except (OSError, json.JSONDecodeError, ValidationError) as exc:

@@ -9,7 +9,7 @@ import contextlib
 import math
 import time
 from collections import Counter
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,7 +17,7 @@ import numpy as np
 from model.decisions import positives
 
 from ..errors import ErrorCode, ServiceError
-from .stream import Stream
+from .manager import Watched
 
 PREVIEW_FPS = 5.0
 MAX_VIEWERS = 4  # MJPEG viewers held open per stream; each costs a connection and a JPEG copy per tick
@@ -29,7 +29,7 @@ COLOURS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 13
 
 @dataclass
 class _Latest:
-    stream: Stream
+    stream: Watched
     tick: int = -1
     jpeg: bytes | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -44,14 +44,15 @@ class Previews:
         self._viewers: Counter[str] = Counter()
 
     async def picture(
-        self, stream: Stream, names: Sequence[str], thresholds: Sequence[float], live: Collection[str]
+        self, stream_id: str, stream: Watched, names: Sequence[str], thresholds: Sequence[float]
     ) -> bytes | None:
-        """``stream``'s picture for this tick (None before its first frame); ``live``: the streams still open, so
-        that the pictures of closed ones are let go."""
-        latest = self._latest.get(stream.id)
-        if latest is None or latest.stream is not stream:
-            self._latest = {k: v for k, v in self._latest.items() if k in live}
-            latest = self._latest[stream.id] = _Latest(stream)
+        """``stream``'s picture for this tick (None before its first frame); the pictures of streams that have
+        ended are let go."""
+        latest = self._latest.get(stream_id)
+        if latest is None:
+            self._latest = {k: v for k, v in self._latest.items() if not v.stream.ended}
+            latest = self._latest[stream_id] = _Latest(stream)
+        latest.stream = stream  # on Ray each call brings its own handle to the camera
         tick = math.floor(time.monotonic() * PREVIEW_FPS)
         async with latest.lock:  # viewers arriving together wait for one rendering
             if latest.tick != tick:
@@ -80,7 +81,7 @@ class Previews:
                 del self._viewers[stream_id]
 
 
-def render(stream: Stream, names: Sequence[str], thresholds: Sequence[float]) -> bytes | None:
+def render(stream: Watched, names: Sequence[str], thresholds: Sequence[float]) -> bytes | None:
     """The JPEG of ``stream``'s last processed frame with its people, or None before the first frame."""
     import cv2
 

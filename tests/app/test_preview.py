@@ -1,5 +1,5 @@
 """A stream's preview picture is rendered once per tick however many watch it, the pictures of closed streams are
-let go, and a stream's MJPEG viewers are capped."""
+let go once they have ended, and a stream's MJPEG viewers are capped."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from app.streams.preview import MAX_VIEWERS, Previews
 class _Stream:
     def __init__(self, stream_id: str) -> None:
         self.id = stream_id
+        self.ended = False
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ def test_viewers_arriving_together_share_one_rendering(renders):
     previews, stream = Previews(), _Stream("a")
 
     async def ten_viewers():
-        return await asyncio.gather(*(previews.picture(stream, [], [], {"a"}) for _ in range(10)))
+        return await asyncio.gather(*(previews.picture("a", stream, [], []) for _ in range(10)))
 
     pictures = asyncio.run(ten_viewers())
     assert len(set(pictures)) == 1 and len(renders) <= 2  # 2 only when a tick boundary falls in between
@@ -46,11 +47,12 @@ def test_a_new_tick_renders_a_new_picture_and_closed_streams_are_forgotten(rende
     stream = _Stream("a")
 
     async def run():
-        first = await previews.picture(stream, [], [], {"a"})
-        assert await previews.picture(stream, [], [], {"a"}) == first  # the same tick
+        first = await previews.picture("a", stream, [], [])
+        assert await previews.picture("a", stream, [], []) == first  # the same tick
         now[0] += 1 / preview.PREVIEW_FPS
-        second = await previews.picture(stream, [], [], {"a"})
-        await previews.picture(_Stream("b"), [], [], {"b"})  # a is closed by now
+        second = await previews.picture("a", stream, [], [])
+        stream.ended = True
+        await previews.picture("b", _Stream("b"), [], [])  # a has ended by now
         return first, second
 
     first, second = asyncio.run(run())

@@ -10,7 +10,7 @@ import pytest
 
 from app.errors import ErrorCode, ServiceError
 from app.inference import StartupError
-from app.streams.manager import _read_streams_file
+from app.streams.manager import read_streams_file
 from app.streams.sources import check_source
 from app.streams.tracks import MAX_BOXES, LiveTrack, Seen, cut, model_squares
 from model import Preprocess
@@ -139,13 +139,13 @@ def test_the_thumbnail_is_the_largest_box_not_cut_by_the_frame_edge_and_rings_ar
 def test_the_streams_file_is_read_strictly(tmp_path):
     good = tmp_path / "streams.json"
     good.write_text(json.dumps([{"name": "gate-3", "url": "rtsp://cam.local:554/live/1", "update_s": 5}]))
-    [spec] = _read_streams_file(good)
+    [spec] = read_streams_file(good)
     assert spec.name == "gate-3" and spec.update_s == 5 and spec.rtsp_transport == "tcp"
     for text in ["{", json.dumps([{"name": "x"}]), json.dumps([{"name": "x", "url": "rtsp://a/", "colour": 1}])]:
         bad = tmp_path / "bad.json"
         bad.write_text(text)
         with pytest.raises(StartupError, match="VTFPAR_STREAMS_FILE"):
-            _read_streams_file(bad)
+            read_streams_file(bad)
 
 
 @pytest.mark.parametrize("padding", ["centre", "stretch"])

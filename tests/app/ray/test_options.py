@@ -11,6 +11,7 @@ pytest.importorskip("ray.serve", reason="the [ray] extra is not installed (pip i
 
 from app.metrics import Metrics  # noqa: E402
 from app.ray.app import AppOptions, application, scaling  # noqa: E402
+from app.ray.camera import CameraResources  # noqa: E402
 from app.ray.coordinator import ReplicaReport  # noqa: E402
 from app.ray.metrics import ClusterMetrics  # noqa: E402
 from app.settings import CUDA_MAX_BATCH_CLIPS, Settings, cuda_defaults  # noqa: E402
@@ -69,3 +70,27 @@ def test_merged_metrics_label_each_replica_and_keep_each_series_where_it_is_upda
     assert ("vtfpar_queue_depth", "Ingress", "ingress-a") not in samples  # an ingress replica has no queue
     assert ("vtfpar_requests_in_flight", "Model", "model-a") not in samples  # nor a model replica requests
     assert ("process_cpu_seconds_total", "Model", "model-a") in samples
+
+
+def test_a_camera_actors_stream_series_are_merged_and_nothing_else_of_it():
+    ingress, camera = ClusterMetrics("ingress-a"), Metrics()
+    camera.streams.labels("5f0c2a91d3e4").frames_in.inc(7)
+    ingress.others = (ReplicaReport("vtfpar-camera-5f0c2a91d3e4", "Camera", camera.exposition()),)
+
+    samples = {
+        (sample.name, sample.labels["deployment"], sample.labels.get("stream"))
+        for family in text_string_to_metric_families(ingress.exposition().decode())
+        for sample in family.samples
+        if sample.value
+    }
+    assert ("vtfpar_stream_frames_in_total", "Camera", "5f0c2a91d3e4") in samples
+    assert not any(deployment == "Camera" and name == "vtfpar_ready" for name, deployment, _ in samples)
+
+
+def test_camera_actors_reserve_the_cpus_asked_and_the_registry_gets_them():
+    options = AppOptions(camera_cpus=0.5, node_detector_frames=8, node_detector_gpus=0.25)
+    ingress = application(options, Settings())._bound_deployment
+    registry = ingress.init_args[3]._bound_deployment
+    assert registry.init_args[3] == CameraResources(0.5, 8, 0.25)
+    with pytest.raises(ValidationError):
+        AppOptions(camera_cpus=-1)
