@@ -52,12 +52,18 @@ class StreamManager:
         self.streams: dict[str, Stream] = {}
         self._readers: dict[str, set[asyncio.Queue]] = {}
         self._track_end_listeners: list[Callable[[TrackEnded], None]] = []
+        self._event_listeners: list[Callable[[Event], None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Task | None = None
 
     def add_track_end_listener(self, callback: Callable[[TrackEnded], None]) -> None:
         """``callback(TrackEnded)`` for every ended track of every stream, on the event loop (it must not block)."""
         self._track_end_listeners.append(callback)
+
+    def add_event_listener(self, callback: Callable[[Event], None]) -> None:
+        """``callback(Event)`` for every ``track_update`` and ``track_end`` of every stream, on the event loop (it
+        must not block)."""
+        self._event_listeners.append(callback)
 
     async def start(self) -> None:
         """Open the streams of VTFPAR_STREAMS_FILE; a file that cannot be read, or a stream it may not open, stops
@@ -163,6 +169,11 @@ class StreamManager:
     def _on_event(self, stream: Stream, event: Event) -> None:
         for queue in self._readers.get(stream.id, ()):
             _offer(queue, event)
+        for on_event in self._event_listeners:
+            try:
+                on_event(event)
+            except Exception:  # as below: a listener's bug never stops the stream
+                log.exception("an event listener failed")
         if event.kind == "track_end":
             for listener in self._track_end_listeners:
                 try:
