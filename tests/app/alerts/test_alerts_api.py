@@ -93,6 +93,9 @@ def test_a_rule_fires_on_a_stored_upload_and_every_channel_gets_the_alert(tiny_c
                 "the deliveries recorded",
             )  # fmt: skip
             assert len(listed) == len(tracks)
+            # A reader that reconnects with Last-Event-ID gets every alert after that one.
+            replay = EventsReader(f"{url}/alerts/events", headers={**AUTH, "Last-Event-ID": str(listed[-1]["id"])})
+            _wait(lambda: len(replay.of("alert")) == len(tracks) - 1, 20, "the replayed events")
             first = listed[-1]
             acknowledged = httpx.post(f"{url}/alerts/{first['id']}/ack", headers=AUTH).json()
             thumbnail = httpx.get(first["thumbnail"], headers=AUTH)
@@ -104,6 +107,7 @@ def test_a_rule_fires_on_a_stored_upload_and_every_channel_gets_the_alert(tiny_c
     assert all(valid for _, _, valid in receiver.received)
     hooks = sorted((a["camera"], a["track"]["track_id"], a["rule"]["id"]) for _, a, _ in receiver.received)
     assert hooks == sorted(("gate-3", t["track_id"], rule_id) for t in tracks)
+    assert sorted(e["id"] for e in replay.of("alert")) == sorted(a["id"] for a in listed[:-1])
     mqtt_ids = sorted(a["id"] for _, _, a in broker.of(f"vtfpar/alerts/gate-3/{rule_id}"))
     assert mqtt_ids == sorted(receiver.ids()) == sorted(e["id"] for e in events.of("alert"))
     retained = [m for m in broker.messages if m[1] == "vtfpar/alerts/gate-3/last"]
