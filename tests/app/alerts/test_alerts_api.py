@@ -141,3 +141,37 @@ def test_bad_rules_are_refused_with_a_precise_error(tiny_checkpoint, tmp_path):
         assert refused({"schedule": {"start": "25:00"}})[0] == 400
         assert httpx.put(f"{url}/rules/5", json={"name": "r", "search": {}}).status_code == 404
         assert httpx.get(f"{url}/rules").json() == {"rules": []}
+
+
+@pytest.mark.slow
+def test_a_service_restarted_between_firing_and_delivery_delivers_every_alert_once(tiny_checkpoint, scene, tmp_path):
+    receiver = Receiver()  # down while the first service runs
+    settings = make_settings(
+        tiny_checkpoint,
+        **E2E_LIMITS,
+        data_dir=tmp_path / "data",
+        webhook_targets=(f"http://127.0.0.1:{receiver.port}/hooks/",),
+        webhook_retry_max_s=1,
+    )
+    with serving(settings) as running:
+        created = httpx.post(f"{running.url}/rules", json={"name": "all", "search": {}, "webhook": receiver.url})
+        receiver.secret = created.json()["secret"]
+        tracks = post(running.url, scene, store="true", camera="gate-3").json()["tracks"]
+        _wait(
+            lambda: all(
+                d["attempts"] for a in httpx.get(f"{running.url}/alerts").json()["alerts"] for d in a["deliveries"]
+            ),
+            20,
+            "a failed attempt each",
+        )
+    receiver.start()
+    try:
+        with serving(settings) as running:
+            _wait(lambda: len(receiver.received) >= len(tracks), 30, "the deliveries after the restart")
+            time.sleep(2)  # a second delivery of any would arrive by now
+            listed = httpx.get(f"{running.url}/alerts").json()["alerts"]
+    finally:
+        receiver.stop()
+    assert len(listed) == len(tracks) and sorted(receiver.ids()) == sorted(a["id"] for a in listed)
+    assert all(valid for _, _, valid in receiver.received)
+    assert all(d["state"] == "delivered" and d["attempts"] >= 2 for a in listed for d in a["deliveries"])
