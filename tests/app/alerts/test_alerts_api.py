@@ -157,13 +157,12 @@ def test_a_service_restarted_between_firing_and_delivery_delivers_every_alert_on
         created = httpx.post(f"{running.url}/rules", json={"name": "all", "search": {}, "webhook": receiver.url})
         receiver.secret = created.json()["secret"]
         tracks = post(running.url, scene, store="true", camera="gate-3").json()["tracks"]
-        _wait(
-            lambda: all(
-                d["attempts"] for a in httpx.get(f"{running.url}/alerts").json()["alerts"] for d in a["deliveries"]
-            ),
-            20,
-            "a failed attempt each",
-        )
+
+        def attempted() -> bool:
+            fired = httpx.get(f"{running.url}/alerts").json()["alerts"]
+            return len(fired) == len(tracks) and all(d["attempts"] for a in fired for d in a["deliveries"])
+
+        _wait(attempted, 20, "a failed attempt each")
     receiver.start()
     try:
         with serving(settings) as running:
