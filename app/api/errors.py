@@ -57,7 +57,7 @@ ERRORS: dict[ErrorCode, tuple[int, str]] = {
         "The rule's webhook URL is outside VTFPAR_WEBHOOK_TARGETS, not http(s), or has spaces or control characters.",
     ),
     ErrorCode.MQTT_OFF: (422, "The rule asks for MQTT and this server has no broker (VTFPAR_MQTT_URL)."),
-    ErrorCode.BAD_RULE: (422, "A rule's schedule names an unknown time zone or is empty."),
+    ErrorCode.BAD_RULE: (422, "A rule's schedule names an unknown time zone."),
     ErrorCode.QUEUE_FULL: (429, "The model's queue is full; retry after Retry-After seconds."),
     ErrorCode.OVERLOADED: (429, "Too many requests in flight; retry after Retry-After seconds."),
     ErrorCode.NOT_READY: (503, "Loading, warming up or draining; retry after Retry-After seconds."),
