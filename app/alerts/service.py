@@ -85,7 +85,8 @@ class Alerts:
         self._fired: dict[str, set[int]] = {}  # live track key -> rules fired for it
         self._writes: set[asyncio.Task] = set()
         self._tasks: list[asyncio.Task] = []
-        self._wake = asyncio.Event()  # the outbox has work
+        self._wake = asyncio.Event()  # the outbox has work, or must stop
+        self._stopping = False
         self._new_alert = asyncio.Event()  # replaced after each set: events readers wait on it
 
     # Life
@@ -100,10 +101,14 @@ class Alerts:
         ]
 
     async def stop(self) -> None:
+        """Stores the alerts being fired, lets the deliveries under way finish (none is cut between the receiver's
+        answer and its record), then stops."""
         await asyncio.gather(*self._writes, return_exceptions=True)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        refresh, drain = self._tasks
+        refresh.cancel()
+        self._stopping = True
+        self._wake.set()
+        await asyncio.gather(refresh, drain, return_exceptions=True)
         if self.publisher is not None:
             await asyncio.to_thread(self.publisher.stop)
 
@@ -197,8 +202,10 @@ class Alerts:
 
     async def next_alert(self, timeout_s: float) -> None:
         """Returns when an alert fires here, or after ``timeout_s`` (alerts of other instances are polled)."""
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation that meets the event.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._new_alert.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._new_alert.wait()
 
     # Delivering
 
@@ -206,7 +213,7 @@ class Alerts:
         channels = ("webhook", "mqtt") if self.publisher is not None else ("webhook",)
         timeout = httpx.Timeout(self.settings.webhook_timeout_s)
         async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False) as client:
-            while True:
+            while not self._stopping:
                 try:
                     due = await asyncio.to_thread(self.store.claim_due, OUTBOX_BATCH, channels)
                     if due:
@@ -215,9 +222,12 @@ class Alerts:
                     self.metrics.outbox.set(await asyncio.to_thread(self.store.pending))
                 except Exception:
                     log.exception("the alert outbox failed a round; trying again")
+                if self._stopping:
+                    return
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), OUTBOX_POLL_S)
+                    async with asyncio.timeout(OUTBOX_POLL_S):
+                        await self._wake.wait()
 
     async def _send(self, client: httpx.AsyncClient, due: Due) -> None:
         body = json.dumps(message(due.alert, self.settings.public_url)).encode()
