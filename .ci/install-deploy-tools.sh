@@ -6,6 +6,7 @@
 # - chromium and chromium-driver (the web console's browser tests);
 # - GStreamer's RTSP server with the system python3-gi (the live-stream tests play a file to the service over RTSP);
 # - podman, buildah, runc, uidmap and debootstrap (.ci/image-check.sh builds and runs the image on a Debian base).
+# - mosquitto (the alerts' MQTT tests start a broker on loopback).
 # A failed install is not fatal: the tests that need a missing tool skip and say why.
 set -u
 
@@ -16,6 +17,7 @@ packages=(
     python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
     gstreamer1.0-plugins-bad gstreamer1.0-tools
     podman buildah runc uidmap debootstrap
+    mosquitto
 )
 
 missing=()

@@ -36,6 +36,10 @@ class ErrorCode(StrEnum):
     BAD_TIME = "bad_time"  # a time that is not ISO 8601, or bounds in the wrong order
     BAD_SEARCH = "bad_search"  # a cursor of another query, an unknown model, contradictory attributes, no bounds
     CAMERA_REQUIRED = "camera_required"  # store=true without camera=NAME
+    # Alerts
+    WEBHOOK_NOT_ALLOWED = "webhook_not_allowed"  # a rule's webhook URL outside VTFPAR_WEBHOOK_TARGETS
+    MQTT_OFF = "mqtt_off"  # a rule asks for MQTT and VTFPAR_MQTT_URL is unset
+    BAD_RULE = "bad_rule"  # a rule whose schedule's time zone is unknown
     QUEUE_FULL = "queue_full"
     OVERLOADED = "overloaded"  # too many requests in flight
     NOT_READY = "not_ready"  # loading, warming up or draining

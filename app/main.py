@@ -27,6 +27,8 @@ from fastapi.staticfiles import StaticFiles
 
 from model import CheckpointError
 
+from .alerts import AlertMetrics, Alerts, AlertStore
+from .api.alerts import router as alerts_router
 from .api.auth import WrongTokenThrottle
 from .api.errors import install_error_handlers
 from .api.middleware import RequestContextMiddleware
@@ -109,6 +111,12 @@ def create_app(
         # Live streams store the tracks they end through it (the stream manager's track-end listener).
         app.state.stream_recorder = recorder = StreamRecorder(store, ModelSpec.of(model_backend.description))
         service.streams.add_track_end_listener(recorder.track_ended)
+        # Rules fire on live tracks as their attributes settle, and on uploads stored with store=true.
+        app.state.alerts = alerts = Alerts(
+            AlertStore(store.engine), ModelSpec.of(model_backend.description), settings, AlertMetrics(metrics.registry)
+        )
+        service.streams.add_event_listener(alerts.stream_event)
+        await alerts.start()
         purging = asyncio.create_task(purge_periodically(store, settings.retention_days), name="purge")
         try:
             try:
@@ -119,6 +127,7 @@ def create_app(
             yield
         finally:
             await service.stop()
+            await alerts.stop()  # after the streams' last track ends
             purging.cancel()
             await recorder.drain()
             store.close()
@@ -132,6 +141,7 @@ def create_app(
     app.include_router(router)
     app.include_router(streams_router)
     app.include_router(tracks_store_router)
+    app.include_router(alerts_router)
     app.mount("/ui", StaticFiles(directory=CONSOLE, html=True), name="console")  # the web console (app/static)
     app.add_api_route("/", lambda: RedirectResponse("/ui/"), include_in_schema=False)  # the front door
     # Added last, so outermost: its request id is set while the error middleware above logs and answers.

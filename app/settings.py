@@ -358,6 +358,44 @@ class Settings(BaseSettings):
         json_schema_extra=STORE,
     )
 
+    # Alerts (standing searches that fire on live and stored tracks; see docs/alerts.md)
+    alert_min_windows: int = Field(
+        3,
+        ge=1,
+        description="A live track is matched against the rules once its attributes are fused over this many windows "
+        "(or when it ends, whichever comes first): an early half-hidden window does not fire.",
+    )
+    webhook_targets: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="URL prefixes a rule's webhook may post to (comma-separated), e.g. https://hooks.example.com/; "
+        "empty = no webhooks.",
+    )
+    webhook_timeout_s: float = Field(5.0, gt=0, description="A webhook POST's timeout (connect and answer).")
+    webhook_max_attempts: int = Field(
+        12,
+        ge=1,
+        description="Deliveries (webhook or MQTT) tried this often, with capped jittered backoff, then failed.",
+    )
+    webhook_retry_max_s: float = Field(
+        30.0, gt=0, description="Longest wait between a delivery's attempts (backoff doubles up to it, jittered)."
+    )
+    mqtt_url: str | None = Field(
+        None,
+        description="MQTT broker for alerts (mqtt://[user:password@]host[:1883] or mqtts://...); unset = no MQTT.",
+    )
+    mqtt_topic_prefix: str = Field(
+        "vtfpar/alerts",
+        min_length=1,
+        pattern=r"^[^#+\x00]+$",
+        description="Alerts go to <prefix>/<camera>/<rule id> (QoS 1); <prefix>/<camera>/last holds the camera's "
+        "latest alert (retained), <prefix>/status online/offline (retained).",
+    )
+    public_url: str | None = Field(
+        None,
+        description="The service's URL as webhook and MQTT receivers reach it (e.g. https://vtfpar.example.com), "
+        "for the alerts' thumbnail links; unset = links relative to the service.",
+    )
+
     # Process
     host: str = Field("0.0.0.0", description="Listen address.")
     port: int = Field(8000, ge=0, le=65535, description="Listen port.")
@@ -381,7 +419,7 @@ class Settings(BaseSettings):
             value = [name.strip().lower() for name in value.split(",") if name.strip()]
         return tuple(sorted(set(value))) if isinstance(value, list | tuple | set | frozenset) else value
 
-    @field_validator("stream_sources", "stream_playlist_sources", mode="before")
+    @field_validator("stream_sources", "stream_playlist_sources", "webhook_targets", mode="before")
     @classmethod
     def _source_list(cls, value: object) -> object:
         if isinstance(value, str):

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 
+from ..alerts import Alerts
 from ..errors import ErrorCode, ServiceError
 from ..service import Service
 from ..store import ModelSpec, TrackStore
@@ -47,8 +48,16 @@ def get_previews(request: Request) -> Previews:
     return request.app.state.previews
 
 
+def get_alerts(request: Request) -> Alerts:
+    alerts = getattr(request.app.state, "alerts", None)
+    if alerts is None:
+        raise ServiceError(ErrorCode.NOT_READY, "the alerts are starting")
+    return alerts
+
+
 ServiceDep = Annotated[Service, Depends(get_service)]
 PreviewsDep = Annotated[Previews, Depends(get_previews)]
+AlertsDep = Annotated[Alerts, Depends(get_alerts)]
 StoreDep = Annotated[TrackStore, Depends(get_store)]
 ServedDep = Annotated[ModelSpec, Depends(served_model)]
 
@@ -75,10 +84,14 @@ class Recording:
     camera: str
     start: datetime
     thumbnails: bool
+    alerts: Alerts | None  # the rules match the stored tracks
 
     async def save(self, model: ModelSpec, prepared, results) -> list[int]:
         tracks = upload_tracks(prepared, results, self.camera, self.start)
-        return await asyncio.to_thread(self.store.add, model, tracks)
+        ids = await asyncio.to_thread(self.store.add, model, tracks)
+        if self.alerts is not None:
+            self.alerts.tracks_stored(tracks, ids)
+        return ids
 
 
 def recording(
@@ -105,7 +118,8 @@ def recording(
             "server's clock); give the time of the video's first frame",
         )
     settings = request.app.state.settings
-    return Recording(get_store(request), camera, moment or datetime.now(UTC), settings.store_thumbnails)
+    alerts = getattr(request.app.state, "alerts", None)
+    return Recording(get_store(request), camera, moment or datetime.now(UTC), settings.store_thumbnails, alerts)
 
 
 RecordingDep = Annotated[Recording | None, Depends(recording)]

@@ -56,6 +56,13 @@ ERRORS: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.BAD_TIME: (422, "A time that is not ISO 8601, or time bounds in the wrong order."),
     ErrorCode.BAD_SEARCH: (422, "A cursor of another query, an unknown model, or contradictory attributes."),
     ErrorCode.CAMERA_REQUIRED: (422, "store=true needs camera=NAME."),
+    # Alerts
+    ErrorCode.WEBHOOK_NOT_ALLOWED: (
+        403,
+        "The rule's webhook URL is outside VTFPAR_WEBHOOK_TARGETS, not http(s), or has spaces or control characters.",
+    ),
+    ErrorCode.MQTT_OFF: (422, "The rule asks for MQTT and this server has no broker (VTFPAR_MQTT_URL)."),
+    ErrorCode.BAD_RULE: (422, "A rule's schedule names an unknown time zone."),
     ErrorCode.QUEUE_FULL: (429, "The model's queue is full; retry after Retry-After seconds."),
     ErrorCode.OVERLOADED: (429, "Too many requests in flight; retry after Retry-After seconds."),
     ErrorCode.NOT_READY: (503, "Loading, warming up or draining; retry after Retry-After seconds."),

@@ -416,3 +416,51 @@ class Erased(BaseModel):
 
 class StreamList(BaseModel):
     streams: list[StreamStatus]
+
+
+# Alerts
+
+
+class RuleBody(BaseModel):
+    id: int
+    name: str
+    search: dict = Field(description="GET /tracks's parameters by their names, as given.")
+    schedule: dict | None
+    webhook: str | None
+    mqtt: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class RuleCreated(RuleBody):
+    secret: str = Field(description="The key of the webhook's HMAC-SHA256 signatures; shown only here.")
+
+
+class RuleList(BaseModel):
+    rules: list[RuleBody]
+
+
+class DeliveryBody(BaseModel):
+    channel: Literal["webhook", "mqtt"]
+    target: str = Field(description="The webhook's URL, or the MQTT topic.")
+    state: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_error: str | None
+    delivered_at: datetime | None
+
+
+class AlertBody(BaseModel):
+    id: int
+    rule: dict = Field(description='{"id", "name"} of the rule that fired.')
+    camera: str
+    fired_at: datetime
+    decided_at: datetime = Field(description="When the track's attributes matched (the window that decided).")
+    track: dict = Field(description="The track as it matched: times, windows, attributes (stored id for uploads).")
+    thumbnail: str | None = Field(description="URL of the track's best crop when it fired.")
+    acknowledged_at: datetime | None
+    deliveries: list[DeliveryBody]
+
+
+class AlertList(BaseModel):
+    alerts: list[AlertBody]
+    next_before: int | None = Field(description="before= for the next (older) page; null on the last.")

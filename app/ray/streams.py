@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 import ray
 
 from ..streams import Event, StreamSpec, StreamStatus, TrackEnded
+from ..streams.manager import EventListener
 from .camera import Events
 from .registry import Refusal
 
@@ -30,6 +31,10 @@ class RayStreams:
 
     def add_track_end_listener(self, callback: Callable[[TrackEnded], None]) -> None:
         """Ignored: the camera actors store the tracks they end themselves, once, where they end."""
+
+    def add_event_listener(self, callback: EventListener) -> None:
+        """Ignored: the camera actors' events reach an ingress replica only while someone reads them, so rules fire
+        on Ray for uploads stored with store=true, not yet on live tracks (docs/alerts.md)."""
 
     async def start(self) -> None:
         """Nothing to open: the registry opens VTFPAR_STREAMS_FILE's streams, once for the application."""

@@ -9,6 +9,7 @@ Everything here runs on the event loop; each stream's threads reach it through `
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import uuid
@@ -33,7 +34,11 @@ from .tracks import TrackEnded
 log = logging.getLogger(__name__)
 
 CLOSED = None  # what an events reader's queue gets when its stream has stopped
-Events = asyncio.Queue[Event | None]  # an events reader's queue: events, then CLOSED
+Events = asyncio.Queue[Event | None]
+# An event listener: (event, thumbnail()) -> None, on the event loop; thumbnail() copies the track's best picture.
+EventListener = Callable[
+    [Event, Callable[[], np.ndarray | None]], None
+]  # an events reader's queue: events, then CLOSED
 
 
 class StreamSpec(BaseModel):
@@ -62,6 +67,7 @@ class Streams(Protocol):
     process, ``app.ray.streams.RayStreams`` in camera actors on a Ray cluster."""
 
     def add_track_end_listener(self, callback: Callable[[TrackEnded], None]) -> None: ...
+    def add_event_listener(self, callback: EventListener) -> None: ...
     async def start(self) -> None: ...
     def begin_stop(self) -> None: ...
     async def stop(self) -> None: ...
@@ -87,6 +93,7 @@ class StreamManager:
         self.streams: dict[str, Stream] = {}
         self._readers: dict[str, set[Events]] = {}
         self._track_end_listeners: list[Callable[[TrackEnded], None]] = []
+        self._event_listeners: list[EventListener] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Task | None = None
         self._finished: list[str] = []  # ids of streams that ended by themselves and are still listed, oldest first
@@ -94,6 +101,11 @@ class StreamManager:
     def add_track_end_listener(self, callback: Callable[[TrackEnded], None]) -> None:
         """``callback(TrackEnded)`` for every ended track of every stream, on the event loop (it must not block)."""
         self._track_end_listeners.append(callback)
+
+    def add_event_listener(self, callback: EventListener) -> None:
+        """``callback(event, thumbnail)`` for every ``track_update`` and ``track_end`` of every stream, on the event
+        loop (it must not block); ``thumbnail()`` gives the track's best picture so far, when it is wanted."""
+        self._event_listeners.append(callback)
 
     async def start(self) -> None:
         """Open the streams of VTFPAR_STREAMS_FILE; a file that cannot be read, or a stream it may not open, stops
@@ -226,6 +238,12 @@ class StreamManager:
     def _on_event(self, stream: Stream, event: Event) -> None:
         for queue in self._readers.get(stream.id, ()):
             _offer(queue, event)
+        thumbnail = functools.partial(stream.thumbnail, event.track.track_id)
+        for on_event in self._event_listeners:
+            try:
+                on_event(event, thumbnail)
+            except Exception:  # as below: a listener's bug never stops the stream
+                log.exception("an event listener failed")
 
     def _on_track_end(self, track: TrackEnded) -> None:
         for listener in self._track_end_listeners:

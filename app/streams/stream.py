@@ -176,6 +176,12 @@ class Stream:
                 fused[track_id] = track.probabilities if track is not None else None
             return frame, shown, fused
 
+    def thumbnail(self, track_id: int) -> np.ndarray | None:
+        """The best picture of a live track so far (a copy; None once the track is gone or before any)."""
+        with self._lock:
+            track = self.tracks.get(track_id) or self._closing.get(track_id)
+            return None if track is None or track.thumbnail is None else track.thumbnail.copy()
+
     # Lifecycle ---------------------------------------------------------------------------------------------------
     def start(self) -> None:
         self._reader_thread.start()

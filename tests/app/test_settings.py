@@ -72,6 +72,14 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
         "DATABASE_URL": "postgresql://vtfpar:pw@db:5432/vtfpar",
         "STORE_THUMBNAILS": "false",
         "RETENTION_DAYS": "7.5",
+        "ALERT_MIN_WINDOWS": "4",
+        "WEBHOOK_TARGETS": "https://hooks.example.com/vtfpar/, http://10.0.0.9:8080/",
+        "WEBHOOK_TIMEOUT_S": "2.5",
+        "WEBHOOK_MAX_ATTEMPTS": "5",
+        "WEBHOOK_RETRY_MAX_S": "15",
+        "MQTT_URL": "mqtt://broker:1883",
+        "MQTT_TOPIC_PREFIX": "site/alerts",
+        "PUBLIC_URL": "https://vtfpar.example.com",
     }
     for name, value in values.items():
         monkeypatch.setenv(f"VTFPAR_{name}", value)
@@ -99,6 +107,10 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
     assert settings.insecure_no_token is True
     assert settings.data_dir == Path("/var/lib/vtfpar") and settings.store_thumbnails is False
     assert settings.database_url == "postgresql://vtfpar:pw@db:5432/vtfpar" and settings.retention_days == 7.5
+    assert settings.webhook_targets == ("https://hooks.example.com/vtfpar/", "http://10.0.0.9:8080/")
+    assert (settings.alert_min_windows, settings.webhook_timeout_s, settings.webhook_max_attempts) == (4, 2.5, 5)
+    assert settings.webhook_retry_max_s == 15 and settings.mqtt_url == "mqtt://broker:1883"
+    assert settings.mqtt_topic_prefix == "site/alerts" and settings.public_url == "https://vtfpar.example.com"
 
 
 def test_a_batch_wait_as_long_as_the_queue_timeout_is_refused(monkeypatch):
