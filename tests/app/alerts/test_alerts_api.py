@@ -40,9 +40,9 @@ def scene(tmp_path_factory) -> dict:
     return {"video": encode("mp4", made.frames), "mot": (folder / "gt.txt").read_bytes()}
 
 
-def post(url: str, scene: dict, **params) -> httpx.Response:
+def post(url: str, scene: dict, headers: dict | None = None, **params) -> httpx.Response:
     files = {"video": ("scene.mp4", scene["video"]), "tracks": ("gt.txt", scene["mot"])}
-    return httpx.post(f"{url}/predict/tracks", files=files, params=params, timeout=60)
+    return httpx.post(f"{url}/predict/tracks", files=files, params=params, headers=headers, timeout=60)
 
 
 @pytest.fixture
@@ -79,8 +79,8 @@ def test_a_rule_fires_on_a_stored_upload_and_every_channel_gets_the_alert(tiny_c
             events = EventsReader(f"{url}/alerts/events", headers=AUTH)
             _wait(lambda: events.status == 200, 10, "the events to open")
             # Another camera's upload matches nothing; gate-3's fires once per track.
-            assert post(url, scene, store="true", camera="hall").status_code == 200
-            answered = post(url, scene, store="true", camera="gate-3")
+            assert post(url, scene, AUTH, store="true", camera="hall").status_code == 200  # store=true needs the token
+            answered = post(url, scene, AUTH, store="true", camera="gate-3")
             assert answered.status_code == 200, answered.text
             tracks = answered.json()["tracks"]
             _wait(lambda: len(receiver.received) >= len(tracks), 20, "the webhooks")
