@@ -1,7 +1,8 @@
 """Opening the store's database: the URL as configured, an engine, and Alembic's migrations run on it.
 
-An empty database is migrated to the latest revision at start (each instance sharing a PostgreSQL store may do so:
-Alembic's version table makes a second run a no-op).
+An empty database is migrated to the latest revision at start. Several instances may start at once on one
+database (Ray replicas, compose scale-out, Kubernetes): the migration runs under a lock (a PostgreSQL advisory lock,
+SQLite's exclusive transaction), so one migrates and the others wait, then find it done (Alembic's version table).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -38,19 +39,33 @@ def open_engine(url: str) -> Engine:
     @event.listens_for(engine, "connect")
     def _pragmas(connection, _record) -> None:
         cursor = connection.cursor()
+        # The busy timeout first: switching to WAL needs a lock that an instance starting beside us may hold.
+        cursor.execute("PRAGMA busy_timeout=5000")
         # WAL: searches read while a track is written; NORMAL sync is durable across a process crash under WAL.
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=5000")
         cursor.close()
 
     return engine
 
 
+# The advisory lock's key: any fixed 64-bit number that other software on the database is unlikely to take.
+MIGRATION_LOCK = 0x7674_6670_6172_0001
+
+
 def migrate(engine: Engine) -> None:
-    """Brings the database to the latest revision (creates the tables in an empty one)."""
+    """Brings the database to the latest revision (creates the tables in an empty one), holding the migration lock
+    for the whole transaction."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
+    with engine.connect() as connection:
+        if engine.dialect.name == "postgresql":
+            # Released at commit; PostgreSQL's DDL is transactional, so a waiter sees all of the tables or none.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+        elif engine.dialect.name == "sqlite":
+            # Python's sqlite3 runs DDL outside transactions unless one is begun explicitly; EXCLUSIVE makes the
+            # other instances wait (busy_timeout) until the tables exist.
+            connection.exec_driver_sql("BEGIN EXCLUSIVE")
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+        connection.commit()
