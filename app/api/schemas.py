@@ -373,6 +373,9 @@ class Interpretation(BaseModel):
     required: list[str]
     excluded: list[str]
     unused: list[str] = Field(description="Words of q that were not understood (common filler words aside).")
+    contradictions: list[str] = Field(
+        default_factory=list, description="Attributes q both required and excluded: left out of both."
+    )
 
 
 class SearchResponse(BaseModel):

@@ -119,7 +119,10 @@ async def search_tracks(
         reading_model = next((m.spec for m in stored if m.spec.key == query.model), served)
         reading = read_sentence(query.q, reading_model)
         interpretation = Interpretation(
-            required=list(reading.required), excluded=list(reading.excluded), unused=list(reading.unused)
+            required=list(reading.required),
+            excluded=list(reading.excluded),
+            unused=list(reading.unused),
+            contradictions=list(reading.contradictions),
         )
         required, excluded = with_reading(required, excluded, reading)
     search = Search(

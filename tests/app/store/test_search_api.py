@@ -136,8 +136,12 @@ def test_camera_time_and_pages(server, stored):
 
 def test_a_sentence_is_read_and_answered(server, stored):
     answer = httpx.get(f"{server.url}/tracks", **auth(q="a woman in a black top and no hat, tall")).json()
-    assert answer["interpretation"] == {"required": ["female", "top_black"], "excluded": ["hat"], "unused": ["tall"]}
+    reading = {"required": ["female", "top_black"], "excluded": ["hat"], "unused": ["tall"], "contradictions": []}
+    assert answer["interpretation"] == reading
     assert answer["required"] == ["female", "top_black"] and answer["excluded"] == ["hat"]
+    both = httpx.get(f"{server.url}/tracks", **auth(q="a woman not wearing a hat, and a man")).json()
+    assert both["interpretation"]["contradictions"] == ["female"]
+    assert both["required"] == [] and both["excluded"] == ["hat"]
 
 
 def test_the_token_guards_reads_and_deletes(server, stored):
