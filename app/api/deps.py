@@ -51,7 +51,10 @@ def parse_time(name: str, value: str | None) -> datetime | None:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise ServiceError(ErrorCode.BAD_TIME, f"{name}: {value!r} is not an ISO 8601 time") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    try:  # in UTC here, so that no later step overflows (0001-01-01T00:00+01:00 is before the year 1 in UTC)
+        return moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    except OverflowError:
+        raise ServiceError(ErrorCode.BAD_TIME, f"{name}: {value!r} is outside the years 1 to 9999 in UTC") from None
 
 
 TIME_FORMAT: dict[str, Any] = {"json_schema_extra": {"format": "date-time"}}

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as FastAPIPath
-from fastapi.responses import FileResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from ..errors import ErrorCode, ServiceError
@@ -175,7 +175,7 @@ async def get_track(request: Request, store: StoreDep, track: TrackId) -> TrackB
 
 @router.get(
     "/tracks/{track}/thumbnail.jpg",
-    response_class=FileResponse,
+    response_class=Response,
     name="track_thumbnail",
     summary="The JPEG of a stored track's best crop",
     dependencies=Protected,
@@ -184,11 +184,12 @@ async def get_track(request: Request, store: StoreDep, track: TrackId) -> TrackB
         **error_responses(400, 401, 404, 503),
     },
 )
-async def track_thumbnail(store: StoreDep, track: TrackId) -> FileResponse:
-    path = await asyncio.to_thread(store.thumbnail, track)
-    if path is None or not await asyncio.to_thread(path.is_file):
+async def track_thumbnail(store: StoreDep, track: TrackId) -> Response:
+    # Read whole (a few kB) in one step: a picture erased between a check and the sending would be a 500.
+    picture = await asyncio.to_thread(store.thumbnail, track)
+    if picture is None:
         raise ServiceError(ErrorCode.NOT_FOUND, f"stored track {track} has no thumbnail")
-    return FileResponse(path, media_type="image/jpeg")
+    return Response(picture, media_type="image/jpeg")
 
 
 @router.delete(

@@ -1,4 +1,5 @@
-"""Retention: stored tracks last seen more than ``VTFPAR_RETENTION_DAYS`` ago are purged at start and hourly."""
+"""Retention: stored tracks last seen more than ``VTFPAR_RETENTION_DAYS`` ago are purged at start and hourly; each
+round also sweeps the thumbnails no row names (left by a crash)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,12 @@ async def purge_periodically(store: TrackStore, retention_days: float, every_s: 
     while True:
         try:
             purged = await asyncio.to_thread(store.purge, retention_days)
+            swept = await asyncio.to_thread(store.sweep_thumbnails)
         except Exception:  # the database may be away for a while; the next round tries again
             log.exception("could not purge stored tracks")
         else:
             if purged:
                 log.info("purged %d stored tracks older than %g days", purged, retention_days)
+            if swept:
+                log.info("swept %d thumbnails that no stored track names", swept)
         await asyncio.sleep(every_s)

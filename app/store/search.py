@@ -34,6 +34,7 @@ from .records import ModelSpec, naive_utc
 from .tables import TrackRow
 
 MAX_LIMIT = 200
+MAX_ID = 2**63 - 1  # ids are 64-bit integers in both databases
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def statement(search: Search, model_id: int, model: ModelSpec, longest_track_s: 
         # The second bound is implied by the first (no track lasts longer than the longest stored); it makes the
         # index range on last_seen two-sided.
         query = query.where(tracks.c.first_seen <= until)
-        query = query.where(tracks.c.last_seen <= until + timedelta(seconds=longest_track_s))
+        query = query.where(tracks.c.last_seen <= _later(until, longest_track_s))
     # Without attributes every score is 1: ordered by time alone, the index on last_seen gives the order (no sort).
     keys: list[ColumnElement[Any]] = (
         [score, tracks.c.last_seen, tracks.c.id] if asked else [tracks.c.last_seen, tracks.c.id]
@@ -108,6 +109,13 @@ def statement(search: Search, model_id: int, model: ModelSpec, longest_track_s: 
     return query.order_by(*(key.desc() for key in keys)).limit(search.limit)
 
 
+def _later(moment: datetime, seconds: float) -> datetime:
+    try:
+        return moment + timedelta(seconds=seconds)
+    except OverflowError:  # until=9999-12-31T23:59:59Z
+        return datetime.max
+
+
 def encode_cursor(score: float, last_seen: datetime, track: int, fingerprint: str) -> str:
     data = json.dumps([score.hex(), last_seen.isoformat(), track, fingerprint]).encode()
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
@@ -117,7 +125,9 @@ def decode_cursor(cursor: str, fingerprint: str) -> tuple[float, datetime, int]:
     try:
         raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         score, seen, track, belongs = float.fromhex(raw[0]), datetime.fromisoformat(raw[1]), int(raw[2]), raw[3]
-    except (ValueError, TypeError, IndexError, KeyError) as exc:
+        if not (0.0 <= score <= 1.0 and 1 <= track <= MAX_ID):  # what a database would refuse or overflow on
+            raise ValueError("out of range")
+    except (ValueError, TypeError, IndexError, KeyError, OverflowError) as exc:
         raise ServiceError(ErrorCode.BAD_SEARCH, f"cursor: not one this service handed out ({exc})") from None
     if belongs != fingerprint:
         raise ServiceError(ErrorCode.BAD_SEARCH, "cursor: it belongs to another query; send the same filters")

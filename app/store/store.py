@@ -23,6 +23,8 @@ from .tables import ModelRow, TrackRow
 from .thumbnails import ThumbnailFiles
 
 ERASE_CHUNK = 5000  # tracks deleted per transaction: short transactions while searches go on
+# A picture no row names is swept once this old: far longer than any transaction that writes its row.
+SWEEP_GRACE_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,23 @@ class TrackStore:
             return []
         checked = list(_probabilities(model, tracks))  # before any thumbnail file is written
         model_id = self._model_id(model)
-        thumbnails = [self._save_thumbnail(track) for track in tracks]
+        thumbnails: list[str | None] = []
+        try:
+            for track in tracks:
+                thumbnails.append(self._save_thumbnail(track))
+            return self._insert(model, model_id, tracks, thumbnails, checked)
+        except BaseException:  # a full disk, the database away: no picture stays without its row
+            self.thumbnails.delete(thumbnails)
+            raise
+
+    def _insert(
+        self,
+        model: ModelSpec,
+        model_id: int,
+        tracks: list[NewTrack],
+        thumbnails: list[str | None],
+        checked: list[list[float]],
+    ) -> list[int]:
         now = datetime.now(UTC).replace(tzinfo=None)
         rows = [
             {
@@ -88,20 +106,14 @@ class TrackStore:
             for track, thumbnail, probabilities in zip(tracks, thumbnails, checked, strict=True)
         ]
         longest = max((t.last_seen - t.first_seen).total_seconds() for t in tracks)
-        try:
-            with self.engine.begin() as connection:
-                inserted = connection.execute(
-                    insert(TrackRow).returning(TrackRow.id, sort_by_parameter_order=True), rows
-                )
-                ids = [row.id for row in inserted]
-                connection.execute(
-                    update(ModelRow)
-                    .where(ModelRow.id == model_id, ModelRow.longest_track_s < longest)
-                    .values(longest_track_s=longest)
-                )
-        except BaseException:
-            self.thumbnails.delete(thumbnails)
-            raise
+        with self.engine.begin() as connection:
+            inserted = connection.execute(insert(TrackRow).returning(TrackRow.id, sort_by_parameter_order=True), rows)
+            ids = [row.id for row in inserted]
+            connection.execute(
+                update(ModelRow)
+                .where(ModelRow.id == model_id, ModelRow.longest_track_s < longest)
+                .values(longest_track_s=longest)
+            )
         return ids
 
     def _save_thumbnail(self, track: NewTrack) -> str | None:
@@ -171,10 +183,11 @@ class TrackStore:
             model_row = connection.execute(select(ModelRow).where(ModelRow.id == rows[0].model_id)).one()
         return _stored(rows[0], _spec(model_row))
 
-    def thumbnail(self, track: int) -> Path | None:
+    def thumbnail(self, track: int) -> bytes | None:
+        """The track's picture, or None (no such track, none kept, or erased since)."""
         with self.engine.connect() as connection:
             name = connection.execute(select(TrackRow.thumbnail).where(TrackRow.id == track)).scalar()
-        return None if name is None else self.thumbnails.path(name)
+        return None if name is None else self.thumbnails.read(name)
 
     def models(self) -> list[StoredModel]:
         counts = select(TrackRow.model_id, func.count().label("n")).group_by(TrackRow.model_id).subquery()
@@ -202,6 +215,18 @@ class TrackStore:
             return 0
         cutoff = naive_utc(now or datetime.now(UTC)) - timedelta(days=retention_days)
         return self._erase_where([TrackRow.last_seen < cutoff])
+
+    def sweep_thumbnails(self, grace_s: float = SWEEP_GRACE_S) -> int:
+        """Removes the pictures that no row names, older than ``grace_s`` (left by a crash between writing files
+        and committing rows, or between deleting rows and unlinking files); returns how many."""
+
+        def named(names: list[str]) -> set[str]:
+            with self.engine.connect() as connection:
+                return set(
+                    connection.execute(select(TrackRow.thumbnail).where(TrackRow.thumbnail.in_(names))).scalars()
+                )
+
+        return self.thumbnails.sweep(named, grace_s)
 
     def _erase_where(self, conditions: list) -> int:
         erased = 0

@@ -5,7 +5,9 @@ asked; the token guards every read and delete; bad input gets a precise 422."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
+import json
 import math
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -15,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from app.store import Search
 from benchmarks.media import encode
 from training.synthetic.scenes import make_scene, write_mot
 
@@ -174,6 +177,50 @@ def test_bad_searches_are_422_naming_the_problem(server, params, code, words):
     assert response.status_code == 422, response.text
     error = response.json()["error"]
     assert error["code"] == code and all(w in error["message"] for w in words), error
+
+
+def cursor(*values) -> str:
+    """A cursor of the search without filters, holding what a client put in it."""
+    data = json.dumps([*values, Search().fingerprint()]).encode()
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        cursor((0.5).hex(), "2026-03-01T14:00:00", 2**70),
+        cursor((0.5).hex(), "2026-03-01T14:00:00", math.inf),
+        cursor("inf", "2026-03-01T14:00:00", 3),
+        cursor((0.5).hex(), "10000-01-01T00:00:00", 3),
+    ],
+)
+def test_a_forged_cursor_is_a_422_not_a_500(server, stored, sent):
+    response = httpx.get(f"{server.url}/tracks", **auth(cursor=sent))
+    assert response.status_code == 422 and response.json()["error"]["code"] == "bad_search", response.text
+
+
+def test_times_at_the_ends_of_the_calendar_are_answered_or_refused_never_a_500(server, stored):
+    everything = httpx.get(f"{server.url}/tracks", **auth(limit=200)).json()["tracks"]
+    latest = httpx.get(f"{server.url}/tracks", **auth(until="9999-12-31T23:59:59Z", limit=200))
+    assert latest.status_code == 200 and len(latest.json()["tracks"]) == len(everything)
+    before_year_one = "0001-01-01T00:00+01:00"
+    for response in [
+        httpx.get(f"{server.url}/tracks", **auth(since=before_year_one)),
+        httpx.delete(f"{server.url}/tracks", **auth(since=before_year_one)),
+    ]:
+        assert response.status_code == 422 and response.json()["error"]["code"] == "bad_time", response.text
+
+
+def test_a_thumbnail_erased_from_disk_is_a_404(server, scene):
+    answer = post(server.url, scene, store="true", camera="vanishing", start=START.isoformat()).json()
+    url = f"{server.url}/tracks/{answer['stored'][0]}/thumbnail.jpg"
+    picture = httpx.get(url, **auth()).content
+    for path in (server.settings.data_dir / "thumbnails").rglob("*.jpg"):
+        if path.read_bytes() == picture:
+            path.unlink()  # erased between the row's read and the sending, as far as the route can tell
+    gone = httpx.get(url, **auth())
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found"
+    httpx.delete(f"{server.url}/tracks", **auth(camera="vanishing"))
 
 
 def test_limit_has_a_cap_and_unknown_tracks_are_404(server):
