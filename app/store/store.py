@@ -221,10 +221,9 @@ class TrackStore:
         and committing rows, or between deleting rows and unlinking files); returns how many."""
 
         def named(names: list[str]) -> set[str]:
+            query = select(TrackRow.thumbnail).where(TrackRow.thumbnail.in_(names))
             with self.engine.connect() as connection:
-                return set(
-                    connection.execute(select(TrackRow.thumbnail).where(TrackRow.thumbnail.in_(names))).scalars()
-                )
+                return {name for name in connection.execute(query).scalars() if name is not None}
 
         return self.thumbnails.sweep(named, grace_s)
 
