@@ -11,20 +11,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Engine, Select, delete, func, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import ErrorCode, ServiceError
 from .database import migrate, open_engine, store_url
 from .records import AttributeSpec, ModelSpec, NewTrack, StoredAttribute, StoredTrack, aware_utc, naive_utc
-from .search import Search, encode_cursor, statement
+from .columns import Columns
+from .search import Asked, Search, asked, decode_cursor, encode_cursor, statement
 from .tables import ModelRow, TrackRow
 from .thumbnails import ThumbnailFiles
 
 ERASE_CHUNK = 5000  # tracks deleted per transaction: short transactions while searches go on
 # A picture no row names is swept once this old: far longer than any transaction that writes its row.
 SWEEP_GRACE_S = 3600.0
+SLACK = 16  # candidates beyond the page, for those the exact filters may drop
+WIDENINGS = 3  # rounds of ever more candidates (x8) before the plain statement
+MAX_CANDIDATES = 20_000  # ids sent to the database at most (many equal scores): beyond, the plain statement
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,9 @@ class TrackStore:
         self.keep_thumbnails = keep_thumbnails
         self._model_ids: dict[tuple[str, str, str], int] = {}
         self._lock = threading.Lock()
+        self.columns = Columns(engine)
+        self._stop = threading.Event()
+        threading.Thread(target=self.columns.build, args=(self._stop,), name="store-columns", daemon=True).start()
 
     @classmethod
     def open(cls, database_url: str | None, data_dir: Path, keep_thumbnails: bool = True) -> TrackStore:
@@ -60,6 +67,7 @@ class TrackStore:
         return cls.open(settings.database_url, settings.data_dir, settings.store_thumbnails)
 
     def close(self) -> None:
+        self._stop.set()
         self.engine.dispose()
 
     # Writing
@@ -153,14 +161,41 @@ class TrackStore:
 
     def search(self, search: Search, served: ModelSpec) -> Page:
         model_id, model, longest = self._searched_model(search.model, served)
-        with self.engine.connect() as connection:
-            rows = connection.execute(statement(search, model_id, model, longest)).all()
+        query = statement(search, model_id, model, longest)
+        attributes = asked(search, model)
+        rows = self._from_columns(search, model_id, attributes, query) if attributes else None
+        if rows is None:  # nothing asked (the index on last_seen gives the order), or the columns not ready
+            with self.engine.connect() as connection:
+                rows = connection.execute(query).all()
         found = [_stored(row, model) for row in rows]
         cursor = None
         if len(rows) == search.limit:
             last = rows[-1]
             cursor = encode_cursor(last.score, last.last_seen, last.id, search.fingerprint())
         return Page(model, [(track, row.score) for track, row in zip(found, rows, strict=True)], cursor)
+
+    def _from_columns(self, search: Search, model_id: int, attributes: list[Asked], query: Select) -> list | None:
+        """The page, ranked exactly by the database among the candidates the columns choose; None when the
+        columns cannot prove a page right (not built yet, or too many equal scores)."""
+        if not self.columns.ready:
+            return None
+        self.columns.catch_up()
+        after = None if search.cursor is None else decode_cursor(search.cursor, search.fingerprint())
+        since, until = (None if t is None else naive_utc(t) for t in (search.since, search.until))
+        wanted = search.limit + SLACK
+        for _ in range(WIDENINGS):
+            plan = self.columns.plan(model_id, attributes, search.camera, since, until, after, wanted)
+            if len(plan.ids) > MAX_CANDIDATES:
+                return None
+            with self.engine.connect() as connection:
+                rows = connection.execute(query.where(TrackRow.id.in_(plan.ids))).all()
+                if plan.proves([row.score for row in rows], search.limit):
+                    return rows
+                # Candidates that failed the exact filters, or that another instance erased: forget the latter.
+                present = connection.execute(select(TrackRow.id).where(TrackRow.id.in_(plan.ids))).scalars()
+            self.columns.forget(sorted(set(plan.ids) - set(present)))
+            wanted *= 8
+        return None
 
     def _searched_model(self, key: str | None, served: ModelSpec) -> tuple[int, ModelSpec, float]:
         if key is None or key == served.key:
@@ -233,6 +268,7 @@ class TrackStore:
             ids = [track for track, _ in chunk]
             with self.engine.begin() as connection:
                 connection.execute(delete(TrackRow).where(TrackRow.id.in_(ids)))
+            self.columns.forget(ids)
             self.thumbnails.delete(name for _, name in chunk)
             erased += len(chunk)
         return erased
@@ -268,7 +304,7 @@ def _stored(row: Row, model: ModelSpec) -> StoredTrack:
         track_id=row.track_id,
         first_seen=aware_utc(row.first_seen),
         last_seen=aware_utc(row.last_seen),
-        boxes=row.boxes,
+        boxes=getattr(row, "boxes", None),  # not read by a search
         windows=row.windows,
         attributes=[
             StoredAttribute(spec.name, spec.group, p, spec.threshold, positive)
