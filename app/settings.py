@@ -280,6 +280,16 @@ class Settings(BaseSettings):
     retention_days: float = Field(
         30, ge=0, description="Stored tracks last seen longer ago than this are purged (hourly); 0 keeps them."
     )
+    store_workers: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Threads of the track store's own pool (searches, writes, erasure): bounded, "
+        "and apart from the threads that decode uploads.",
+    )
+    search_timeout_s: float = Field(
+        10.0, gt=0, description="A search of the stored tracks running longer is stopped (503 search_timeout)."
+    )
 
     # Process
     host: str = Field("0.0.0.0", description="Listen address.")

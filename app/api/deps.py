@@ -1,19 +1,24 @@
-"""The dependencies routes share: the service, the track store, the served model, ``store=true``'s recording, and
-the parsing of ISO 8601 times. Routers import them from here, never from each other."""
+"""The dependencies routes share: the service, the track store, the served model, ``store=true``'s recording, the
+parsing of ISO 8601 times, and the wait that stops when the client leaves. Routers import them from here, never
+from each other."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request
 
 from ..errors import ErrorCode, ServiceError
 from ..service import Service
+from ..settings import Settings
 from ..store import ModelSpec, TrackStore
 from ..store.recording import upload_tracks
+
+T = TypeVar("T")
 
 
 async def get_service(request: Request) -> Service:  # async: FastAPI would run a plain def on a worker thread
@@ -21,6 +26,13 @@ async def get_service(request: Request) -> Service:  # async: FastAPI would run 
     if service is None:
         raise ServiceError(ErrorCode.NOT_READY, "the service is starting")
     return service
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 def get_store(request: Request) -> TrackStore:
@@ -71,7 +83,7 @@ class Recording:
 
     async def save(self, model: ModelSpec, prepared, results) -> list[int]:
         tracks = upload_tracks(prepared, results, self.camera, self.start)
-        return await asyncio.to_thread(self.store.add, model, tracks)
+        return await self.store.run(self.store.add, model, tracks)
 
 
 def recording(
@@ -95,3 +107,27 @@ def recording(
 
 
 RecordingDep = Annotated[Recording | None, Depends(recording)]
+
+
+async def unless_client_leaves(request: Request, work: Awaitable[T], on_leave: Callable[[], None] | None = None) -> T:
+    """Await ``work``, cancelling it (which takes a clip out of the model's queue, or a job out of the decode
+    pool's) if the client disconnects; ``on_leave`` stops what cancelling cannot (a statement on a thread).
+
+    The body has been read, so the next ASGI message can only be the disconnect."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+        if on_leave is not None:
+            on_leave()
+        raise ServiceError(ErrorCode.CLIENT_DISCONNECTED, "the client disconnected before its answer was ready")
+    finally:
+        watcher.cancel()
+        task.cancel()  # a no-op once done; otherwise the clip leaves the queue
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass

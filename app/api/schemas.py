@@ -351,7 +351,9 @@ class StoredAttributeBody(BaseModel):
     positive: bool
 
 
-class TrackBody(BaseModel):
+class ListedTrack(BaseModel):
+    """A stored track as a result list shows it: everything but its boxes (up to 512 for a stream track)."""
+
     id: int
     camera: str
     source: str = Field(description="upload or stream.")
@@ -359,13 +361,16 @@ class TrackBody(BaseModel):
     first_seen: datetime
     last_seen: datetime
     windows: int = Field(description="Clips the model saw, fused into the probabilities.")
-    boxes: list[list[float]] = Field(description="[seconds after first_seen, x0, y0, x1, y1] per box.")
     model: ModelIdentity
     attributes: list[StoredAttributeBody] = Field(description="Every attribute, in the schema's order.")
     thumbnail: str | None = Field(description="URL of the best crop's JPEG; null when none was kept.")
 
 
-class ScoredTrack(TrackBody):
+class TrackBody(ListedTrack):
+    boxes: list[list[float]] = Field(description="[seconds after first_seen, x0, y0, x1, y1] per box.")
+
+
+class ScoredTrack(ListedTrack):
     score: float = Field(description="prod(p, required) * prod(1 - p, excluded); 1 when nothing was asked.")
 
 

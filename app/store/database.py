@@ -28,10 +28,11 @@ def store_url(database_url: str | None, data_dir: Path) -> str:
     return database_url
 
 
-def open_engine(url: str) -> Engine:
+def open_engine(url: str, pool_size: int = 5) -> Engine:
+    """``pool_size``: connections kept for the store's worker threads (PostgreSQL)."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, pool_size=pool_size)
     if parsed.database:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url)

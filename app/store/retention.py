@@ -17,8 +17,8 @@ async def purge_periodically(store: TrackStore, retention_days: float, every_s: 
         return
     while True:
         try:
-            purged = await asyncio.to_thread(store.purge, retention_days)
-            swept = await asyncio.to_thread(store.sweep_thumbnails)
+            purged = await store.run(store.purge, retention_days)
+            swept = await store.run(store.sweep_thumbnails)
         except Exception:  # the database may be away for a while; the next round tries again
             log.exception("could not purge stored tracks")
         else:

@@ -1,28 +1,36 @@
 """The track store: tracks in, searched, read and erased; thumbnails beside it as files.
 
-Every method blocks (database and file work): async callers run them on a thread (``asyncio.to_thread``).
+Every method blocks (database and file work): async callers run them on the store's own bounded pool
+(:meth:`TrackStore.run`), so that a burst of searches cannot take the threads uploads and previews need.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, Select, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, Select, delete, func, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import ErrorCode, ServiceError
-from .database import migrate, open_engine, store_url
-from .records import AttributeSpec, ModelSpec, NewTrack, StoredAttribute, StoredTrack, aware_utc, naive_utc
 from .columns import Columns
+from .database import migrate, open_engine, store_url
+from .limits import SearchLimit
+from .records import AttributeSpec, ModelSpec, NewTrack, StoredAttribute, StoredTrack, aware_utc, naive_utc
 from .search import Asked, Search, asked, decode_cursor, encode_cursor, statement
 from .tables import ModelRow, TrackRow
 from .thumbnails import ThumbnailFiles
 
+T = TypeVar("T")
 ERASE_CHUNK = 5000  # tracks deleted per transaction: short transactions while searches go on
 # A picture no row names is swept once this old: far longer than any transaction that writes its row.
 SWEEP_GRACE_S = 3600.0
@@ -45,8 +53,11 @@ class StoredModel:
 
 
 class TrackStore:
-    def __init__(self, engine: Engine, thumbnails: ThumbnailFiles, keep_thumbnails: bool = True) -> None:
+    def __init__(
+        self, engine: Engine, thumbnails: ThumbnailFiles, keep_thumbnails: bool = True, workers: int = 4
+    ) -> None:
         self.engine = engine
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="store")
         self.thumbnails = thumbnails
         self.keep_thumbnails = keep_thumbnails
         self._model_ids: dict[tuple[str, str, str], int] = {}
@@ -56,18 +67,25 @@ class TrackStore:
         threading.Thread(target=self.columns.build, args=(self._stop,), name="store-columns", daemon=True).start()
 
     @classmethod
-    def open(cls, database_url: str | None, data_dir: Path, keep_thumbnails: bool = True) -> TrackStore:
+    def open(
+        cls, database_url: str | None, data_dir: Path, keep_thumbnails: bool = True, workers: int = 4
+    ) -> TrackStore:
         """Connects and migrates the database to the latest revision."""
-        engine = open_engine(store_url(database_url, data_dir))
+        engine = open_engine(store_url(database_url, data_dir), pool_size=workers)
         migrate(engine)
-        return cls(engine, ThumbnailFiles(data_dir / "thumbnails"), keep_thumbnails)
+        return cls(engine, ThumbnailFiles(data_dir / "thumbnails"), keep_thumbnails, workers)
 
     @classmethod
     def from_settings(cls, settings) -> TrackStore:
-        return cls.open(settings.database_url, settings.data_dir, settings.store_thumbnails)
+        return cls.open(settings.database_url, settings.data_dir, settings.store_thumbnails, settings.store_workers)
+
+    async def run(self, work: Callable[..., T], *args: Any) -> T:
+        """``work(*args)`` on the store's pool."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, functools.partial(work, *args))
 
     def close(self) -> None:
         self._stop.set()
+        self.pool.shutdown(wait=True, cancel_futures=True)
         self.engine.dispose()
 
     # Writing
@@ -159,14 +177,15 @@ class TrackStore:
 
     # Reading
 
-    def search(self, search: Search, served: ModelSpec) -> Page:
+    def search(self, search: Search, served: ModelSpec, limit: SearchLimit | None = None) -> Page:
+        """One page; within ``limit`` (its time, its client) when given."""
         model_id, model, longest = self._searched_model(search.model, served)
         query = statement(search, model_id, model, longest)
         attributes = asked(search, model)
-        rows = self._from_columns(search, model_id, attributes, query) if attributes else None
-        if rows is None:  # nothing asked (the index on last_seen gives the order), or the columns not ready
-            with self.engine.connect() as connection:
-                rows = connection.execute(query).all()
+        with self.engine.connect() as connection, limit.bounding(connection) if limit else nullcontext():
+            ranked = self._from_columns(search, model_id, attributes, query, connection) if attributes else None
+            # Nothing asked (the index on last_seen gives the order), or the columns not ready: the statement alone.
+            rows = ranked if ranked is not None else list(connection.execute(query))
         found = [_stored(row, model) for row in rows]
         cursor = None
         if len(rows) == search.limit:
@@ -174,7 +193,9 @@ class TrackStore:
             cursor = encode_cursor(last.score, last.last_seen, last.id, search.fingerprint())
         return Page(model, [(track, row.score) for track, row in zip(found, rows, strict=True)], cursor)
 
-    def _from_columns(self, search: Search, model_id: int, attributes: list[Asked], query: Select) -> list | None:
+    def _from_columns(
+        self, search: Search, model_id: int, attributes: list[Asked], query: Select, connection: Connection
+    ) -> list[Row] | None:
         """The page, ranked exactly by the database among the candidates the columns choose; None when the
         columns cannot prove a page right (not built yet, or too many equal scores)."""
         if not self.columns.ready:
@@ -187,12 +208,11 @@ class TrackStore:
             plan = self.columns.plan(model_id, attributes, search.camera, since, until, after, wanted)
             if len(plan.ids) > MAX_CANDIDATES:
                 return None
-            with self.engine.connect() as connection:
-                rows = connection.execute(query.where(TrackRow.id.in_(plan.ids))).all()
-                if plan.proves([row.score for row in rows], search.limit):
-                    return rows
-                # Candidates that failed the exact filters, or that another instance erased: forget the latter.
-                present = connection.execute(select(TrackRow.id).where(TrackRow.id.in_(plan.ids))).scalars()
+            rows = list(connection.execute(query.where(TrackRow.id.in_(plan.ids))))
+            if plan.proves([row.score for row in rows], search.limit):
+                return rows
+            # Candidates that failed the exact filters, or that another instance erased: forget the latter.
+            present = connection.execute(select(TrackRow.id).where(TrackRow.id.in_(plan.ids))).scalars()
             self.columns.forget(sorted(set(plan.ids) - set(present)))
             wanted *= 8
         return None
