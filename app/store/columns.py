@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import Engine, Text, cast, func, select
+from sqlalchemy import Connection, Engine, Text, cast, func, select
 
 from .search import Asked
 from .tables import TrackRow
@@ -85,8 +85,8 @@ class Columns:
         """Reads every stored track (at start, on its own thread); then searches use the columns."""
         started = time.perf_counter()
         while not stop.is_set():
-            with self._lock:
-                if self._read_above() < CHUNK:
+            with self._lock, self.engine.connect() as connection:
+                if self._read_above(connection) < CHUNK:
                     break
         with self._lock:
             # The most recent ids missing may belong to transactions still open: read them again for a while.
@@ -95,11 +95,12 @@ class Columns:
             self.ready = not stop.is_set()
         log.info("search columns: %d tracks in %.1f s", self._size, time.perf_counter() - started)
 
-    def catch_up(self) -> None:
+    def catch_up(self, connection: Connection) -> None:
+        """Reads what was stored since (on the search's connection: within its limit)."""
         with self._lock:
-            while self._read_above() == CHUNK:
+            while self._read_above(connection) == CHUNK:
                 pass
-            self._reread_gaps()
+            self._reread_gaps(connection)
 
     def forget(self, ids: list[int]) -> None:
         """Tracks erased (by this instance, or found gone)."""
@@ -114,9 +115,9 @@ class Columns:
                     self._alive[:n] &= self._ids[:n] <= highest
                     self._high_water = highest
 
-    def _read_above(self) -> int:
+    def _read_above(self, connection: Connection) -> int:
         """Appends the next chunk of rows above the highest id seen; how many were read."""
-        rows = self._read(TrackRow.id > self._high_water, CHUNK)
+        rows = self._read(connection, TrackRow.id > self._high_water, CHUNK)
         if not rows:
             return 0
         before, self._high_water = self._high_water, rows[-1].id
@@ -132,17 +133,17 @@ class Columns:
         for missing in ids:
             self._gaps.setdefault(missing, now)
 
-    def _reread_gaps(self) -> None:
+    def _reread_gaps(self, connection: Connection) -> None:
         now = time.monotonic()
         self._gaps = {gap: since for gap, since in self._gaps.items() if now - since < GAP_WAIT_S}
         if not self._gaps:
             return
-        rows = self._read(TrackRow.id.in_(list(self._gaps)), None)
+        rows = self._read(connection, TrackRow.id.in_(list(self._gaps)), None)
         for row in rows:
             del self._gaps[row.id]
         self._append(rows)
 
-    def _read(self, condition, limit: int | None) -> list:
+    def _read(self, connection: Connection, condition, limit: int | None) -> list:
         tracks = TrackRow.__table__.c
         query = (
             select(tracks.id, tracks.model_id, tracks.camera, tracks.first_seen, tracks.last_seen)
@@ -151,8 +152,7 @@ class Columns:
             .order_by(tracks.id)
             .limit(limit)
         )
-        with self.engine.connect() as connection:
-            return list(connection.execute(query))
+        return list(connection.execute(query))
 
     def _append(self, rows: list) -> None:
         if not rows:

@@ -200,7 +200,7 @@ class TrackStore:
         columns cannot prove a page right (not built yet, or too many equal scores)."""
         if not self.columns.ready:
             return None
-        self.columns.catch_up()
+        self.columns.catch_up(connection)
         after = None if search.cursor is None else decode_cursor(search.cursor, search.fingerprint())
         since, until = (None if t is None else naive_utc(t) for t in (search.since, search.until))
         wanted = search.limit + SLACK

@@ -29,7 +29,10 @@ def slow_store(open_store, request):
     backend = request.param
     store = open_store(backend)
     store.add(MODEL, tracks(20, thumbnails=False))
-    store.columns.ready = False  # the plain statement, which the slow condition slows
+    deadline = time.monotonic() + 30
+    while not store.columns.ready:  # built before the database is slowed down
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
 
     def slow(connection, cursor, statement, parameters, context, executemany):
         if statement.startswith("SELECT") and "FROM tracks" in statement and slow.on:
