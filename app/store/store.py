@@ -31,6 +31,8 @@ from .tables import ModelRow, TrackRow
 from .thumbnails import ThumbnailFiles
 
 T = TypeVar("T")
+AddedListener = Callable[[Connection, list[int], list[NewTrack]], None]
+ErasingListener = Callable[[Connection, list[int]], None]
 ERASE_CHUNK = 5000  # tracks deleted per transaction: short transactions while searches go on
 # A picture no row names is swept once this old: far longer than any transaction that writes its row.
 SWEEP_GRACE_S = 3600.0
@@ -62,6 +64,9 @@ class TrackStore:
         self.keep_thumbnails = keep_thumbnails
         self._model_ids: dict[tuple[str, str, str], int] = {}
         self._lock = threading.Lock()
+        # Others' side data (alerts, embeddings...) kept in step: called inside the tracks' own transactions.
+        self._on_added: list[AddedListener] = []
+        self._on_erasing: list[ErasingListener] = []
         self.columns = Columns(engine)
         self._stop = threading.Event()
         threading.Thread(target=self.columns.build, args=(self._stop,), name="store-columns", daemon=True).start()
@@ -78,6 +83,15 @@ class TrackStore:
     @classmethod
     def from_settings(cls, settings) -> TrackStore:
         return cls.open(settings.database_url, settings.data_dir, settings.store_thumbnails, settings.store_workers)
+
+    def listen(self, added: AddedListener | None = None, erasing: ErasingListener | None = None) -> None:
+        """Keeps side data in step with the tracks: ``added(connection, ids, tracks)`` runs in the transaction that
+        stores the tracks (after their rows, before the commit), ``erasing(connection, ids)`` in the one that erases
+        them (before their rows go, so that tables referencing them can go first); what they raise undoes it."""
+        if added is not None:
+            self._on_added.append(added)
+        if erasing is not None:
+            self._on_erasing.append(erasing)
 
     async def run(self, work: Callable[..., T], *args: Any) -> T:
         """``work(*args)`` on the store's pool."""
@@ -135,6 +149,8 @@ class TrackStore:
         with self.engine.begin() as connection:
             inserted = connection.execute(insert(TrackRow).returning(TrackRow.id, sort_by_parameter_order=True), rows)
             ids = [row.id for row in inserted]
+            for added in self._on_added:
+                added(connection, ids, tracks)
             connection.execute(
                 update(ModelRow)
                 .where(ModelRow.id == model_id, ModelRow.longest_track_s < longest)
@@ -287,6 +303,8 @@ class TrackStore:
         for chunk in self._chunks(conditions):
             ids = [track for track, _ in chunk]
             with self.engine.begin() as connection:
+                for erasing in self._on_erasing:
+                    erasing(connection, ids)
                 connection.execute(delete(TrackRow).where(TrackRow.id.in_(ids)))
             self.columns.forget(ids)
             self.thumbnails.delete(name for _, name in chunk)

@@ -8,7 +8,7 @@ import os
 import time
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import bindparam, event, text
 
 from .conftest import BACKENDS
 from .test_store import MODEL, tracks
@@ -107,3 +107,38 @@ def test_a_picture_erased_after_its_row_was_read_is_none_not_an_error(open_store
     for path in store.thumbnails.folder.rglob("*.jpg"):
         path.unlink()
     assert store.thumbnail(track) is None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_side_data_stays_in_step_with_adds_and_erasures(open_store, backend):
+    """Another feature's table keyed by track id (alerts, embeddings) is written and erased in the tracks' own
+    transactions: a failure in it undoes the add, pictures included."""
+    store = open_store(backend)
+    with store.engine.begin() as connection:
+        connection.execute(text("CREATE TABLE side (track_id BIGINT PRIMARY KEY REFERENCES tracks(id))"))
+
+    def added(connection, ids, new) -> None:
+        assert len(ids) == len(new)
+        connection.execute(text("INSERT INTO side VALUES (:id)"), [{"id": i} for i in ids])
+
+    def erasing(connection, ids) -> None:
+        gone = text("DELETE FROM side WHERE track_id IN :ids").bindparams(bindparam("ids", expanding=True))
+        connection.execute(gone, {"ids": ids})
+
+    def side() -> set[int]:
+        with store.engine.connect() as connection:
+            return set(connection.execute(text("SELECT track_id FROM side")).scalars())
+
+    store.listen(added=added, erasing=erasing)
+    ids = store.add(MODEL, tracks(6))
+    assert side() == set(ids)
+    store.erase(camera="cam-0")
+    assert side() == {i for i in ids if store.get(i) is not None} and len(side()) == 4
+
+    def broken(connection, ids, new) -> None:
+        raise RuntimeError("the side table refused")
+
+    store.listen(added=broken)
+    with pytest.raises(RuntimeError, match="refused"):
+        store.add(MODEL, tracks(3, seed=7))
+    assert len(side()) == 4 and count(store) == 4 and len(pictures(store)) == 4
