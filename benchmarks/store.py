@@ -30,7 +30,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
+
 from app.store import AttributeSpec, ModelSpec, NewTrack, Search, TrackStore
+from app.store.columns import Columns
+from app.store.records import naive_utc
+from app.store.search import asked
 from app.store.sentence import read_sentence
 from model import load_schema
 
@@ -179,6 +184,49 @@ def run(name: str, url: str | None, data_dir: Path, args) -> dict:
     return result
 
 
+def columns_alone(count: int, args) -> dict:
+    """The columns' part of each shape (choosing candidates; the database's exact ranking of ~66 ids by primary key
+    does not grow with the table) on ``count`` synthetic tracks held in memory only: the evidence for sizes whose
+    database does not fit the machine. Fills the columns' arrays directly (reading them from a database is what
+    the full run measures)."""
+    model = served_model()
+    rng = np.random.default_rng(0)
+    columns = Columns(engine=None)  # type: ignore[arg-type]  # never touches a database here
+    columns._reserve(count, len(model.attributes))
+    month_us = int(args.days * 86400e6)
+    start_us = int(START.replace(tzinfo=None).timestamp() * 1e6)
+    columns._ids[:count] = np.arange(1, count + 1)
+    columns._model[:count] = 1
+    columns._camera[:count] = rng.integers(0, args.cameras, count)
+    columns._first[:count] = start_us + rng.integers(0, month_us, count)
+    columns._last[:count] = columns._first[:count] + rng.integers(2_000_000, 120_000_000, count)
+    columns._alive[:count] = True
+    for column in range(len(model.attributes)):
+        columns._p[column, :count] = rng.beta(0.6, 0.9, count)
+    columns._cameras = {f"camera-{c}": c for c in range(args.cameras)}
+    columns._size = count
+    results = {}
+    for shape, draw in shapes(random.Random(1), model.names, args).items():
+        took = []
+        for _ in range(args.queries):
+            params = draw()
+            if sentence := params.pop("sentence", None):
+                reading = read_sentence(sentence, model)
+                params |= {"required": reading.required, "excluded": reading.excluded}
+            search = Search(**params, limit=50)
+            since, until = (None if t is None else naive_utc(t) for t in (search.since, search.until))
+            started = time.perf_counter()
+            columns.plan(1, asked(search, model), search.camera, since, until, None, 50 + 16)
+            took.append((time.perf_counter() - started) * 1000)
+        took.sort()
+        results[shape] = {
+            "p50_ms": round(statistics.median(took), 2),
+            "p95_ms": round(took[int(0.95 * (len(took) - 1))], 2),
+        }
+        print(f"  columns alone, {count} tracks, {shape}: {results[shape]}", flush=True)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tracks", type=int, default=1_000_000)
@@ -188,8 +236,14 @@ def main() -> None:
     parser.add_argument("--stream-tracks", type=int, default=2000, help="stream tracks of 512 boxes stored")
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--postgres-url", help="an existing (empty) database instead of a throwaway server")
+    parser.add_argument(
+        "--columns-alone", type=int, metavar="N", help="only time the columns' part of each shape on N tracks in memory"
+    )
     parser.add_argument("--out", type=Path, help="folder for store.json and store.md")
     args = parser.parse_args()
+    if args.columns_alone:
+        print(json.dumps({"tracks": args.columns_alone, "columns_alone": columns_alone(args.columns_alone, args)}))
+        return
     results = {}
     load_before = os.getloadavg()[0]
     started = time.perf_counter()

@@ -196,6 +196,16 @@ class Columns:
 
     # Searching
 
+    @staticmethod
+    def _loose(p: np.ndarray, each: Asked) -> np.ndarray:
+        """The attribute's filter widened by the rounding: keeps every track the exact filter may keep."""
+        return p >= each.cut - EPS if each.wanted else p <= each.cut + EPS
+
+    @staticmethod
+    def _factor(p: np.ndarray, each: Asked) -> np.ndarray:
+        p = p.astype(np.float64)
+        return p if each.wanted else 1.0 - p
+
     def plan(
         self,
         model_id: int,
@@ -207,7 +217,8 @@ class Columns:
         wanted: int,
     ) -> Plan:
         """The candidates for a page of ``wanted`` tracks: those whose float32 scores come within the rounding
-        margin of the ``wanted``-th best float32 score (after the cursor ``after``, if any)."""
+        margin of the ``wanted``-th best float32 score (after the cursor ``after``, if any). ``asked``: at least one
+        attribute (without any, the database's index gives the order)."""
         margin = (len(asked) + 1) * EPS  # a product of k factors in [0, 1], each within EPS
         with self._lock:
             n = self._size
@@ -220,13 +231,15 @@ class Columns:
                 mask &= self._last[:n] >= microseconds(since)
             if until is not None:
                 mask &= self._first[:n] <= microseconds(until)
+            # The first attribute on its contiguous column, with the other filters: one pass over every track.
+            first = self._p[asked[0].column, :n]
+            mask &= self._loose(first, asked[0])
             rows = np.flatnonzero(mask)
-            score = np.ones(len(rows))
-            for each in asked:
-                p = self._p[each.column, rows].astype(np.float64)
-                keep = p >= each.cut - EPS if each.wanted else p <= each.cut + EPS
-                rows, score, p = rows[keep], score[keep], p[keep]
-                score *= p if each.wanted else 1.0 - p
+            score = self._factor(first[rows], asked[0])
+            for each in asked[1:]:
+                p = self._p[each.column, rows]
+                keep = self._loose(p, each)
+                rows, score = rows[keep], score[keep] * self._factor(p[keep], each)
             if after is not None:  # the cursor, loosely: its exact comparison is the database's
                 keep = score <= after[0] + margin
                 rows, score = rows[keep], score[keep]
