@@ -84,8 +84,11 @@ def asked(search: Search, model: ModelSpec) -> list[Asked]:
     return [Asked(c, wanted, model.attributes[c].threshold if cut is None else cut) for c, wanted in named]
 
 
-def statement(search: Search, model_id: int, model: ModelSpec, longest_track_s: float) -> Select:
-    """The page's tracks with their scores, best first; without their boxes (a result list does not show them)."""
+def statement(
+    search: Search, model_id: int, model: ModelSpec, longest_track_s: float, among: list[int] | None = None
+) -> Select:
+    """The page's tracks with their scores, best first; without their boxes (a result list does not show them).
+    ``among``: only these tracks, known to be of the model, camera and window."""
     attributes = asked(search, model)
     tracks = TrackRow.__table__
     score: ColumnElement = literal(1.0, Double)
@@ -98,12 +101,18 @@ def statement(search: Search, model_id: int, model: ModelSpec, longest_track_s: 
             query = query.where(p >= each.cut if each.wanted else p < each.cut)
         score = score * (p if each.wanted else 1.0 - p)
     score = score.label("score")
-    query = query.add_columns(score).where(tracks.c.model_id == model_id)
-    if search.camera is not None:
+    query = query.add_columns(score)
+    if among is not None:
+        # Candidates the columns chose within the model, camera and window (exactly: those columns are not
+        # rounded): by primary key, so that no planner prefers walking the model's index over them.
+        query = query.where(tracks.c.id.in_(among))
+    else:
+        query = query.where(tracks.c.model_id == model_id)
+    if search.camera is not None and among is None:
         query = query.where(tracks.c.camera == search.camera)
-    if search.since is not None:
+    if search.since is not None and among is None:
         query = query.where(tracks.c.last_seen >= naive_utc(search.since))
-    if search.until is not None:
+    if search.until is not None and among is None:
         until = naive_utc(search.until)
         # The second bound is implied by the first (no track lasts longer than the longest stored); it makes the
         # index range on last_seen two-sided.

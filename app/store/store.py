@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Select, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
@@ -199,7 +199,9 @@ class TrackStore:
         query = statement(search, model_id, model, longest)
         attributes = asked(search, model)
         with self.engine.connect() as connection, limit.bounding(connection) if limit else nullcontext():
-            ranked = self._from_columns(search, model_id, attributes, query, connection) if attributes else None
+            ranked = (
+                self._from_columns(search, (model_id, model, longest), attributes, connection) if attributes else None
+            )
             # Nothing asked (the index on last_seen gives the order), or the columns not ready: the statement alone.
             rows = ranked if ranked is not None else list(connection.execute(query))
         found = [_stored(row, model) for row in rows]
@@ -210,12 +212,13 @@ class TrackStore:
         return Page(model, [(track, row.score) for track, row in zip(found, rows, strict=True)], cursor)
 
     def _from_columns(
-        self, search: Search, model_id: int, attributes: list[Asked], query: Select, connection: Connection
+        self, search: Search, searched: tuple[int, ModelSpec, float], attributes: list[Asked], connection: Connection
     ) -> list[Row] | None:
         """The page, ranked exactly by the database among the candidates the columns choose; None when the
         columns cannot prove a page right (not built yet, or too many equal scores)."""
         if not self.columns.ready:
             return None
+        model_id, model, longest = searched
         self.columns.catch_up(connection)
         after = None if search.cursor is None else decode_cursor(search.cursor, search.fingerprint())
         since, until = (None if t is None else naive_utc(t) for t in (search.since, search.until))
@@ -224,7 +227,7 @@ class TrackStore:
             plan = self.columns.plan(model_id, attributes, search.camera, since, until, after, wanted)
             if len(plan.ids) > MAX_CANDIDATES:
                 return None
-            rows = list(connection.execute(query.where(TrackRow.id.in_(plan.ids))))
+            rows = list(connection.execute(statement(search, model_id, model, longest, among=plan.ids)))
             if plan.proves([row.score for row in rows], search.limit):
                 return rows
             # Candidates that failed the exact filters, or that another instance erased: forget the latter.
