@@ -7,6 +7,8 @@ SQLite's exclusive transaction), so one migrates and the others wait, then find 
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 
 from alembic import command
@@ -40,14 +42,26 @@ def open_engine(url: str, pool_size: int = 5) -> Engine:
     @event.listens_for(engine, "connect")
     def _pragmas(connection, _record) -> None:
         cursor = connection.cursor()
-        # The busy timeout first: switching to WAL needs a lock that an instance starting beside us may hold.
         cursor.execute("PRAGMA busy_timeout=5000")
         # WAL: searches read while a track is written; NORMAL sync is durable across a process crash under WAL.
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _write_ahead_log(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
     return engine
+
+
+def _write_ahead_log(cursor, wait_s: float = 10.0) -> None:
+    """Switches the file to WAL (kept in the file: once done, a read). Instances starting at once on a new file
+    race for the switch, and SQLite answers "database is locked" at once, busy timeout or not: try again."""
+    deadline = time.monotonic() + wait_s
+    while cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 # The advisory lock's key: any fixed 64-bit number that other software on the database is unlikely to take.
