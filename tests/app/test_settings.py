@@ -68,6 +68,8 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
         "DATABASE_URL": "postgresql://vtfpar:pw@db:5432/vtfpar",
         "STORE_THUMBNAILS": "false",
         "RETENTION_DAYS": "7.5",
+        "STORE_WORKERS": "6",
+        "SEARCH_TIMEOUT_S": "2.5",
     }
     for name, value in values.items():
         monkeypatch.setenv(f"VTFPAR_{name}", value)
@@ -91,6 +93,7 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
     assert settings.api_token is not None and settings.api_token.get_secret_value() == "t0ken"
     assert settings.data_dir == Path("/var/lib/vtfpar") and settings.store_thumbnails is False
     assert settings.database_url == "postgresql://vtfpar:pw@db:5432/vtfpar" and settings.retention_days == 7.5
+    assert settings.store_workers == 6 and settings.search_timeout_s == 2.5
 
 
 def test_a_batch_wait_as_long_as_the_queue_timeout_is_refused(monkeypatch):
