@@ -13,9 +13,7 @@ PURGE_EVERY_S = 3600.0
 
 
 async def purge_periodically(store: TrackStore, retention_days: float, every_s: float = PURGE_EVERY_S) -> None:
-    if retention_days <= 0:
-        return
-    while True:
+    while True:  # with retention_days 0 the purge keeps everything, and the sweep still runs
         try:
             purged = await store.run(store.purge, retention_days)
             swept = await store.run(store.sweep_thumbnails)
