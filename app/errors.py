@@ -35,6 +35,7 @@ class ErrorCode(StrEnum):
     UNKNOWN_ATTRIBUTE = "unknown_attribute"  # an attribute the model's schema does not have (closest names given)
     BAD_TIME = "bad_time"  # a time that is not ISO 8601, or bounds in the wrong order
     BAD_SEARCH = "bad_search"  # a cursor of another query, an unknown model, contradictory attributes, no bounds
+    SEARCH_TIMEOUT = "search_timeout"  # a search of the stored tracks ran longer than search_timeout_s
     CAMERA_REQUIRED = "camera_required"  # store=true without camera=NAME
     # Alerts
     WEBHOOK_NOT_ALLOWED = "webhook_not_allowed"  # a rule's webhook URL outside VTFPAR_WEBHOOK_TARGETS

@@ -395,6 +395,16 @@ class Settings(BaseSettings):
         description="The service's URL as webhook and MQTT receivers reach it (e.g. https://vtfpar.example.com), "
         "for the alerts' thumbnail links; unset = links relative to the service.",
     )
+    store_workers: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Threads of the track store's own pool (searches, writes, erasure): bounded, "
+        "and apart from the threads that decode uploads.",
+    )
+    search_timeout_s: float = Field(
+        10.0, gt=0, description="A search of the stored tracks running longer is stopped (503 search_timeout)."
+    )
 
     # Process
     host: str = Field("0.0.0.0", description="Listen address.")

@@ -1,18 +1,21 @@
-"""The dependencies routes share: the service, the track store, the served model, ``store=true``'s recording, and
-the parsing of ISO 8601 times. Routers import them from here, never from each other."""
+"""The dependencies routes share: the service, the track store, the served model, ``store=true``'s recording, the
+parsing of ISO 8601 times, and the wait that stops when the client leaves. Routers import them from here, never
+from each other."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request
 
 from ..alerts import Alerts
 from ..errors import ErrorCode, ServiceError
 from ..service import Service
+from ..settings import Settings
 from ..store import ModelSpec, TrackStore
 from ..store.recording import upload_tracks
 from ..streams.preview import Previews
@@ -21,12 +24,21 @@ from .auth import require_token
 # How far ahead of this server's clock a stored video may start: a camera's clock a little fast, not a wrong date.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 
+T = TypeVar("T")
+
 
 async def get_service(request: Request) -> Service:  # async: FastAPI would run a plain def on a worker thread
     service = getattr(request.app.state, "service", None)
     if service is None:
         raise ServiceError(ErrorCode.NOT_READY, "the service is starting")
     return service
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 def get_store(request: Request) -> TrackStore:
@@ -70,7 +82,10 @@ def parse_time(name: str, value: str | None) -> datetime | None:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise ServiceError(ErrorCode.BAD_TIME, f"{name}: {value!r} is not an ISO 8601 time") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    try:  # in UTC here, so that no later step overflows (0001-01-01T00:00+01:00 is before the year 1 in UTC)
+        return moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    except OverflowError:
+        raise ServiceError(ErrorCode.BAD_TIME, f"{name}: {value!r} is outside the years 1 to 9999 in UTC") from None
 
 
 TIME_FORMAT: dict[str, Any] = {"json_schema_extra": {"format": "date-time"}}
@@ -88,7 +103,7 @@ class Recording:
 
     async def save(self, model: ModelSpec, prepared, results) -> list[int]:
         tracks = upload_tracks(prepared, results, self.camera, self.start)
-        ids = await asyncio.to_thread(self.store.add, model, tracks)
+        ids = await self.store.run(self.store.add, model, tracks)
         if self.alerts is not None:
             self.alerts.tracks_stored(tracks, ids)
         return ids
@@ -123,3 +138,27 @@ def recording(
 
 
 RecordingDep = Annotated[Recording | None, Depends(recording)]
+
+
+async def unless_client_leaves(request: Request, work: Awaitable[T], on_leave: Callable[[], None] | None = None) -> T:
+    """Await ``work``, cancelling it (which takes a clip out of the model's queue, or a job out of the decode
+    pool's) if the client disconnects; ``on_leave`` stops what cancelling cannot (a statement on a thread).
+
+    The body has been read, so the next ASGI message can only be the disconnect."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+        if on_leave is not None:
+            on_leave()
+        raise ServiceError(ErrorCode.CLIENT_DISCONNECTED, "the client disconnected before its answer was ready")
+    finally:
+        watcher.cancel()
+        task.cancel()  # a no-op once done; otherwise the clip leaves the queue
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass

@@ -55,6 +55,7 @@ ERRORS: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.UNKNOWN_ATTRIBUTE: (422, "An attribute the model's schema does not have; the message names the closest."),
     ErrorCode.BAD_TIME: (422, "A time that is not ISO 8601, or time bounds in the wrong order."),
     ErrorCode.BAD_SEARCH: (422, "A cursor of another query, an unknown model, or contradictory attributes."),
+    ErrorCode.SEARCH_TIMEOUT: (503, "A search ran longer than VTFPAR_SEARCH_TIMEOUT_S; narrow it (camera, time)."),
     ErrorCode.CAMERA_REQUIRED: (422, "store=true needs camera=NAME."),
     # Alerts
     ErrorCode.WEBHOOK_NOT_ALLOWED: (

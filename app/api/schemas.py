@@ -366,7 +366,9 @@ class StoredAttributeBody(BaseModel):
     positive: bool
 
 
-class TrackBody(BaseModel):
+class ListedTrack(BaseModel):
+    """A stored track as a result list shows it: everything but its boxes (up to 512 for a stream track)."""
+
     id: int
     camera: str
     source: str = Field(description="upload or stream.")
@@ -374,15 +376,18 @@ class TrackBody(BaseModel):
     first_seen: datetime
     last_seen: datetime
     windows: int = Field(description="Clips the model saw, fused into the probabilities.")
-    boxes: list[list[float]] = Field(
-        description="[seconds after first_seen, left, top, width, height] per box (pixels), the API's one box format."
-    )
     model: ModelIdentity
     attributes: list[StoredAttributeBody] = Field(description="Every attribute, in the schema's order.")
     thumbnail: str | None = Field(description="URL of the best crop's JPEG; null when none was kept.")
 
 
-class ScoredTrack(TrackBody):
+class TrackBody(ListedTrack):
+    boxes: list[list[float]] = Field(
+        description="[seconds after first_seen, left, top, width, height] per box (pixels), the API's one box format."
+    )
+
+
+class ScoredTrack(ListedTrack):
     score: float = Field(description="prod(p, required) * prod(1 - p, excluded); 1 when nothing was asked.")
 
 
@@ -390,6 +395,9 @@ class Interpretation(BaseModel):
     required: list[str]
     excluded: list[str]
     unused: list[str] = Field(description="Words of q that were not understood (common filler words aside).")
+    contradictions: list[str] = Field(
+        default_factory=list, description="Attributes q both required and excluded: left out of both."
+    )
 
 
 class SearchResponse(BaseModel):

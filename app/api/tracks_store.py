@@ -3,20 +3,19 @@ needs the API token when one is set. The store blocks (database, files): its cal
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as FastAPIPath
-from fastapi.responses import FileResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from ..errors import ErrorCode, ServiceError
-from ..store import MAX_LIMIT, ModelSpec, Search, StoredTrack
+from ..store import MAX_LIMIT, ModelSpec, Search, SearchLimit, StoredTrack
 from ..store.sentence import read_sentence, with_reading
 from .auth import require_token
-from .deps import TIME_FORMAT, ServedDep, StoreDep, parse_time
+from .deps import TIME_FORMAT, ServedDep, SettingsDep, StoreDep, parse_time, unless_client_leaves
 from .openapi import error_responses
 from .schemas import (
     Erased,
@@ -89,7 +88,6 @@ def _body(request: Request, track: StoredTrack) -> dict[str, Any]:
         "first_seen": track.first_seen,
         "last_seen": track.last_seen,
         "windows": track.windows,
-        "boxes": [[t, *box_ltwh(x0, y0, x1, y1)] for t, x0, y0, x1, y1 in track.boxes],
         "model": _identity(track.model),
         "attributes": [StoredAttributeBody(**vars(a)) for a in track.attributes],
         "thumbnail": thumbnail,
@@ -107,7 +105,11 @@ def _body(request: Request, track: StoredTrack) -> dict[str, Any]:
     responses=error_responses(400, 401, 422, 503),
 )
 async def search_tracks(
-    request: Request, store: StoreDep, served: ServedDep, query: Annotated[SearchQuery, Query()]
+    request: Request,
+    store: StoreDep,
+    served: ServedDep,
+    settings: SettingsDep,
+    query: Annotated[SearchQuery, Query()],
 ) -> SearchResponse:
     """Tracks of the served model (or of `model`) ranked by the joint probability of the attributes asked:
     score = product of p over the required attributes times product of (1 - p) over the excluded ones, then the
@@ -116,11 +118,14 @@ async def search_tracks(
     required, excluded = _names(query.attributes), _names(query.exclude)
     interpretation = None
     if query.q is not None:
-        stored = (await asyncio.to_thread(store.models)) if query.model is not None else []
+        stored = (await store.run(store.models)) if query.model is not None else []
         reading_model = next((m.spec for m in stored if m.spec.key == query.model), served)
         reading = read_sentence(query.q, reading_model)
         interpretation = Interpretation(
-            required=list(reading.required), excluded=list(reading.excluded), unused=list(reading.unused)
+            required=list(reading.required),
+            excluded=list(reading.excluded),
+            unused=list(reading.unused),
+            contradictions=list(reading.contradictions),
         )
         required, excluded = with_reading(required, excluded, reading)
     search = Search(
@@ -134,7 +139,8 @@ async def search_tracks(
         cursor=query.cursor,
         model=query.model,
     )
-    page = await asyncio.to_thread(store.search, search, served)
+    limit = SearchLimit(settings.search_timeout_s)
+    page = await unless_client_leaves(request, store.run(store.search, search, served, limit), limit.cancel)
     return SearchResponse(
         model=_identity(page.model),
         interpretation=interpretation,
@@ -153,7 +159,7 @@ async def search_tracks(
     responses=error_responses(401, 503),
 )
 async def stored_models(store: StoreDep, served: ServedDep) -> list[StoredModelBody]:
-    found = await asyncio.to_thread(store.models)
+    found = await store.run(store.models)
     return [StoredModelBody(model=_identity(m.spec), tracks=m.tracks, served=m.spec == served) for m in found]
 
 
@@ -165,15 +171,16 @@ async def stored_models(store: StoreDep, served: ServedDep) -> list[StoredModelB
     responses=error_responses(400, 401, 404, 503),
 )
 async def get_track(request: Request, store: StoreDep, track: TrackId) -> TrackBody:
-    found = await asyncio.to_thread(store.get, track)
+    found = await store.run(store.get, track)
     if found is None:
         raise ServiceError(ErrorCode.NOT_FOUND, f"no stored track {track}")
-    return TrackBody(**_body(request, found))
+    boxes = [[t, *box_ltwh(x0, y0, x1, y1)] for t, x0, y0, x1, y1 in found.boxes or ()]
+    return TrackBody(**_body(request, found), boxes=boxes)
 
 
 @router.get(
     "/tracks/{track}/thumbnail.jpg",
-    response_class=FileResponse,
+    response_class=Response,
     name="track_thumbnail",
     summary="The JPEG of a stored track's best crop",
     dependencies=Protected,
@@ -182,11 +189,12 @@ async def get_track(request: Request, store: StoreDep, track: TrackId) -> TrackB
         **error_responses(400, 401, 404, 503),
     },
 )
-async def track_thumbnail(store: StoreDep, track: TrackId) -> FileResponse:
-    path = await asyncio.to_thread(store.thumbnail, track)
-    if path is None or not await asyncio.to_thread(path.is_file):
+async def track_thumbnail(store: StoreDep, track: TrackId) -> Response:
+    # Read whole (a few kB) in one step: a picture erased between a check and the sending would be a 500.
+    picture = await store.run(store.thumbnail, track)
+    if picture is None:
         raise ServiceError(ErrorCode.NOT_FOUND, f"stored track {track} has no thumbnail")
-    return FileResponse(path, media_type="image/jpeg")
+    return Response(picture, media_type="image/jpeg")
 
 
 @router.delete(
@@ -202,4 +210,4 @@ async def erase_tracks(store: StoreDep, camera: Camera = None, since: Since = No
     if camera is None and since is None and until is None:
         raise ServiceError(ErrorCode.BAD_SEARCH, "erasure needs camera, since or until (or several): what to erase")
     start, end = _bounds(since, until)
-    return Erased(deleted=await asyncio.to_thread(store.erase, camera, start, end))
+    return Erased(deleted=await store.run(store.erase, camera, start, end))

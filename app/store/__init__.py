@@ -1,6 +1,7 @@
 """Stored tracks: every track a stream ends and every upload answered with ``store=true``, searchable by
 attributes (``GET /tracks``), with a thumbnail each. See docs/search.md."""
 
+from .limits import SearchLimit
 from .records import AttributeSpec, ModelSpec, NewTrack, StoredAttribute, StoredTrack
 from .search import MAX_LIMIT, Search
 from .store import Page, StoredModel, TrackStore
@@ -12,6 +13,7 @@ __all__ = [
     "NewTrack",
     "Page",
     "Search",
+    "SearchLimit",
     "StoredAttribute",
     "StoredModel",
     "StoredTrack",

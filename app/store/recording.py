@@ -81,7 +81,7 @@ class StreamRecorder:
 
     async def _write(self, track: NewTrack) -> None:
         try:
-            await asyncio.to_thread(self.store.add, self.model, [track])
+            await self.store.run(self.store.add, self.model, [track])
         except Exception:
             log.exception("could not store track %s of camera %r", track.track_id, track.camera)
 

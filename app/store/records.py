@@ -80,7 +80,7 @@ class StoredTrack:
     track_id: int
     first_seen: datetime  # aware UTC
     last_seen: datetime
-    boxes: list[list[float]]
+    boxes: list[list[float]] | None  # None in search results: only one track's reading carries its boxes
     windows: int
     attributes: list[StoredAttribute]
     has_thumbnail: bool

@@ -34,6 +34,7 @@ from .records import ModelSpec, naive_utc
 from .tables import TrackRow
 
 MAX_LIMIT = 200
+MAX_ID = 2**63 - 1  # ids are 64-bit integers in both databases
 
 
 @dataclass(frozen=True)
@@ -68,44 +69,71 @@ def columns(model: ModelSpec, asked: tuple[str, ...]) -> list[int]:
     return [names.index(name) for name in asked]
 
 
-def statement(search: Search, model_id: int, model: ModelSpec, longest_track_s: float) -> Select:
-    """The page's tracks with their scores, best first."""
+@dataclass(frozen=True)
+class Asked:
+    column: int  # the attribute's index in its model
+    wanted: bool  # required (scores p) or excluded (scores 1 - p)
+    cut: float  # the attribute's threshold, or min_probability
+
+
+def asked(search: Search, model: ModelSpec) -> list[Asked]:
     if overlap := set(search.required) & set(search.excluded):
         raise ServiceError(ErrorCode.BAD_SEARCH, f"both required and excluded: {', '.join(sorted(overlap))}")
+    named = [(c, True) for c in columns(model, search.required)] + [(c, False) for c in columns(model, search.excluded)]
+    cut = search.min_probability
+    return [Asked(c, wanted, model.attributes[c].threshold if cut is None else cut) for c, wanted in named]
+
+
+def statement(
+    search: Search, model_id: int, model: ModelSpec, longest_track_s: float, among: list[int] | None = None
+) -> Select:
+    """The page's tracks with their scores, best first; without their boxes (a result list does not show them).
+    ``among``: only these tracks, known to be of the model, camera and window."""
+    attributes = asked(search, model)
     tracks = TrackRow.__table__
     score: ColumnElement = literal(1.0, Double)
-    query = select(tracks)
-    asked = [(c, True) for c in columns(model, search.required)] + [(c, False) for c in columns(model, search.excluded)]
-    for column, wanted in asked:
-        p = tracks.c.probabilities[column].as_float()
-        cut = search.min_probability
-        if cut is None:  # the model's decision: positive iff p > threshold
-            threshold = model.attributes[column].threshold
-            query = query.where(p > threshold if wanted else p <= threshold)
+    query = select(*(column for column in tracks.c if column.name != "boxes"))
+    for each in attributes:
+        p = tracks.c.probabilities[each.column].as_float()
+        if search.min_probability is None:  # the model's decision: positive iff p > threshold
+            query = query.where(p > each.cut if each.wanted else p <= each.cut)
         else:
-            query = query.where(p >= cut if wanted else p < cut)
-        score = score * (p if wanted else 1.0 - p)
+            query = query.where(p >= each.cut if each.wanted else p < each.cut)
+        score = score * (p if each.wanted else 1.0 - p)
     score = score.label("score")
-    query = query.add_columns(score).where(tracks.c.model_id == model_id)
-    if search.camera is not None:
+    query = query.add_columns(score)
+    if among is not None:
+        # Candidates the columns chose within the model, camera and window (exactly: those columns are not
+        # rounded): by primary key, so that no planner prefers walking the model's index over them.
+        query = query.where(tracks.c.id.in_(among))
+    else:
+        query = query.where(tracks.c.model_id == model_id)
+    if search.camera is not None and among is None:
         query = query.where(tracks.c.camera == search.camera)
-    if search.since is not None:
+    if search.since is not None and among is None:
         query = query.where(tracks.c.last_seen >= naive_utc(search.since))
-    if search.until is not None:
+    if search.until is not None and among is None:
         until = naive_utc(search.until)
         # The second bound is implied by the first (no track lasts longer than the longest stored); it makes the
         # index range on last_seen two-sided.
         query = query.where(tracks.c.first_seen <= until)
-        query = query.where(tracks.c.last_seen <= until + timedelta(seconds=longest_track_s))
+        query = query.where(tracks.c.last_seen <= _later(until, longest_track_s))
     # Without attributes every score is 1: ordered by time alone, the index on last_seen gives the order (no sort).
     keys: list[ColumnElement[Any]] = (
-        [score, tracks.c.last_seen, tracks.c.id] if asked else [tracks.c.last_seen, tracks.c.id]
+        [score, tracks.c.last_seen, tracks.c.id] if attributes else [tracks.c.last_seen, tracks.c.id]
     )
     if search.cursor is not None:
         after_score, after_seen, after_id = decode_cursor(search.cursor, search.fingerprint())
-        after: list[Any] = [after_score, after_seen, after_id] if asked else [after_seen, after_id]
+        after: list[Any] = [after_score, after_seen, after_id] if attributes else [after_seen, after_id]
         query = query.where(tuple_(*keys) < tuple_(*after))
     return query.order_by(*(key.desc() for key in keys)).limit(search.limit)
+
+
+def _later(moment: datetime, seconds: float) -> datetime:
+    try:
+        return moment + timedelta(seconds=seconds)
+    except OverflowError:  # until=9999-12-31T23:59:59Z
+        return datetime.max
 
 
 def encode_cursor(score: float, last_seen: datetime, track: int, fingerprint: str) -> str:
@@ -117,7 +145,9 @@ def decode_cursor(cursor: str, fingerprint: str) -> tuple[float, datetime, int]:
     try:
         raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         score, seen, track, belongs = float.fromhex(raw[0]), datetime.fromisoformat(raw[1]), int(raw[2]), raw[3]
-    except (ValueError, TypeError, IndexError, KeyError) as exc:
+        if not (0.0 <= score <= 1.0 and 1 <= track <= MAX_ID):  # what a database would refuse or overflow on
+            raise ValueError("out of range")
+    except (ValueError, TypeError, IndexError, KeyError, OverflowError) as exc:
         raise ServiceError(ErrorCode.BAD_SEARCH, f"cursor: not one this service handed out ({exc})") from None
     if belongs != fingerprint:
         raise ServiceError(ErrorCode.BAD_SEARCH, "cursor: it belongs to another query; send the same filters")

@@ -3,16 +3,22 @@
 Built from the schema itself: each attribute is matched by the words of its phrase in any order (``top black`` by
 "black top"; a name typed as such, "long_hair", reads as "long hair"), after everyday words are mapped onto the
 schema's (a small table of synonyms: garments onto top/bottom, "grey" onto gray, "woman" onto female, "man" onto
-not female...). The sentence is cut into clauses at "and", "with", "in", "wearing", commas...; a clause with "no",
-"not" or "without" excludes what it names. An attribute matches when every word of its phrase is in one clause;
-when one match's words contain another's ("lateral-back" and "back"), the longer wins. Words that neither match
-nor are common filler come back as ``unused``, so the user sees how the sentence was read.
+not female...). The sentence is cut into clauses at break words ("and", "with", "in", "wearing", "who", commas...).
+A negation ("no", "not", "without", "never", "neither", "nor", "...n't") starts a clause of its own and excludes
+what that clause names, nothing before it: "a woman not wearing a hat" requires female and excludes hat. It carries
+across a break that comes before anything it could govern ("not wearing a hat", "doesn't wear a hat") and along an
+"or"/"nor" list ("no hat or backpack" excludes both); any other break ends it. A plain "or" ("a blue or a red
+top") is not read: a search requires all it asks, so the alternative comes back unused. An attribute matches when
+every word of its phrase is in one clause; when one match's words contain another's ("lateral-back" and "back"),
+the longer wins. What the sentence both requires and excludes ("a woman and a man") is neither, and is reported as a
+contradiction; words that neither match nor are common filler, and a negation that governs nothing, come back as
+``unused``: the user sees how the sentence was read, and the reader does not guess.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .records import ModelSpec
 
@@ -70,14 +76,18 @@ OPPOSITES = {
     ("long", "trousers"): "no bottom short",
     ("long", "pants"): "no bottom short",
 }
-NEGATIONS = {"no", "not", "without", "never", "nor"}
-BREAKS = {"and", "with", "in", "wearing", "wears", "who", "but", "has", "having", "carrying", "or", "plus"}
+NEGATIONS = {"no", "not", "without", "never", "neither", "nor", "none"}
+LISTS = {"or", "nor"}  # a negation carries along them: "no hat or backpack"
+BREAKS = {
+    "and", "with", "in", "wear", "wears", "wearing", "who", "which", "but", "has", "have", "having", "carry",
+    "carries", "carrying", "holding", "or", "plus",
+}  # fmt: skip
 FILLER = {
     "a", "an", "the", "person", "people", "someone", "somebody", "pedestrian", "of", "on", "is", "are", "dressed",
     "clothes", "colour", "color", "coloured", "colored", "their", "his", "her", "at", "to", "that", "some",
 }  # fmt: skip
 WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")
-TOKEN = re.compile(r"[a-z]+(?:-[a-z]+)*|[,;.]")
+TOKEN = re.compile(r"[a-z]+(?:'[a-z]+)?(?:-[a-z]+)*|[,;.]")
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,17 @@ class Reading:
     required: tuple[str, ...]
     excluded: tuple[str, ...]
     unused: tuple[str, ...]
+    contradictions: tuple[str, ...] = ()  # both required and excluded by the sentence: left out of both
+
+
+@dataclass
+class Clause:
+    words: list[str] = field(default_factory=list)
+    negation: str | None = None  # the word that negates the clause
+    alternative: bool = False  # after a plain "or": a search cannot ask for one thing or another
+
+    def governs_nothing_yet(self) -> bool:
+        return self.negation is not None and all(word in FILLER for word in self.words)
 
 
 def read_sentence(sentence: str, model: ModelSpec) -> Reading:
@@ -93,29 +114,49 @@ def read_sentence(sentence: str, model: ModelSpec) -> Reading:
     required: list[str] = []
     excluded: list[str] = []
     unused: list[str] = []
-    for clause in _clauses(TOKEN.findall(sentence.lower())):
-        words, opposites = _normalised(clause)
-        negated = bool(set(clause) & NEGATIONS)
+    for clause in _clauses(TOKEN.findall(sentence.lower().replace("\u2019", "'"))):
+        if clause.alternative:  # not read: requiring both would be a guess
+            unused += ["or", *(word for word in clause.words if _unused(word, set()))]
+            continue
+        words, opposites = _normalised(clause.words)
+        negated = clause.negation is not None
         matched = _matches(words, phrases)
         opposed = _matches(opposites, phrases)
         for name, excluding in [(n, negated) for n in matched] + [(n, not negated) for n in opposed]:
-            target, other = (excluded, required) if excluding else (required, excluded)
-            if name not in target and name not in other:
-                target.append(name)
+            (excluded if excluding else required).append(name)
+        if clause.negation is not None and not matched + opposed:
+            unused.append(clause.negation)  # a negation of nothing understood: said, not guessed at
         used = set().union(*(vocabulary[name] for name in matched + opposed))
-        paired = {word for pair in zip(clause, clause[1:], strict=False) if pair in OPPOSITES for word in pair}
-        unused += [w for w in clause if w not in paired and _unused(w, used)]
-    return Reading(tuple(required), tuple(excluded), tuple(dict.fromkeys(unused)))
+        pairs = zip(clause.words, clause.words[1:], strict=False)
+        paired = {word for pair in pairs if pair in OPPOSITES for word in pair}
+        unused += [w for w in clause.words if w not in paired and _unused(w, used)]
+    contradictions = tuple(name for name in dict.fromkeys(required) if name in excluded)
+    return Reading(
+        tuple(name for name in dict.fromkeys(required) if name not in contradictions),
+        tuple(name for name in dict.fromkeys(excluded) if name not in contradictions),
+        tuple(dict.fromkeys(unused)),
+        contradictions,
+    )
 
 
-def _clauses(tokens: list[str]) -> list[list[str]]:
-    clauses: list[list[str]] = [[]]
+def _negation(token: str) -> bool:
+    return token in NEGATIONS or token.endswith("n't")
+
+
+def _clauses(tokens: list[str]) -> list[Clause]:
+    clauses = [Clause()]
     for token in tokens:
-        if token in BREAKS or token in NEGATIONS - {"no", "not"} or not token[0].isalpha():
-            clauses.append([])
-        if token[0].isalpha():
-            clauses[-1].append(token)
-    return [clause for clause in clauses if clause]
+        current = clauses[-1]
+        if _negation(token):
+            clauses.append(Clause(negation=token))
+        elif token in BREAKS or not token[0].isalpha():
+            if current.governs_nothing_yet():  # "not wearing a hat": the negation governs what follows
+                continue
+            carried = current.negation if token in LISTS else None  # "no hat or backpack"
+            clauses.append(Clause(negation=carried, alternative=token == "or" and carried is None))
+        else:
+            current.words.append(token)
+    return [clause for clause in clauses if clause.words or clause.negation is not None]
 
 
 def _normalised(clause: list[str]) -> tuple[set[str], set[str]]:
@@ -145,7 +186,7 @@ def _words(phrase: str) -> set[str]:
 
 
 def _unused(word: str, used: set[str]) -> bool:
-    if word in FILLER or word in BREAKS or word in NEGATIONS:
+    if word in FILLER or word in BREAKS or _negation(word):
         return False
     mapped = set(SYNONYMS.get(word, word).split()) | set(word.split("-"))
     return not (mapped & used)

@@ -1,28 +1,44 @@
 """The track store: tracks in, searched, read and erased; thumbnails beside it as files.
 
-Every method blocks (database and file work): async callers run them on a thread (``asyncio.to_thread``).
+Every method blocks (database and file work): async callers run them on the store's own bounded pool
+(:meth:`TrackStore.run`), so that a burst of searches cannot take the threads uploads and previews need.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import ErrorCode, ServiceError
+from .columns import Columns
 from .database import migrate, open_engine, store_url
+from .limits import SearchLimit
 from .records import AttributeSpec, ModelSpec, NewTrack, StoredAttribute, StoredTrack, aware_utc, naive_utc
-from .search import Search, encode_cursor, statement
+from .search import Asked, Search, asked, decode_cursor, encode_cursor, statement
 from .tables import ModelRow, TrackRow
 from .thumbnails import ThumbnailFiles
 
+T = TypeVar("T")
+AddedListener = Callable[[Connection, list[int], list[NewTrack]], None]
+ErasingListener = Callable[[Connection, list[int]], None]
 ERASE_CHUNK = 5000  # tracks deleted per transaction: short transactions while searches go on
+# A picture no row names is swept once this old: far longer than any transaction that writes its row.
+SWEEP_GRACE_S = 3600.0
+SLACK = 16  # candidates beyond the page, for those the exact filters may drop
+WIDENINGS = 3  # rounds of ever more candidates (x8) before the plain statement
+MAX_CANDIDATES = 20_000  # ids sent to the database at most (many equal scores): beyond, the plain statement
 
 
 @dataclass(frozen=True)
@@ -39,25 +55,51 @@ class StoredModel:
 
 
 class TrackStore:
-    def __init__(self, engine: Engine, thumbnails: ThumbnailFiles, keep_thumbnails: bool = True) -> None:
+    def __init__(
+        self, engine: Engine, thumbnails: ThumbnailFiles, keep_thumbnails: bool = True, workers: int = 4
+    ) -> None:
         self.engine = engine
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="store")
         self.thumbnails = thumbnails
         self.keep_thumbnails = keep_thumbnails
         self._model_ids: dict[tuple[str, str, str], int] = {}
         self._lock = threading.Lock()
+        # Others' side data (alerts, embeddings...) kept in step: called inside the tracks' own transactions.
+        self._on_added: list[AddedListener] = []
+        self._on_erasing: list[ErasingListener] = []
+        self.columns = Columns(engine)
+        self._stop = threading.Event()
+        threading.Thread(target=self.columns.build, args=(self._stop,), name="store-columns", daemon=True).start()
 
     @classmethod
-    def open(cls, database_url: str | None, data_dir: Path, keep_thumbnails: bool = True) -> TrackStore:
+    def open(
+        cls, database_url: str | None, data_dir: Path, keep_thumbnails: bool = True, workers: int = 4
+    ) -> TrackStore:
         """Connects and migrates the database to the latest revision."""
-        engine = open_engine(store_url(database_url, data_dir))
+        engine = open_engine(store_url(database_url, data_dir), pool_size=workers)
         migrate(engine)
-        return cls(engine, ThumbnailFiles(data_dir / "thumbnails"), keep_thumbnails)
+        return cls(engine, ThumbnailFiles(data_dir / "thumbnails"), keep_thumbnails, workers)
 
     @classmethod
     def from_settings(cls, settings) -> TrackStore:
-        return cls.open(settings.database_url, settings.data_dir, settings.store_thumbnails)
+        return cls.open(settings.database_url, settings.data_dir, settings.store_thumbnails, settings.store_workers)
+
+    def listen(self, added: AddedListener | None = None, erasing: ErasingListener | None = None) -> None:
+        """Keeps side data in step with the tracks: ``added(connection, ids, tracks)`` runs in the transaction that
+        stores the tracks (after their rows, before the commit), ``erasing(connection, ids)`` in the one that erases
+        them (before their rows go, so that tables referencing them can go first); what they raise undoes it."""
+        if added is not None:
+            self._on_added.append(added)
+        if erasing is not None:
+            self._on_erasing.append(erasing)
+
+    async def run(self, work: Callable[..., T], *args: Any) -> T:
+        """``work(*args)`` on the store's pool."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, functools.partial(work, *args))
 
     def close(self) -> None:
+        self._stop.set()
+        self.pool.shutdown(wait=True, cancel_futures=True)
         self.engine.dispose()
 
     # Writing
@@ -68,7 +110,23 @@ class TrackStore:
             return []
         checked = list(_probabilities(model, tracks))  # before any thumbnail file is written
         model_id = self._model_id(model)
-        thumbnails = [self._save_thumbnail(track) for track in tracks]
+        thumbnails: list[str | None] = []
+        try:
+            for track in tracks:
+                thumbnails.append(self._save_thumbnail(track))
+            return self._insert(model, model_id, tracks, thumbnails, checked)
+        except BaseException:  # a full disk, the database away: no picture stays without its row
+            self.thumbnails.delete(thumbnails)
+            raise
+
+    def _insert(
+        self,
+        model: ModelSpec,
+        model_id: int,
+        tracks: list[NewTrack],
+        thumbnails: list[str | None],
+        checked: list[list[float]],
+    ) -> list[int]:
         now = datetime.now(UTC).replace(tzinfo=None)
         rows = [
             {
@@ -88,20 +146,16 @@ class TrackStore:
             for track, thumbnail, probabilities in zip(tracks, thumbnails, checked, strict=True)
         ]
         longest = max((t.last_seen - t.first_seen).total_seconds() for t in tracks)
-        try:
-            with self.engine.begin() as connection:
-                inserted = connection.execute(
-                    insert(TrackRow).returning(TrackRow.id, sort_by_parameter_order=True), rows
-                )
-                ids = [row.id for row in inserted]
-                connection.execute(
-                    update(ModelRow)
-                    .where(ModelRow.id == model_id, ModelRow.longest_track_s < longest)
-                    .values(longest_track_s=longest)
-                )
-        except BaseException:
-            self.thumbnails.delete(thumbnails)
-            raise
+        with self.engine.begin() as connection:
+            inserted = connection.execute(insert(TrackRow).returning(TrackRow.id, sort_by_parameter_order=True), rows)
+            ids = [row.id for row in inserted]
+            for added in self._on_added:
+                added(connection, ids, tracks)
+            connection.execute(
+                update(ModelRow)
+                .where(ModelRow.id == model_id, ModelRow.longest_track_s < longest)
+                .values(longest_track_s=longest)
+            )
         return ids
 
     def _save_thumbnail(self, track: NewTrack) -> str | None:
@@ -139,16 +193,48 @@ class TrackStore:
 
     # Reading
 
-    def search(self, search: Search, served: ModelSpec) -> Page:
+    def search(self, search: Search, served: ModelSpec, limit: SearchLimit | None = None) -> Page:
+        """One page; within ``limit`` (its time, its client) when given."""
         model_id, model, longest = self._searched_model(search.model, served)
-        with self.engine.connect() as connection:
-            rows = connection.execute(statement(search, model_id, model, longest)).all()
+        query = statement(search, model_id, model, longest)
+        attributes = asked(search, model)
+        with self.engine.connect() as connection, limit.bounding(connection) if limit else nullcontext():
+            ranked = (
+                self._from_columns(search, (model_id, model, longest), attributes, connection) if attributes else None
+            )
+            # Nothing asked (the index on last_seen gives the order), or the columns not ready: the statement alone.
+            rows = ranked if ranked is not None else list(connection.execute(query))
         found = [_stored(row, model) for row in rows]
         cursor = None
         if len(rows) == search.limit:
             last = rows[-1]
             cursor = encode_cursor(last.score, last.last_seen, last.id, search.fingerprint())
         return Page(model, [(track, row.score) for track, row in zip(found, rows, strict=True)], cursor)
+
+    def _from_columns(
+        self, search: Search, searched: tuple[int, ModelSpec, float], attributes: list[Asked], connection: Connection
+    ) -> list[Row] | None:
+        """The page, ranked exactly by the database among the candidates the columns choose; None when the
+        columns cannot prove a page right (not built yet, or too many equal scores)."""
+        if not self.columns.ready:
+            return None
+        model_id, model, longest = searched
+        self.columns.catch_up(connection)
+        after = None if search.cursor is None else decode_cursor(search.cursor, search.fingerprint())
+        since, until = (None if t is None else naive_utc(t) for t in (search.since, search.until))
+        wanted = search.limit + SLACK
+        for _ in range(WIDENINGS):
+            plan = self.columns.plan(model_id, attributes, search.camera, since, until, after, wanted)
+            if len(plan.ids) > MAX_CANDIDATES:
+                return None
+            rows = list(connection.execute(statement(search, model_id, model, longest, among=plan.ids)))
+            if plan.proves([row.score for row in rows], search.limit):
+                return rows
+            # Candidates that failed the exact filters, or that another instance erased: forget the latter.
+            present = connection.execute(select(TrackRow.id).where(TrackRow.id.in_(plan.ids))).scalars()
+            self.columns.forget(sorted(set(plan.ids) - set(present)))
+            wanted *= 8
+        return None
 
     def _searched_model(self, key: str | None, served: ModelSpec) -> tuple[int, ModelSpec, float]:
         if key is None or key == served.key:
@@ -171,10 +257,11 @@ class TrackStore:
             model_row = connection.execute(select(ModelRow).where(ModelRow.id == rows[0].model_id)).one()
         return _stored(rows[0], _spec(model_row))
 
-    def thumbnail(self, track: int) -> Path | None:
+    def thumbnail(self, track: int) -> bytes | None:
+        """The track's picture, or None (no such track, none kept, or erased since)."""
         with self.engine.connect() as connection:
             name = connection.execute(select(TrackRow.thumbnail).where(TrackRow.id == track)).scalar()
-        return None if name is None else self.thumbnails.path(name)
+        return None if name is None else self.thumbnails.read(name)
 
     def models(self) -> list[StoredModel]:
         counts = select(TrackRow.model_id, func.count().label("n")).group_by(TrackRow.model_id).subquery()
@@ -203,12 +290,26 @@ class TrackStore:
         cutoff = naive_utc(now or datetime.now(UTC)) - timedelta(days=retention_days)
         return self._erase_where([TrackRow.last_seen < cutoff])
 
+    def sweep_thumbnails(self, grace_s: float = SWEEP_GRACE_S) -> int:
+        """Removes the pictures that no row names, older than ``grace_s`` (left by a crash between writing files
+        and committing rows, or between deleting rows and unlinking files); returns how many."""
+
+        def named(names: list[str]) -> set[str]:
+            query = select(TrackRow.thumbnail).where(TrackRow.thumbnail.in_(names))
+            with self.engine.connect() as connection:
+                return {name for name in connection.execute(query).scalars() if name is not None}
+
+        return self.thumbnails.sweep(named, grace_s)
+
     def _erase_where(self, conditions: list) -> int:
         erased = 0
         for chunk in self._chunks(conditions):
             ids = [track for track, _ in chunk]
             with self.engine.begin() as connection:
+                for erasing in self._on_erasing:
+                    erasing(connection, ids)
                 connection.execute(delete(TrackRow).where(TrackRow.id.in_(ids)))
+            self.columns.forget(ids)
             self.thumbnails.delete(name for _, name in chunk)
             erased += len(chunk)
         return erased
@@ -244,7 +345,7 @@ def _stored(row: Row, model: ModelSpec) -> StoredTrack:
         track_id=row.track_id,
         first_seen=aware_utc(row.first_seen),
         last_seen=aware_utc(row.last_seen),
-        boxes=row.boxes,
+        boxes=getattr(row, "boxes", None),  # not read by a search
         windows=row.windows,
         attributes=[
             StoredAttribute(spec.name, spec.group, p, spec.threshold, positive)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, Double, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, DateTime, Double, ForeignKey, Index, Integer, String, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -48,6 +48,13 @@ class TrackRow(Base):
         Index("ix_tracks_model_seen", "model_id", "last_seen"),
         # Retention purge and erasure by time, across models.
         Index("ix_tracks_seen", "last_seen"),
+        # The thumbnail sweep: which of a folder's pictures a row still names.
+        Index(
+            "ix_tracks_thumbnail",
+            "thumbnail",
+            sqlite_where=text("thumbnail IS NOT NULL"),
+            postgresql_where=text("thumbnail IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)

@@ -4,13 +4,19 @@ Files under ``<data_dir>/thumbnails``, not BLOBs in the database: rows stay smal
 database's cache is better spent on them than on images), the database's backups and purges do not copy pictures,
 and a thumbnail is served straight from disk. Instances that share a PostgreSQL store share that folder too (one
 volume).
+
+A file is written under a temporary name, flushed to disk and renamed, so that no half-written picture ever has a
+real name. A crash between the files and the rows' commit (or between deleting rows and unlinking their files)
+leaves pictures no row names: :meth:`ThumbnailFiles.sweep` removes those after a grace period.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +24,8 @@ from PIL import Image
 
 MAX_SIDE = 256  # longest side of a thumbnail, in pixels
 JPEG_QUALITY = 85
+PARTIAL = ".partial"  # the suffix of a file still being written
+SWEEP_BATCH = 500  # names checked against the database per query
 
 
 def visible_score(box: Sequence[float], width: int, height: int) -> float:
@@ -65,16 +73,56 @@ class ThumbnailFiles:
         path.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         Image.fromarray(shrink(crop)).save(buffer, format="JPEG", quality=JPEG_QUALITY)
-        path.write_bytes(buffer.getvalue())
+        partial = path.with_name(name + PARTIAL)
+        try:
+            with partial.open("wb") as file:
+                file.write(buffer.getvalue())
+                file.flush()
+                os.fsync(file.fileno())
+            partial.replace(path)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         return name
 
     def path(self, name: str) -> Path:
         return self.folder / name[:2] / name
 
+    def read(self, name: str) -> bytes | None:
+        """The picture, or None when it is gone (erased or swept since its row was read)."""
+        try:
+            return self.path(name).read_bytes()
+        except FileNotFoundError:
+            return None
+
     def delete(self, names: Iterable[str | None]) -> None:
         for name in names:
             if name is not None:
                 self.path(name).unlink(missing_ok=True)
+
+    def sweep(self, named: Callable[[list[str]], set[str]], grace_s: float) -> int:
+        """Deletes the pictures older than ``grace_s`` that no row names (``named`` says which of a list of names
+        rows still hold), and partial files as old; returns how many files went."""
+        cutoff = time.time() - grace_s
+        removed = 0
+        for folder in sorted(self.folder.glob("??")):
+            old = [path for path in folder.iterdir() if _older(path, cutoff)]
+            pictures = [path.name for path in old if path.suffix == ".jpg"]
+            kept: set[str] = set()
+            for start in range(0, len(pictures), SWEEP_BATCH):
+                kept |= named(pictures[start : start + SWEEP_BATCH])
+            for path in old:
+                if path.name not in kept:
+                    path.unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
+
+def _older(path: Path, cutoff: float) -> bool:
+    try:
+        return path.stat().st_mtime < cutoff
+    except FileNotFoundError:  # erased meanwhile
+        return False
 
 
 class BestCrops:

@@ -80,6 +80,8 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
         "MQTT_URL": "mqtt://broker:1883",
         "MQTT_TOPIC_PREFIX": "site/alerts",
         "PUBLIC_URL": "https://vtfpar.example.com",
+        "STORE_WORKERS": "6",
+        "SEARCH_TIMEOUT_S": "2.5",
     }
     for name, value in values.items():
         monkeypatch.setenv(f"VTFPAR_{name}", value)
@@ -111,6 +113,7 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
     assert (settings.alert_min_windows, settings.webhook_timeout_s, settings.webhook_max_attempts) == (4, 2.5, 5)
     assert settings.webhook_retry_max_s == 15 and settings.mqtt_url == "mqtt://broker:1883"
     assert settings.mqtt_topic_prefix == "site/alerts" and settings.public_url == "https://vtfpar.example.com"
+    assert settings.store_workers == 6 and settings.search_timeout_s == 2.5
 
 
 def test_a_batch_wait_as_long_as_the_queue_timeout_is_refused(monkeypatch):

@@ -5,7 +5,9 @@ asked; the token guards every read and delete; bad input gets a precise 422."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
+import json
 import math
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -15,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from app.store import Search
 from benchmarks.media import encode
 from training.synthetic.scenes import make_scene, write_mot
 
@@ -90,6 +93,9 @@ def test_each_stored_track_is_the_answer_with_its_times_and_a_thumbnail(server, 
         assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
         width, height = Image.open(io.BytesIO(image.content)).size
         assert 0 < max(width, height) <= 256
+    # A result list carries no boxes (a stream track has up to 512): one track's reading does.
+    listed = httpx.get(f"{server.url}/tracks", **auth(camera="gate-3")).json()["tracks"]
+    assert listed and all("boxes" not in track for track in listed)
 
 
 def test_search_ranks_by_the_joint_probability_then_time(server, stored):
@@ -137,8 +143,12 @@ def test_camera_time_and_pages(server, stored):
 
 def test_a_sentence_is_read_and_answered(server, stored):
     answer = httpx.get(f"{server.url}/tracks", **auth(q="a woman in a black top and no hat, tall")).json()
-    assert answer["interpretation"] == {"required": ["female", "top_black"], "excluded": ["hat"], "unused": ["tall"]}
+    reading = {"required": ["female", "top_black"], "excluded": ["hat"], "unused": ["tall"], "contradictions": []}
+    assert answer["interpretation"] == reading
     assert answer["required"] == ["female", "top_black"] and answer["excluded"] == ["hat"]
+    both = httpx.get(f"{server.url}/tracks", **auth(q="a woman not wearing a hat, and a man")).json()
+    assert both["interpretation"]["contradictions"] == ["female"]
+    assert both["required"] == [] and both["excluded"] == ["hat"]
 
 
 def test_the_token_guards_reads_and_deletes(server, stored):
@@ -171,6 +181,50 @@ def test_bad_searches_are_422_naming_the_problem(server, params, code, words):
     assert response.status_code == 422, response.text
     error = response.json()["error"]
     assert error["code"] == code and all(w in error["message"] for w in words), error
+
+
+def cursor(*values) -> str:
+    """A cursor of the search without filters, holding what a client put in it."""
+    data = json.dumps([*values, Search().fingerprint()]).encode()
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        cursor((0.5).hex(), "2026-03-01T14:00:00", 2**70),
+        cursor((0.5).hex(), "2026-03-01T14:00:00", math.inf),
+        cursor("inf", "2026-03-01T14:00:00", 3),
+        cursor((0.5).hex(), "10000-01-01T00:00:00", 3),
+    ],
+)
+def test_a_forged_cursor_is_a_422_not_a_500(server, stored, sent):
+    response = httpx.get(f"{server.url}/tracks", **auth(cursor=sent))
+    assert response.status_code == 422 and response.json()["error"]["code"] == "bad_search", response.text
+
+
+def test_times_at_the_ends_of_the_calendar_are_answered_or_refused_never_a_500(server, stored):
+    everything = httpx.get(f"{server.url}/tracks", **auth(limit=200)).json()["tracks"]
+    latest = httpx.get(f"{server.url}/tracks", **auth(until="9999-12-31T23:59:59Z", limit=200))
+    assert latest.status_code == 200 and len(latest.json()["tracks"]) == len(everything)
+    before_year_one = "0001-01-01T00:00+01:00"
+    for response in [
+        httpx.get(f"{server.url}/tracks", **auth(since=before_year_one)),
+        httpx.delete(f"{server.url}/tracks", **auth(since=before_year_one)),
+    ]:
+        assert response.status_code == 422 and response.json()["error"]["code"] == "bad_time", response.text
+
+
+def test_a_thumbnail_erased_from_disk_is_a_404(server, scene):
+    answer = post(server.url, scene, store="true", camera="vanishing", start=START.isoformat()).json()
+    url = f"{server.url}/tracks/{answer['stored'][0]}/thumbnail.jpg"
+    picture = httpx.get(url, **auth()).content
+    for path in (server.settings.data_dir / "thumbnails").rglob("*.jpg"):
+        if path.read_bytes() == picture:
+            path.unlink()  # erased between the row's read and the sending, as far as the route can tell
+    gone = httpx.get(url, **auth())
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found"
+    httpx.delete(f"{server.url}/tracks", **auth(camera="vanishing"))
 
 
 def test_limit_has_a_cap_and_unknown_tracks_are_404(server):

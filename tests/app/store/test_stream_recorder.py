@@ -59,9 +59,9 @@ def test_an_ended_stream_track_is_stored_without_blocking_the_loop(open_store):
     ((track, score),) = store.search(Search(), MODEL).tracks
     assert (track.camera, track.source, track.track_id, track.windows) == ("gate-3", "stream", 7, 3)
     assert track.first_seen == datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-    assert track.boxes == [[0.0, 1.0, 2.0, 41.0, 102.0], [3.5, 3.0, 2.0, 43.0, 102.0]]
+    assert store.get(track.id).boxes == [[0.0, 1.0, 2.0, 41.0, 102.0], [3.5, 3.0, 2.0, 43.0, 102.0]]  # not searched
     assert [(a.name, a.probability, a.positive) for a in track.attributes] == [
         ("female", 0.8, True),
         ("hat", 0.3, False),
     ]
-    assert store.thumbnail(track.id).is_file()
+    assert store.thumbnail(track.id).startswith(b"\xff\xd8")  # a JPEG

@@ -1,7 +1,7 @@
 """Alert rules, the alerts they fired, and the outbox of their deliveries (webhook, MQTT).
 
 Revision ID: alerts_rules_outbox
-Revises: 0001
+Revises: 0002_tracks_thumbnail_index
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "alerts_rules_outbox"
-down_revision = "0001"
+down_revision = "0002_tracks_thumbnail_index"
 branch_labels = None
 depends_on = None
 
