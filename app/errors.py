@@ -34,6 +34,7 @@ class ErrorCode(StrEnum):
     BAD_TIME = "bad_time"  # a time that is not ISO 8601, or bounds in the wrong order
     BAD_SEARCH = "bad_search"  # a cursor of another query, an unknown model, contradictory attributes, no bounds
     CAMERA_REQUIRED = "camera_required"  # store=true without camera=NAME
+    NO_EMBEDDING = "no_embedding"  # a stored track without an appearance embedding (ONNX or compiled runner)
     QUEUE_FULL = "queue_full"
     OVERLOADED = "overloaded"  # too many requests in flight
     NOT_READY = "not_ready"  # loading, warming up or draining

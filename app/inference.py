@@ -49,6 +49,7 @@ class ServedModel:
     demo: bool  # the built-in demo checkpoint is being served
     checkpoint: str
     model_card: str | None = None  # where the model's card is (URL or path), from the checkpoint's provenance
+    pretrained_tower: bool | None = None  # the CLIP tower has pretrained weights (the demo's is random); None: unknown
 
     @property
     def version(self) -> str:
@@ -223,6 +224,7 @@ class ModelRunner:
             demo=settings.uses_demo_checkpoint,
             checkpoint=str(path),
             model_card=(loaded.metadata.get("provenance") or {}).get("model_card"),
+            pretrained_tower=model.config.clip_weights is not None,
         )
         compiled = resolve_compile(settings.compile, device)
         log.info(
@@ -276,11 +278,21 @@ class ModelRunner:
 
     def predict(self, clips: list) -> np.ndarray:
         """Probabilities ``[B, A]`` for a batch of prepared clips (runs on the model thread)."""
+        return self.predict_embedded(clips)[0]
+
+    def predict_embedded(self, clips: list) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities ``[B, A]`` and appearance embeddings ``[B, W]`` from one forward pass; the compiled
+        forward pass returns logits only, so its embeddings are None."""
+        embeddings = None
         with torch.inference_mode():
             batch = self._batch(clips)
             with autocast(self.device, self.precision):
-                logits = (self.compiled or self.model)(batch)
-        return probabilities(logits, self.model.temperatures).cpu().numpy()
+                if self.compiled is not None:
+                    logits = self.compiled(batch)
+                else:
+                    logits, embedded = self.model.forward_with_embedding(batch)
+                    embeddings = embedded.float().cpu().numpy()
+        return probabilities(logits, self.model.temperatures).cpu().numpy(), embeddings
 
     def warm_up(self, batch_sizes: list[int]) -> None:
         """Run every batch size, as often as it takes to compile it (and on CUDA to capture its graph: twice, see

@@ -28,6 +28,7 @@ from model import CheckpointError
 from .api.errors import install_error_handlers
 from .api.middleware import RequestContextMiddleware
 from .api.routes import router
+from .api.similar import router as similar_router
 from .api.streams import router as streams_router
 from .api.tracks_store import router as tracks_store_router
 from .backend import LocalBackend, ModelBackend
@@ -38,7 +39,7 @@ from .log import log_config
 from .metrics import Metrics
 from .service import Service
 from .settings import Settings
-from .store import ModelSpec, TrackStore
+from .store import ModelSpec, TrackEmbeddings, TrackStore
 from .store.recording import StreamRecorder
 from .store.retention import purge_periodically
 from .tracks import Detector, load_scene
@@ -91,6 +92,9 @@ def create_app(
         service = Service(settings, model_backend, metrics, scene)
         app.state.service = service
         app.state.track_store = store = await asyncio.to_thread(TrackStore.from_settings, settings)
+        app.state.track_embeddings = embeddings = await asyncio.to_thread(
+            TrackEmbeddings.attach, store, settings.data_dir
+        )
         # Live streams store the tracks they end through it (the stream manager's track-end listener).
         app.state.stream_recorder = recorder = StreamRecorder(store, ModelSpec.of(model_backend.description))
         service.streams.add_track_end_listener(recorder.track_ended)
@@ -102,6 +106,7 @@ def create_app(
             await service.stop()
             purging.cancel()
             await recorder.drain()
+            await asyncio.to_thread(embeddings.save)
             store.close()
 
     app = FastAPI(title="VTFPAR++ attribute service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
@@ -110,6 +115,7 @@ def create_app(
     install_error_handlers(app, settings.retry_after_s, metrics)
     app.include_router(router)
     app.include_router(streams_router)
+    app.include_router(similar_router)
     app.include_router(tracks_store_router)
     app.mount("/ui", StaticFiles(directory=CONSOLE, html=True), name="console")  # the web console (app/static)
     # Added last, so outermost: its request id is set while the error middleware above logs and answers.

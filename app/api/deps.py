@@ -12,7 +12,7 @@ from fastapi import Depends, Query, Request
 
 from ..errors import ErrorCode, ServiceError
 from ..service import Service
-from ..store import ModelSpec, TrackStore
+from ..store import ModelSpec, TrackEmbeddings, TrackStore
 from ..store.recording import upload_tracks
 
 
@@ -43,6 +43,16 @@ StoreDep = Annotated[TrackStore, Depends(get_store)]
 ServedDep = Annotated[ModelSpec, Depends(served_model)]
 
 
+def get_embeddings(request: Request) -> TrackEmbeddings:
+    embeddings = getattr(request.app.state, "track_embeddings", None)
+    if embeddings is None:
+        raise ServiceError(ErrorCode.NOT_READY, "the track store is starting")
+    return embeddings
+
+
+EmbeddingsDep = Annotated[TrackEmbeddings, Depends(get_embeddings)]
+
+
 def parse_time(name: str, value: str | None) -> datetime | None:
     """An ISO 8601 time; one without a zone is UTC."""
     if value is None:
@@ -52,6 +62,14 @@ def parse_time(name: str, value: str | None) -> datetime | None:
     except ValueError:
         raise ServiceError(ErrorCode.BAD_TIME, f"{name}: {value!r} is not an ISO 8601 time") from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def time_bounds(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
+    """``since`` and ``until`` parsed, in order."""
+    start, end = parse_time("since", since), parse_time("until", until)
+    if start is not None and end is not None and start > end:
+        raise ServiceError(ErrorCode.BAD_TIME, f"since ({since}) is after until ({until})")
+    return start, end
 
 
 TIME_FORMAT: dict[str, Any] = {"json_schema_extra": {"format": "date-time"}}

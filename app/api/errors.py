@@ -51,6 +51,10 @@ ERRORS: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.BAD_TIME: (422, "A time that is not ISO 8601, or time bounds in the wrong order."),
     ErrorCode.BAD_SEARCH: (422, "A cursor of another query, an unknown model, or contradictory attributes."),
     ErrorCode.CAMERA_REQUIRED: (422, "store=true needs camera=NAME."),
+    ErrorCode.NO_EMBEDDING: (
+        409,
+        "The track has no appearance embedding: it was stored by a runner without one (ONNX, VTFPAR_COMPILE).",
+    ),
     ErrorCode.QUEUE_FULL: (429, "The model's queue is full; retry after Retry-After seconds."),
     ErrorCode.OVERLOADED: (429, "Too many requests in flight; retry after Retry-After seconds."),
     ErrorCode.NOT_READY: (503, "Loading, warming up or draining; retry after Retry-After seconds."),

@@ -4,8 +4,7 @@ needs the API token when one is set. The store blocks (database, files): its cal
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as FastAPIPath
@@ -13,20 +12,20 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from ..errors import ErrorCode, ServiceError
-from ..store import MAX_LIMIT, ModelSpec, Search, StoredTrack
+from ..store import MAX_LIMIT, Search
 from ..store.sentence import read_sentence, with_reading
 from .auth import require_token
-from .deps import TIME_FORMAT, ServedDep, StoreDep, parse_time
+from .deps import TIME_FORMAT, ServedDep, StoreDep, time_bounds
 from .openapi import error_responses
 from .schemas import (
     Erased,
     Interpretation,
-    ModelIdentity,
     ScoredTrack,
     SearchResponse,
-    StoredAttributeBody,
     StoredModelBody,
     TrackBody,
+    identity,
+    track_fields,
 )
 
 router = APIRouter(tags=["stored tracks"])
@@ -67,34 +66,6 @@ class SearchQuery(BaseModel):
     )
 
 
-def _bounds(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
-    start, end = parse_time("since", since), parse_time("until", until)
-    if start is not None and end is not None and start > end:
-        raise ServiceError(ErrorCode.BAD_TIME, f"since ({since}) is after until ({until})")
-    return start, end
-
-
-def _identity(model: ModelSpec) -> ModelIdentity:
-    return ModelIdentity(name=model.name, version=model.version, schema_name=model.schema_name, key=model.key)
-
-
-def _body(request: Request, track: StoredTrack) -> dict[str, Any]:
-    thumbnail = str(request.url_for("track_thumbnail", track=track.id)) if track.has_thumbnail else None
-    return {
-        "id": track.id,
-        "camera": track.camera,
-        "source": track.source,
-        "track_id": track.track_id,
-        "first_seen": track.first_seen,
-        "last_seen": track.last_seen,
-        "windows": track.windows,
-        "boxes": track.boxes,
-        "model": _identity(track.model),
-        "attributes": [StoredAttributeBody(**vars(a)) for a in track.attributes],
-        "thumbnail": thumbnail,
-    }
-
-
 # Routes
 
 
@@ -111,7 +82,7 @@ async def search_tracks(
     """Tracks of the served model (or of `model`) ranked by the joint probability of the attributes asked:
     score = product of p over the required attributes times product of (1 - p) over the excluded ones, then the
     most recent first."""
-    start, end = _bounds(query.since, query.until)
+    start, end = time_bounds(query.since, query.until)
     required, excluded = _names(query.attributes), _names(query.exclude)
     interpretation = None
     if query.q is not None:
@@ -135,11 +106,11 @@ async def search_tracks(
     )
     page = await asyncio.to_thread(store.search, search, served)
     return SearchResponse(
-        model=_identity(page.model),
+        model=identity(page.model),
         interpretation=interpretation,
         required=list(required),
         excluded=list(excluded),
-        tracks=[ScoredTrack(**_body(request, track), score=score) for track, score in page.tracks],
+        tracks=[ScoredTrack(**track_fields(request, track), score=score) for track, score in page.tracks],
         next_cursor=page.cursor,
     )
 
@@ -153,7 +124,7 @@ async def search_tracks(
 )
 async def stored_models(store: StoreDep, served: ServedDep) -> list[StoredModelBody]:
     found = await asyncio.to_thread(store.models)
-    return [StoredModelBody(model=_identity(m.spec), tracks=m.tracks, served=m.spec == served) for m in found]
+    return [StoredModelBody(model=identity(m.spec), tracks=m.tracks, served=m.spec == served) for m in found]
 
 
 @router.get(
@@ -167,7 +138,7 @@ async def get_track(request: Request, store: StoreDep, track: TrackId) -> TrackB
     found = await asyncio.to_thread(store.get, track)
     if found is None:
         raise ServiceError(ErrorCode.NOT_FOUND, f"no stored track {track}")
-    return TrackBody(**_body(request, found))
+    return TrackBody(**track_fields(request, found))
 
 
 @router.get(
@@ -200,5 +171,5 @@ async def erase_tracks(store: StoreDep, camera: Camera = None, since: Since = No
     At least one of the three is needed."""
     if camera is None and since is None and until is None:
         raise ServiceError(ErrorCode.BAD_SEARCH, "erasure needs camera, since or until (or several): what to erase")
-    start, end = _bounds(since, until)
+    start, end = time_bounds(since, until)
     return Erased(deleted=await asyncio.to_thread(store.erase, camera, start, end))

@@ -6,10 +6,11 @@ Every method blocks (database and file work): async callers run them on a thread
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.engine import Row
@@ -38,6 +39,15 @@ class StoredModel:
     tracks: int
 
 
+class StoreListener(Protocol):
+    """Keeps side data of tracks (their appearance embeddings) in step: told of every add and erasure, after the
+    tracks' own transaction."""
+
+    def added(self, model_id: int, ids: Sequence[int], tracks: Sequence[NewTrack]) -> None: ...
+
+    def erased(self, ids: Sequence[int]) -> None: ...
+
+
 class TrackStore:
     def __init__(self, engine: Engine, thumbnails: ThumbnailFiles, keep_thumbnails: bool = True) -> None:
         self.engine = engine
@@ -45,6 +55,7 @@ class TrackStore:
         self.keep_thumbnails = keep_thumbnails
         self._model_ids: dict[tuple[str, str, str], int] = {}
         self._lock = threading.Lock()
+        self.listeners: list[StoreListener] = []
 
     @classmethod
     def open(cls, database_url: str | None, data_dir: Path, keep_thumbnails: bool = True) -> TrackStore:
@@ -102,6 +113,8 @@ class TrackStore:
         except BaseException:
             self.thumbnails.delete(thumbnails)
             raise
+        for listener in self.listeners:
+            listener.added(model_id, ids, tracks)
         return ids
 
     def _save_thumbnail(self, track: NewTrack) -> str | None:
@@ -210,6 +223,8 @@ class TrackStore:
             with self.engine.begin() as connection:
                 connection.execute(delete(TrackRow).where(TrackRow.id.in_(ids)))
             self.thumbnails.delete(name for _, name in chunk)
+            for listener in self.listeners:
+                listener.erased(ids)
             erased += len(chunk)
         return erased
 

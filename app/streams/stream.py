@@ -356,7 +356,7 @@ class Stream:
                 log.info("stream %s track %d: window not run (%s)", self.id, track.track_id, exc.code.value)
             else:
                 with self._lock:
-                    track.fuse(result.probabilities)
+                    track.fuse(result.probabilities, result.embedding)
                 self._label.windows.inc()
             finally:
                 track.pending = False
