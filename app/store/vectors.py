@@ -88,10 +88,11 @@ class VectorIndex:
             score, track = filters.after
             later = (scores < np.float32(score)) | ((scores == np.float32(score)) & (ids < track))
             scores, ids = scores[later], ids[later]
-        if len(scores) > limit:
-            top = np.argpartition(-scores, limit - 1)[:limit]
+        if len(scores) > limit:  # every track tied with the limit-th stays in: ties are then ordered by id
+            kth = -np.partition(-scores, limit - 1)[limit - 1]
+            top = scores >= kth
             scores, ids = scores[top], ids[top]
-        order = np.lexsort((-ids, -scores))
+        order = np.lexsort((-ids, -scores))[:limit]
         return [(int(ids[i]), float(scores[i])) for i in order]
 
     def _within(self, filters: Filters) -> np.ndarray:
