@@ -136,7 +136,7 @@ class VTFPAR(nn.Module):
     def _appearance(self, fused: torch.Tensor) -> torch.Tensor:
         """The appearance embedding ``[B, W]``: the mean of the fused visual tokens, unit length. Chosen by re-ID
         rank-1 on synthetic identities over the side nets' CLS token, their token mean and the CLIP tower's last
-        tapped tokens (docs/search.md#appearance-search)."""
+        tapped tokens (docs/search.md, "Appearance search")."""
         return nn.functional.normalize(fused[:, len(self.schema) :].mean(dim=1), dim=-1)
 
     def forward_head(self, visual_tokens: torch.Tensor) -> torch.Tensor:

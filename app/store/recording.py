@@ -58,7 +58,7 @@ def stream_track(ended) -> NewTrack:
         windows=ended.windows,
         probabilities=list(ended.probabilities),
         thumbnail=ended.thumbnail,
-        embedding=ended.embedding,
+        embedding=getattr(ended, "embedding", None),  # optional: senders from before embeddings lack it
     )
 
 
@@ -68,8 +68,8 @@ class StreamRecorder:
 
     The ended track has ``stream_id``, ``stream_name``, ``track_id``, ``first_seen_s``/``last_seen_s`` (stream
     seconds), ``first_seen_at``/``last_seen_at`` (aware UTC), ``boxes`` [(stream seconds, x0, y0, x1, y1)],
-    ``windows``, ``probabilities`` (fused, schema order), ``thumbnail`` (RGB uint8 best crop, or None) and
-    ``embedding`` (fused appearance embedding, or None)."""
+    ``windows``, ``probabilities`` (fused, schema order), ``thumbnail`` (RGB uint8 best crop, or None) and,
+    optionally, ``embedding`` (the fused appearance embedding)."""
 
     def __init__(self, store: TrackStore, model: ModelSpec) -> None:
         self.store, self.model = store, model
