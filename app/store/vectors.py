@@ -1,9 +1,9 @@
 """One model's appearance embeddings in memory, searched exactly (a matrix product over the rows the filters keep).
 
 Exact search, not an approximate index: it needs nothing beyond numpy, returns the true nearest tracks (recall 1),
-filters by camera and time before ranking (an approximate graph filters after, and loses results under narrow
-filters), and measured 16 ms p50 for 100 k 240-wide embeddings on 2 shared cores; 1 M unfiltered takes ~130 ms
-(benchmarks/similar.py, docs/search.md#appearance-search), which is where an approximate index would pay.
+and filters by camera and time before ranking (an approximate graph filters after, and loses results under narrow
+filters). Its cost is a scan: at 1 M tracks of width 240 it misses 50 ms p95 without a narrow camera and time
+filter (benchmarks/similar.py; docs/search.md, "Appearance search"), which is where an approximate index would pay.
 
 The arrays are saved as one ``.npz`` file (``save``/``load``): no pickle, so a file in the data dir cannot run code.
 """
