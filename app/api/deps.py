@@ -1,9 +1,10 @@
-"""The dependencies routes share: the service, the track store, the served model, ``store=true``'s recording, and
-the parsing of ISO 8601 times. Routers import them from here, never from each other."""
+"""The dependencies routes share: the service, the track store, the served model, ``store=true``'s recording, the
+parsing of ISO 8601 times, and an upload received and decoded. Routers import them from here, never from each other."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -14,6 +15,7 @@ from ..errors import ErrorCode, ServiceError
 from ..service import Service
 from ..store import ModelSpec, TrackEmbeddings, TrackStore
 from ..store.recording import upload_tracks
+from .uploads import Form, read_upload
 
 
 async def get_service(request: Request) -> Service:  # async: FastAPI would run a plain def on a worker thread
@@ -110,3 +112,46 @@ def recording(
 
 
 RecordingDep = Annotated[Recording | None, Depends(recording)]
+
+
+# Uploads: a route's body received and decoded, and work cancelled when its client leaves.
+
+
+@contextlib.asynccontextmanager
+async def received_and_decoded(request: Request, service: Service, form: Form, decode):
+    """Admission, the body, then ``decode(upload)`` on the decode pool; the request keeps its processing slot
+    until the caller's block (queue and model) is done."""
+    settings = service.settings
+    with service.admit() as admission:
+        upload = await read_upload(
+            request, settings.max_upload_bytes, settings.max_upload_frames, settings.upload_timeout_s, form
+        )
+        service.metrics.upload_bytes.observe(upload.bytes_read)
+        try:
+            admission.body_received()
+            decoded = await unless_client_leaves(request, decode(upload))  # a job still queued is dropped
+        finally:
+            await upload.close()
+        yield decoded
+
+
+async def unless_client_leaves(request: Request, work):
+    """Await ``work``, cancelling it (which takes a clip out of the model's queue, or a job out of the decode
+    pool's) if the client disconnects.
+
+    The body has been read, so the next ASGI message can only be the disconnect."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+        raise ServiceError(ErrorCode.CLIENT_DISCONNECTED, "the client disconnected before its answer was ready")
+    finally:
+        watcher.cancel()
+        task.cancel()  # a no-op once done; otherwise the clip leaves the queue
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass

@@ -393,7 +393,7 @@ class SimilarTrack(TrackBody):
 
 class SimilarResponse(BaseModel):
     model: ModelIdentity = Field(description="The model that embedded the track (only its tracks are compared).")
-    track: int = Field(description="The track searched from (left out of the results).")
+    track: int | None = Field(description="The track searched from (left out of the results); null for an upload.")
     pretrained_tower: bool | None = Field(
         description="False when the served model's CLIP tower is not a pretrained one (the demo's is random): its "
         "embeddings then tell little about appearance. Null when the runner cannot tell (ONNX)."

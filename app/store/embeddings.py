@@ -23,8 +23,8 @@ from sqlalchemy import DateTime, Engine, ForeignKey, Index, LargeBinary, String,
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..errors import ErrorCode, ServiceError
-from .records import NewTrack, naive_utc
-from .tables import Base, Id, TrackRow
+from .records import ModelSpec, NewTrack, naive_utc
+from .tables import Base, Id, ModelRow, TrackRow
 from .vectors import Filters, VectorIndex
 
 log = logging.getLogger(__name__)
@@ -181,6 +181,14 @@ class TrackEmbeddings:
                 select(EmbeddingRow.model_id, EmbeddingRow.vector).where(EmbeddingRow.track_id == track)
             ).first()
         return None if row is None else (row.model_id, np.frombuffer(row.vector, np.float32))
+
+    def model_id(self, model: ModelSpec) -> int | None:
+        """The store's id of ``model``; None while none of its tracks is stored."""
+        query = select(ModelRow.id).where(
+            ModelRow.name == model.name, ModelRow.version == model.version, ModelRow.schema_name == model.schema_name
+        )
+        with self.engine.connect() as connection:
+            return connection.execute(query).scalar()
 
     def nearest(self, model_id: int, query: np.ndarray, limit: int, filters: Filters) -> list[tuple[int, float]]:
         """The ``limit`` tracks of the model most similar to ``query`` within ``filters``, best first."""

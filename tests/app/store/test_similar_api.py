@@ -3,10 +3,12 @@ other camera comes first (the same crops give the same embedding); filters, pagi
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from PIL import Image
 
 from benchmarks.media import encode
 from training.synthetic.scenes import make_scene, write_mot
@@ -32,9 +34,14 @@ def auth(**params) -> dict:
 
 
 @pytest.fixture(scope="module")
-def stored(server, tmp_path_factory):
+def scene():
+    return make_scene(seed=5, walkers=3, num_frames=24, size=(96, 160))
+
+
+@pytest.fixture(scope="module")
+def stored(server, scene, tmp_path_factory):
     """One scene of three walkers, stored as camera gate-3 at START and as camera hall an hour later."""
-    made = make_scene(seed=5, walkers=3, num_frames=24, size=(96, 160))
+    made = scene
     folder = tmp_path_factory.mktemp("scene")
     write_mot(made.boxes, folder / "gt.txt")
     files = {"video": ("scene.mp4", encode("mp4", made.frames)), "tracks": ("gt.txt", (folder / "gt.txt").read_bytes())}
@@ -84,6 +91,35 @@ def test_the_token_and_bad_input(server, stored):
     for params, code in [({"cursor": "nonsense"}, "bad_search"), ({"since": "yesterday"}, "bad_time")]:
         answer = httpx.get(url, **auth(**params))
         assert answer.status_code == 422 and answer.json()["error"]["code"] == code, answer.text
+
+
+def crops(scene, track_id: int) -> list[tuple[str, bytes, str]]:
+    pictures = []
+    for number, box in enumerate(scene.track(track_id)[::3]):
+        left, top = max(0, int(box.left)), max(0, int(box.top))
+        crop = scene.frames[box.frame][top : int(box.top + box.height), left : int(box.left + box.width)]
+        buffer = io.BytesIO()
+        Image.fromarray(crop).save(buffer, format="PNG")
+        pictures.append(("frames", (f"{number}.png", buffer.getvalue(), "image/png")))
+    return pictures
+
+
+def test_an_uploaded_person_is_searched_for_among_the_stored_tracks(server, stored, scene):
+    gate, hall = stored
+    walker = scene.boxes[0].track_id
+    found = httpx.post(f"{server.url}/tracks/similar", files=crops(scene, walker), **auth(limit=24)).json()
+    tracks = found["tracks"]
+    assert found["track"] is None and found["next_cursor"] is None and len(tracks) == 6
+    assert [t["score"] for t in tracks] == sorted((t["score"] for t in tracks), reverse=True)
+    # The same walker stored by both cameras: the same crops, the same embedding, the same score.
+    by_walker = {}
+    for track in tracks:
+        by_walker.setdefault(track["track_id"], []).append(track["score"])
+    assert all(len(scores) == 2 and scores[0] == pytest.approx(scores[1], abs=1e-5) for scores in by_walker.values())
+    hall_only = httpx.post(f"{server.url}/tracks/similar", files=crops(scene, walker), **auth(camera="hall")).json()
+    assert sorted(t["id"] for t in hall_only["tracks"]) == sorted(hall)
+    refused = httpx.post(f"{server.url}/tracks/similar", files=crops(scene, walker), timeout=30)
+    assert refused.status_code == 401
 
 
 def test_erased_tracks_are_no_longer_found(server, stored):
