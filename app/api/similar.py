@@ -1,5 +1,5 @@
 """Appearance search: the stored tracks that look like one stored track (``GET /tracks/{track}/similar``) or like
-an uploaded clip or pictures of a person (``POST /tracks/similar``)."""
+an uploaded clip or pictures of a person (``POST /tracks/similar/upload``)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ class SimilarQuery(BaseModel):
 
 
 class UploadQuery(BaseModel):
-    """POST /tracks/similar's parameters: the filters, and how many (one page: no cursor)."""
+    """POST /tracks/similar/upload's parameters: the filters, and how many (one page: no cursor)."""
 
     camera: str | None = Field(None, min_length=1, max_length=256, description="Only this camera's tracks.")
     since: str | None = Field(None, description="Tracks last seen at or after this ISO 8601 time.", **TIME_FORMAT)
@@ -84,7 +84,7 @@ async def similar(
 
 
 @router.post(
-    "/tracks/similar",
+    "/tracks/similar/upload",
     response_model=SimilarResponse,
     summary="Stored tracks that look like the person in an uploaded clip or pictures",
     dependencies=[Depends(require_token)],

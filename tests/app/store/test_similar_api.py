@@ -107,7 +107,8 @@ def crops(scene, track_id: int) -> list[tuple[str, bytes, str]]:
 def test_an_uploaded_person_is_searched_for_among_the_stored_tracks(server, stored, scene):
     gate, hall = stored
     walker = scene.boxes[0].track_id
-    found = httpx.post(f"{server.url}/tracks/similar", files=crops(scene, walker), **auth(limit=24)).json()
+    url = f"{server.url}/tracks/similar/upload"
+    found = httpx.post(url, files=crops(scene, walker), **auth(limit=24)).json()
     tracks = found["tracks"]
     assert found["track"] is None and found["next_cursor"] is None and len(tracks) == 6
     assert [t["score"] for t in tracks] == sorted((t["score"] for t in tracks), reverse=True)
@@ -116,9 +117,11 @@ def test_an_uploaded_person_is_searched_for_among_the_stored_tracks(server, stor
     for track in tracks:
         by_walker.setdefault(track["track_id"], []).append(track["score"])
     assert all(len(scores) == 2 and scores[0] == pytest.approx(scores[1], abs=1e-5) for scores in by_walker.values())
-    hall_only = httpx.post(f"{server.url}/tracks/similar", files=crops(scene, walker), **auth(camera="hall")).json()
+    hall_only = httpx.post(
+        f"{server.url}/tracks/similar/upload", files=crops(scene, walker), **auth(camera="hall")
+    ).json()
     assert sorted(t["id"] for t in hall_only["tracks"]) == sorted(hall)
-    refused = httpx.post(f"{server.url}/tracks/similar", files=crops(scene, walker), timeout=30)
+    refused = httpx.post(url, files=crops(scene, walker), timeout=30)
     assert refused.status_code == 401
 
 
