@@ -53,10 +53,8 @@ class LocalBackend:
         self.runner = runner
         self.description = runner.description
         self.prepare = runner.prepare
-        # The torch runner's embeddings come from the same forward pass; the ONNX export has no embedding output.
-        infer = getattr(runner, "predict_embedded", runner.predict)
         self.batcher = Batcher(
-            infer,
+            runner.predict_embedded,
             max_batch_clips=settings.max_batch_clips,
             max_batch_wait_ms=settings.max_batch_wait_ms,
             max_queue=settings.max_queue,

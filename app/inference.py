@@ -104,6 +104,11 @@ class Runner(Protocol):
         """Probabilities ``[B, A]`` for a batch of prepared clips (runs on the model thread)."""
         ...
 
+    def predict_embedded(self, clips: list) -> tuple[np.ndarray, np.ndarray | None]:
+        """``predict``'s probabilities and the clips' appearance embeddings ``[B, W]`` (None where the runner has
+        none): what the batcher runs."""
+        ...
+
     def warm_up(self, batch_sizes: list[int]) -> None: ...
 
 
