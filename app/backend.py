@@ -55,7 +55,7 @@ class LocalBackend:
         self.description = runner.description
         self.prepare = runner.prepare
         self.batcher = Batcher(
-            runner.predict,
+            runner.predict_embedded,
             max_batch_clips=settings.max_batch_clips,
             max_batch_wait_ms=settings.max_batch_wait_ms,
             max_queue=settings.max_queue,

@@ -34,8 +34,9 @@ from .errors import ErrorCode, ServiceError
 
 log = logging.getLogger(__name__)
 
-# Runs a forward pass on a batch of clips (as the runner prepared them) and returns probabilities [B, A].
-InferFn = Callable[[list], np.ndarray]
+# Runs a forward pass on a batch of clips (as the runner prepared them) and returns probabilities [B, A], or
+# probabilities and appearance embeddings [B, W] (ModelRunner.predict_embedded).
+InferFn = Callable[[list], np.ndarray | tuple[np.ndarray, np.ndarray | None]]
 
 
 class Lane(enum.Enum):
@@ -52,6 +53,7 @@ class BatchResult:
     queue_s: float  # submit -> taken into a batch (waiting for room included)
     inference_s: float  # the whole batch's forward pass
     batch_size: int
+    embedding: np.ndarray | None = None  # [W], unit length; None where the runner gives none (ONNX, compiled)
 
 
 @dataclass(eq=False)  # items are found by identity (deque.remove), never compared by value
@@ -210,7 +212,7 @@ class Batcher:
             self.observer.on_queue_wait(taken_at - item.submitted, "ok")
         try:
             clips = [item.clip for item in batch]
-            probabilities = await asyncio.get_running_loop().run_in_executor(self._model_thread, self.infer, clips)
+            outputs = await asyncio.get_running_loop().run_in_executor(self._model_thread, self.infer, clips)
         except asyncio.CancelledError:
             _fail(batch, ServiceError(ErrorCode.NOT_READY, "the service shut down before this batch finished"))
             raise
@@ -220,9 +222,12 @@ class Batcher:
             return
         seconds = time.perf_counter() - taken_at
         self.observer.on_batch(len(batch), seconds)
+        probabilities, embeddings = outputs if isinstance(outputs, tuple) else (outputs, None)
         for row, item in enumerate(batch):
             if not item.future.done():
-                item.future.set_result(BatchResult(probabilities[row], taken_at - item.submitted, seconds, len(batch)))
+                embedding = None if embeddings is None else embeddings[row]
+                result = BatchResult(probabilities[row], taken_at - item.submitted, seconds, len(batch), embedding)
+                item.future.set_result(result)
 
     async def close(self, drain_timeout_s: float) -> None:
         """Refuse new clips, let queued and running ones finish (up to the timeout), then stop the worker."""

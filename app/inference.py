@@ -204,6 +204,7 @@ class ModelRunner:
             demo=settings.uses_demo_checkpoint,
             checkpoint=str(path),
             model_card=(loaded.metadata.get("provenance") or {}).get("model_card"),
+            pretrained_tower=model.config.clip_weights is not None,
         )
         compiled = resolve_compile(settings.compile, device)
         log.info(
@@ -257,12 +258,23 @@ class ModelRunner:
 
     def predict(self, clips: list) -> np.ndarray:
         """Probabilities ``[B, A]`` for a batch of prepared clips (runs on the model thread)."""
+        return self.predict_embedded(clips)[0]
+
+    def predict_embedded(self, clips: list) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities ``[B, A]`` and appearance embeddings ``[B, W]`` from one forward pass; the compiled
+        forward pass returns logits only, so its embeddings are None. A CUDA error that leaves the device unusable
+        marks it lost (the server stops)."""
+        embeddings = None
         try:
             with torch.inference_mode():
                 batch = self._batch(clips)
                 with autocast(self.device, self.precision):
-                    logits = (self.compiled or self.model)(batch)
-            return probabilities(logits, self.model.temperatures).cpu().numpy()
+                    if self.compiled is not None:
+                        logits = self.compiled(batch)
+                    else:
+                        logits, embedded = self.model.forward_with_embedding(batch)
+                        embeddings = embedded.float().cpu().numpy()
+            return probabilities(logits, self.model.temperatures).cpu().numpy(), embeddings
         except torch.AcceleratorError as exc:
             reason = sticky_device_error(exc)
             if reason is None:

@@ -33,6 +33,7 @@ from .api.auth import WrongTokenThrottle
 from .api.errors import install_error_handlers
 from .api.middleware import RequestContextMiddleware
 from .api.routes import router
+from .api.similar import router as similar_router
 from .api.streams import router as streams_router
 from .api.tracks_store import router as tracks_store_router
 from .backend import LocalBackend, ModelBackend
@@ -44,7 +45,7 @@ from .memory import return_large_buffers
 from .metrics import Metrics
 from .service import Service
 from .settings import Settings
-from .store import ModelSpec, TrackStore
+from .store import ModelSpec, TrackEmbeddings, TrackStore
 from .store.recording import StreamRecorder
 from .store.retention import purge_periodically
 from .streams import Streams
@@ -108,6 +109,9 @@ def create_app(
         app.state.track_store = store = await asyncio.to_thread(TrackStore.from_settings, settings)
         where = "in the configured database" if settings.database_url else f"in {settings.data_dir / 'tracks.db'}"
         log.info("stored tracks are kept %s, their pictures under %s", where, settings.data_dir / "thumbnails")
+        app.state.track_embeddings = embeddings = await asyncio.to_thread(
+            TrackEmbeddings.attach, store, settings.data_dir
+        )
         # Live streams store the tracks they end through it (the stream manager's track-end listener).
         app.state.stream_recorder = recorder = StreamRecorder(store, ModelSpec.of(model_backend.description))
         service.streams.add_track_end_listener(recorder.track_ended)
@@ -130,6 +134,7 @@ def create_app(
             await alerts.stop()  # after the streams' last track ends
             purging.cancel()
             await recorder.drain()
+            await asyncio.to_thread(embeddings.save)
             store.close()
 
     app = FastAPI(title="VTFPAR++ attribute service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
@@ -140,6 +145,7 @@ def create_app(
     install_error_handlers(app, settings.retry_after_s, metrics)
     app.include_router(router)
     app.include_router(streams_router)
+    app.include_router(similar_router)
     app.include_router(tracks_store_router)
     app.include_router(alerts_router)
     app.mount("/ui", StaticFiles(directory=CONSOLE, html=True), name="console")  # the web console (app/static)

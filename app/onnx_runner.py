@@ -179,6 +179,10 @@ class OnnxRunner:
         logits = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
         return probabilities(torch.from_numpy(logits), self.temperatures).numpy()
 
+    def predict_embedded(self, clips: list) -> tuple[np.ndarray, None]:
+        """The export has the logits as its only output: no appearance embedding."""
+        return self.predict(clips), None
+
     def warm_up(self, batch_sizes: list[int]) -> None:
         """Run every batch size once (CUDA and TensorRT set up their kernels per shape)."""
         size = self.description.image_size

@@ -33,6 +33,7 @@ class ServedModel:
     demo: bool  # the built-in demo checkpoint is being served
     checkpoint: str
     model_card: str | None = None  # where the model's card is (URL or path), from the checkpoint's provenance
+    pretrained_tower: bool | None = None  # the CLIP tower has pretrained weights (the demo's is random); None: unknown
 
     @property
     def version(self) -> str:
@@ -86,6 +87,11 @@ class Runner(Protocol):
 
     def predict(self, clips: list) -> np.ndarray:
         """Probabilities ``[B, A]`` for a batch of prepared clips (runs on the model thread)."""
+        ...
+
+    def predict_embedded(self, clips: list) -> tuple[np.ndarray, np.ndarray | None]:
+        """``predict``'s probabilities and the clips' appearance embeddings ``[B, W]`` (None where the runner has
+        none): what the batcher runs."""
         ...
 
     def warm_up(self, batch_sizes: list[int]) -> None: ...

@@ -117,8 +117,8 @@ class VTFPAR(nn.Module):
         temporal = self.temporal([tap.view(batch, num_frames, *tap.shape[1:]) for tap in taps])
         return spatial + temporal
 
-    def forward_head(self, visual_tokens: torch.Tensor) -> torch.Tensor:
-        """Fuse the attribute text tokens with the visual tokens and read one logit per attribute.
+    def _fused(self, visual_tokens: torch.Tensor) -> torch.Tensor:
+        """The fusion block's output ``[B, A + 1 + L, W]``: attribute text tokens first, then the visual tokens.
 
         Runs in fp32 whatever autocast is active: the logit BatchNorm multiplies logits by up to ~160 in trained
         models, so bf16 rounding here moves probabilities by 0.1 and flips decisions, and this part costs under
@@ -127,12 +127,30 @@ class VTFPAR(nn.Module):
         with torch.autocast(visual_tokens.device.type, enabled=False):
             visual_tokens = visual_tokens.float()
             text = self.text_projection(self.text_embeddings).expand(visual_tokens.shape[0], -1, -1)
-            fused = self.fusion_norm(self.fusion(torch.cat([text, visual_tokens], dim=1)))
+            return self.fusion_norm(self.fusion(torch.cat([text, visual_tokens], dim=1)))
+
+    def _logits(self, fused: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(fused.device.type, enabled=False):
             return self.logit_norm(self.heads(fused[:, : len(self.schema)]))
+
+    def _appearance(self, fused: torch.Tensor) -> torch.Tensor:
+        """The appearance embedding ``[B, W]``: the mean of the fused visual tokens, unit length. Chosen by re-ID
+        rank-1 on synthetic identities over the side nets' CLS token, their token mean and the CLIP tower's last
+        tapped tokens (docs/search.md, "Appearance search")."""
+        return nn.functional.normalize(fused[:, len(self.schema) :].mean(dim=1), dim=-1)
+
+    def forward_head(self, visual_tokens: torch.Tensor) -> torch.Tensor:
+        """Fuse the attribute text tokens with the visual tokens and read one logit per attribute."""
+        return self._logits(self._fused(visual_tokens))
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """``frames [B, T, 3, S, S]`` (preprocessed) -> logits ``[B, A]`` (no sigmoid)."""
         return self.forward_head(self.forward_features(frames))
+
+    def forward_with_embedding(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``frames`` -> (logits ``[B, A]``, appearance embeddings ``[B, W]``) from the same forward pass."""
+        fused = self._fused(self.forward_features(frames))
+        return self._logits(fused), self._appearance(fused)
 
 
 def build_backbone(config: VTFPARConfig, weights: str | None) -> tuple[ClipModel, FrozenCLIPTaps]:

@@ -1,10 +1,11 @@
 """The dependencies routes share: the service, the track store, the served model, ``store=true``'s recording, the
-parsing of ISO 8601 times, and the wait that stops when the client leaves. Routers import them from here, never
-from each other."""
+parsing of ISO 8601 times, an upload received and decoded, and the wait that stops when the client leaves.
+Routers import them from here, never from each other."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,10 +17,11 @@ from ..alerts import Alerts
 from ..errors import ErrorCode, ServiceError
 from ..service import Service
 from ..settings import Settings
-from ..store import ModelSpec, TrackStore
+from ..store import ModelSpec, TrackEmbeddings, TrackStore
 from ..store.recording import upload_tracks
 from ..streams.preview import Previews
 from .auth import require_token
+from .uploads import Form, read_upload
 
 # How far ahead of this server's clock a stored video may start: a camera's clock a little fast, not a wrong date.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
@@ -74,6 +76,16 @@ StoreDep = Annotated[TrackStore, Depends(get_store)]
 ServedDep = Annotated[ModelSpec, Depends(served_model)]
 
 
+def get_embeddings(request: Request) -> TrackEmbeddings:
+    embeddings = getattr(request.app.state, "track_embeddings", None)
+    if embeddings is None:
+        raise ServiceError(ErrorCode.NOT_READY, "the track store is starting")
+    return embeddings
+
+
+EmbeddingsDep = Annotated[TrackEmbeddings, Depends(get_embeddings)]
+
+
 def parse_time(name: str, value: str | None) -> datetime | None:
     """An ISO 8601 time; one without a zone is UTC."""
     if value is None:
@@ -86,6 +98,14 @@ def parse_time(name: str, value: str | None) -> datetime | None:
         return moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
     except OverflowError:
         raise ServiceError(ErrorCode.BAD_TIME, f"{name}: {value!r} is outside the years 1 to 9999 in UTC") from None
+
+
+def time_bounds(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
+    """``since`` and ``until`` parsed, in order."""
+    start, end = parse_time("since", since), parse_time("until", until)
+    if start is not None and end is not None and start > end:
+        raise ServiceError(ErrorCode.BAD_TIME, f"since ({since}) is after until ({until})")
+    return start, end
 
 
 TIME_FORMAT: dict[str, Any] = {"json_schema_extra": {"format": "date-time"}}
@@ -138,6 +158,27 @@ def recording(
 
 
 RecordingDep = Annotated[Recording | None, Depends(recording)]
+
+
+# Uploads: a route's body received and decoded, and work cancelled when its client leaves.
+
+
+@contextlib.asynccontextmanager
+async def received_and_decoded(request: Request, service: Service, form: Form, decode):
+    """Admission, the body, then ``decode(upload)`` on the decode pool; the request keeps its processing slot
+    until the caller's block (queue and model) is done."""
+    settings = service.settings
+    with service.admit() as admission:
+        upload = await read_upload(
+            request, settings.max_upload_bytes, settings.max_upload_frames, settings.upload_timeout_s, form
+        )
+        service.metrics.upload_bytes.observe(upload.bytes_read)
+        try:
+            admission.body_received()
+            decoded = await unless_client_leaves(request, decode(upload))  # a job still queued is dropped
+        finally:
+            await upload.close()
+        yield decoded
 
 
 async def unless_client_leaves(request: Request, work: Awaitable[T], on_leave: Callable[[], None] | None = None) -> T:

@@ -64,6 +64,10 @@ ERRORS: dict[ErrorCode, tuple[int, str]] = {
     ),
     ErrorCode.MQTT_OFF: (422, "The rule asks for MQTT and this server has no broker (VTFPAR_MQTT_URL)."),
     ErrorCode.BAD_RULE: (422, "A rule's schedule names an unknown time zone."),
+    ErrorCode.NO_EMBEDDING: (
+        409,
+        "The track has no appearance embedding: it was stored by a runner without one (ONNX, VTFPAR_COMPILE).",
+    ),
     ErrorCode.QUEUE_FULL: (429, "The model's queue is full; retry after Retry-After seconds."),
     ErrorCode.OVERLOADED: (429, "Too many requests in flight; retry after Retry-After seconds."),
     ErrorCode.NOT_READY: (503, "Loading, warming up or draining; retry after Retry-After seconds."),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -16,7 +15,7 @@ from ..metrics import CONTENT_TYPE
 from ..service import Service
 from ..settings import Settings
 from ..tracks import submit_tracks
-from .deps import Recording, RecordingDep, ServiceDep, served_model, unless_client_leaves
+from .deps import Recording, RecordingDep, ServiceDep, received_and_decoded, served_model, unless_client_leaves
 from .openapi import PREDICT_BODY, SCENE_BODY, TRACKS_BODY, error_responses
 from .schemas import (
     AttributeInfo,
@@ -30,7 +29,7 @@ from .schemas import (
     predict_response,
     tracks_response,
 )
-from .uploads import PREDICT_FORM, SCENE_FORM, TRACKS_FORM, Form, read_upload
+from .uploads import PREDICT_FORM, SCENE_FORM, TRACKS_FORM, Form
 
 router = APIRouter()
 
@@ -44,24 +43,6 @@ Margin = Annotated[
         "and below, before cropping (clipped to the frame).",
     ),
 ]
-
-
-@contextlib.asynccontextmanager
-async def _received_and_decoded(request: Request, service: Service, form: Form, decode):
-    """Admission, the body, then ``decode(upload)`` on the decode pool; the request keeps its processing slot
-    until the caller's block (queue and model) is done."""
-    settings = service.settings
-    with service.admit() as admission:
-        upload = await read_upload(
-            request, settings.max_upload_bytes, settings.max_upload_frames, settings.upload_timeout_s, form
-        )
-        service.metrics.upload_bytes.observe(upload.bytes_read)
-        try:
-            admission.body_received()
-            decoded = await unless_client_leaves(request, decode(upload))  # a job still queued is dropped
-        finally:
-            await upload.close()
-        yield decoded
 
 
 @router.post(
@@ -81,7 +62,7 @@ async def predict(request: Request, service: ServiceDep) -> PredictResponse:
             return service.decoder.video(upload.video)
         return service.decoder.images(upload.frames)
 
-    async with _received_and_decoded(request, service, PREDICT_FORM, decode) as clip:
+    async with received_and_decoded(request, service, PREDICT_FORM, decode) as clip:
         result = await unless_client_leaves(request, service.backend.submit(clip.model_input))
     return predict_response(
         request_id_var.get() or "", service.backend.description, clip, result, total_s=time.perf_counter() - start
@@ -146,7 +127,7 @@ async def predict_scene(
 async def _answer_tracks(
     request: Request, service: Service, form: Form, decode, start: float, with_boxes: bool, recording: Recording | None
 ):
-    async with _received_and_decoded(request, service, form, decode) as prepared:
+    async with received_and_decoded(request, service, form, decode) as prepared:
         submitted = time.perf_counter()
         results = await unless_client_leaves(request, submit_tracks(service.backend, prepared))
         model_s = time.perf_counter() - submitted

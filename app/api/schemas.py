@@ -4,12 +4,14 @@ decision rule itself is ``model.decisions``)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+from starlette.requests import Request
 
 from model.decisions import one_of_winners, positives
 
+from ..store import ModelSpec, StoredTrack
 from ..streams.status import StreamStatus
 
 
@@ -409,6 +411,21 @@ class SearchResponse(BaseModel):
     next_cursor: str | None = Field(description="Pass as cursor= (same filters) for the next page; null at the end.")
 
 
+class SimilarTrack(TrackBody):
+    score: float = Field(description="Cosine similarity of the appearance embeddings, -1 to 1.")
+
+
+class SimilarResponse(BaseModel):
+    model: ModelIdentity = Field(description="The model that embedded the track (only its tracks are compared).")
+    track: int | None = Field(description="The track searched from (left out of the results); null for an upload.")
+    pretrained_tower: bool | None = Field(
+        description="False when the served model's CLIP tower is not a pretrained one (the demo's is random): its "
+        "embeddings then tell little about appearance. Null when the runner cannot tell (ONNX)."
+    )
+    tracks: list[SimilarTrack] = Field(description="Best first: by score, then the highest id.")
+    next_cursor: str | None = Field(description="Pass as cursor= (same filters) for the next page; null at the end.")
+
+
 class StoredModelBody(BaseModel):
     model: ModelIdentity
     tracks: int
@@ -472,3 +489,26 @@ class AlertBody(BaseModel):
 class AlertList(BaseModel):
     alerts: list[AlertBody]
     next_before: int | None = Field(description="before= for the next (older) page; null on the last.")
+
+
+def identity(model: ModelSpec) -> ModelIdentity:
+    return ModelIdentity(name=model.name, version=model.version, schema_name=model.schema_name, key=model.key)
+
+
+def track_fields(request: Request, track: StoredTrack) -> dict[str, Any]:
+    """A stored track as the fields of :class:`TrackBody` (its thumbnail as a URL of this service)."""
+    thumbnail = str(request.url_for("track_thumbnail", track=track.id)) if track.has_thumbnail else None
+    return {
+        "id": track.id,
+        "camera": track.camera,
+        "source": track.source,
+        "track_id": track.track_id,
+        "first_seen": track.first_seen,
+        "last_seen": track.last_seen,
+        "windows": track.windows,
+        # The API's one box format; None in search results, which leave the boxes out.
+        "boxes": None if track.boxes is None else [[t, *box_ltwh(x0, y0, x1, y1)] for t, x0, y0, x1, y1 in track.boxes],
+        "model": identity(track.model),
+        "attributes": [StoredAttributeBody(**vars(a)) for a in track.attributes],
+        "thumbnail": thumbnail,
+    }

@@ -3,8 +3,7 @@ needs the API token when one is set. The store blocks (database, files): its cal
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as FastAPIPath
@@ -12,21 +11,20 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from ..errors import ErrorCode, ServiceError
-from ..store import MAX_LIMIT, ModelSpec, Search, SearchLimit, StoredTrack
+from ..store import MAX_LIMIT, Search, SearchLimit
 from ..store.sentence import read_sentence, with_reading
 from .auth import require_token
-from .deps import TIME_FORMAT, ServedDep, SettingsDep, StoreDep, parse_time, unless_client_leaves
+from .deps import TIME_FORMAT, ServedDep, SettingsDep, StoreDep, time_bounds, unless_client_leaves
 from .openapi import error_responses
 from .schemas import (
     Erased,
     Interpretation,
-    ModelIdentity,
     ScoredTrack,
     SearchResponse,
-    StoredAttributeBody,
     StoredModelBody,
     TrackBody,
-    box_ltwh,
+    identity,
+    track_fields,
 )
 
 router = APIRouter(tags=["stored tracks"])
@@ -67,33 +65,6 @@ class SearchQuery(BaseModel):
     )
 
 
-def _bounds(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
-    start, end = parse_time("since", since), parse_time("until", until)
-    if start is not None and end is not None and start > end:
-        raise ServiceError(ErrorCode.BAD_TIME, f"since ({since}) is after until ({until})")
-    return start, end
-
-
-def _identity(model: ModelSpec) -> ModelIdentity:
-    return ModelIdentity(name=model.name, version=model.version, schema_name=model.schema_name, key=model.key)
-
-
-def _body(request: Request, track: StoredTrack) -> dict[str, Any]:
-    thumbnail = str(request.url_for("track_thumbnail", track=track.id)) if track.has_thumbnail else None
-    return {
-        "id": track.id,
-        "camera": track.camera,
-        "source": track.source,
-        "track_id": track.track_id,
-        "first_seen": track.first_seen,
-        "last_seen": track.last_seen,
-        "windows": track.windows,
-        "model": _identity(track.model),
-        "attributes": [StoredAttributeBody(**vars(a)) for a in track.attributes],
-        "thumbnail": thumbnail,
-    }
-
-
 # Routes
 
 
@@ -114,7 +85,7 @@ async def search_tracks(
     """Tracks of the served model (or of `model`) ranked by the joint probability of the attributes asked:
     score = product of p over the required attributes times product of (1 - p) over the excluded ones, then the
     most recent first."""
-    start, end = _bounds(query.since, query.until)
+    start, end = time_bounds(query.since, query.until)
     required, excluded = _names(query.attributes), _names(query.exclude)
     interpretation = None
     if query.q is not None:
@@ -142,11 +113,11 @@ async def search_tracks(
     limit = SearchLimit(settings.search_timeout_s)
     page = await unless_client_leaves(request, store.run(store.search, search, served, limit), limit.cancel)
     return SearchResponse(
-        model=_identity(page.model),
+        model=identity(page.model),
         interpretation=interpretation,
         required=list(required),
         excluded=list(excluded),
-        tracks=[ScoredTrack(**_body(request, track), score=score) for track, score in page.tracks],
+        tracks=[ScoredTrack(**track_fields(request, track), score=score) for track, score in page.tracks],
         next_cursor=page.cursor,
     )
 
@@ -160,7 +131,7 @@ async def search_tracks(
 )
 async def stored_models(store: StoreDep, served: ServedDep) -> list[StoredModelBody]:
     found = await store.run(store.models)
-    return [StoredModelBody(model=_identity(m.spec), tracks=m.tracks, served=m.spec == served) for m in found]
+    return [StoredModelBody(model=identity(m.spec), tracks=m.tracks, served=m.spec == served) for m in found]
 
 
 @router.get(
@@ -174,8 +145,7 @@ async def get_track(request: Request, store: StoreDep, track: TrackId) -> TrackB
     found = await store.run(store.get, track)
     if found is None:
         raise ServiceError(ErrorCode.NOT_FOUND, f"no stored track {track}")
-    boxes = [[t, *box_ltwh(x0, y0, x1, y1)] for t, x0, y0, x1, y1 in found.boxes or ()]
-    return TrackBody(**_body(request, found), boxes=boxes)
+    return TrackBody(**track_fields(request, found))
 
 
 @router.get(
@@ -209,5 +179,5 @@ async def erase_tracks(store: StoreDep, camera: Camera = None, since: Since = No
     At least one of the three is needed."""
     if camera is None and since is None and until is None:
         raise ServiceError(ErrorCode.BAD_SEARCH, "erasure needs camera, since or until (or several): what to erase")
-    start, end = _bounds(since, until)
+    start, end = time_bounds(since, until)
     return Erased(deleted=await store.run(store.erase, camera, start, end))

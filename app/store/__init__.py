@@ -1,6 +1,7 @@
 """Stored tracks: every track a stream ends and every upload answered with ``store=true``, searchable by
 attributes (``GET /tracks``), with a thumbnail each. See docs/search.md."""
 
+from .embeddings import TrackEmbeddings
 from .limits import SearchLimit
 from .records import AttributeSpec, ModelSpec, NewTrack, StoredAttribute, StoredTrack
 from .search import MAX_LIMIT, Search
@@ -17,5 +18,6 @@ __all__ = [
     "StoredAttribute",
     "StoredModel",
     "StoredTrack",
+    "TrackEmbeddings",
     "TrackStore",
 ]

@@ -38,6 +38,7 @@ def upload_tracks(prepared, results, camera: str, start: datetime) -> list[NewTr
                 windows=1,
                 probabilities=result.probabilities.tolist(),
                 thumbnail=thumbnail,
+                embedding=result.embedding,
             )
         )
     return tracks
@@ -57,6 +58,7 @@ def stream_track(ended) -> NewTrack:
         windows=ended.windows,
         probabilities=list(ended.probabilities),
         thumbnail=ended.thumbnail,
+        embedding=getattr(ended, "embedding", None),  # optional: senders from before embeddings lack it
     )
 
 
@@ -66,7 +68,8 @@ class StreamRecorder:
 
     The ended track has ``stream_id``, ``stream_name``, ``track_id``, ``first_seen_s``/``last_seen_s`` (stream
     seconds), ``first_seen_at``/``last_seen_at`` (aware UTC), ``boxes`` [(stream seconds, x0, y0, x1, y1)],
-    ``windows``, ``probabilities`` (fused, schema order) and ``thumbnail`` (RGB uint8 best crop, or None)."""
+    ``windows``, ``probabilities`` (fused, schema order), ``thumbnail`` (RGB uint8 best crop, or None) and,
+    optionally, ``embedding`` (the fused appearance embedding)."""
 
     def __init__(self, store: TrackStore, model: ModelSpec) -> None:
         self.store, self.model = store, model

@@ -60,6 +60,7 @@ class NewTrack:
     windows: int  # clips the model saw, fused into the probabilities
     probabilities: Sequence[float]  # fused, in the model's schema order
     thumbnail: np.ndarray | None = None  # RGB uint8 best crop
+    embedding: np.ndarray | None = None  # appearance embedding [W], unit length, fused over the windows
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,21 @@ async def test_concurrent_clips_share_batches_and_each_gets_its_own_row():
     assert sorted(i for batch in model.batches for i in batch) == list(range(10))
     assert max(len(b) for b in model.batches) == 4 and len(model.batches) == 3
     assert all(r.batch_size == r.probabilities[1] for r in results)
+    assert all(r.embedding is None for r in results)  # a runner without embeddings (ONNX)
+    await batcher.close(1)
+
+
+async def test_each_clip_gets_its_own_embedding_row_when_the_model_gives_embeddings():
+    model = FakeModel()
+
+    def with_embeddings(clips):
+        probabilities = model(clips)
+        return probabilities, probabilities[:, :1] * np.ones((1, 3), np.float32)
+
+    batcher = make(with_embeddings)
+    batcher.start()
+    results = await asyncio.gather(*(batcher.submit(clip(i)) for i in range(6)))
+    assert [r.embedding.tolist() for r in results] == [[float(i)] * 3 for i in range(6)]
     await batcher.close(1)
 
 

@@ -8,7 +8,7 @@ import logging
 
 import httpx
 
-from app.api import routes
+from app.api import deps
 from app.log import JsonFormatter
 from benchmarks.media import encode, frames
 
@@ -21,7 +21,7 @@ def test_an_unexpected_error_is_a_500_with_the_request_id_in_header_body_and_log
     async def broken(*args, **kwargs):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(routes, "read_upload", broken)
+    monkeypatch.setattr(deps, "read_upload", broken)
     lines = io.StringIO()
     handler = logging.StreamHandler(lines)
     handler.setFormatter(JsonFormatter())

@@ -21,7 +21,8 @@ CLIP = encode("avi", frames(5, width=32, height=32))
 
 
 class GatedRunner:
-    """Wraps the real runner; ``predict`` and ``warm_up`` wait for their gates to open."""
+    """Wraps the real runner; a batch (``predict_embedded``, what the batcher runs) and ``warm_up`` wait for their
+    gates to open."""
 
     def __init__(self, inner) -> None:
         self.inner = inner
@@ -33,10 +34,10 @@ class GatedRunner:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def predict(self, clips):
+    def predict_embedded(self, clips):
         self.in_batch.set()
         assert self.batch_gate.wait(20)
-        return self.inner.predict(clips)
+        return self.inner.predict_embedded(clips)
 
     def warm_up(self, sizes):
         assert self.warmup_gate.wait(20)

@@ -116,3 +116,14 @@ def test_backbone_dtype_is_configurable(tiny_model, clips):
     assert all(p.dtype == torch.float32 for p in half.trainable_parameters())
     with torch.no_grad():
         torch.testing.assert_close(half(clips), tiny_model(clips), rtol=0.1, atol=0.1)
+
+
+def test_the_appearance_embedding_comes_from_the_same_forward_pass(tiny_model, clips):
+    with torch.no_grad():
+        logits, embeddings = tiny_model.forward_with_embedding(clips)
+        alone = tiny_model(clips)
+        again = tiny_model.forward_with_embedding(clips.flip(0))[1]
+    torch.testing.assert_close(logits, alone)
+    assert embeddings.shape == (3, tiny_model.config.side_width)
+    torch.testing.assert_close(embeddings.norm(dim=1), torch.ones(3))
+    torch.testing.assert_close(again.flip(0), embeddings)  # each clip's own, whatever else is in the batch

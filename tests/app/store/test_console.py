@@ -33,14 +33,16 @@ def browser():
         launched.close()
 
 
-def store_scene(url: str, tmp_path, headers=None) -> list[int]:
+def store_scene(
+    url: str, tmp_path, camera="gate-3", start=datetime(2026, 3, 1, 14, tzinfo=UTC), headers: dict | None = None
+) -> list[int]:
     made = make_scene(seed=8, walkers=3, num_frames=20, size=(96, 160))
     write_mot(made.boxes, tmp_path / "gt.txt")
     files = {
         "video": ("scene.mp4", encode("mp4", made.frames)),
         "tracks": ("gt.txt", (tmp_path / "gt.txt").read_bytes()),
     }
-    params = {"store": "true", "camera": "gate-3", "start": datetime(2026, 3, 1, 14, tzinfo=UTC).isoformat()}
+    params = {"store": "true", "camera": camera, "start": start.isoformat()}
     answer = httpx.post(f"{url}/predict/tracks", files=files, params=params, headers=headers, timeout=60)
     assert answer.status_code == 200, answer.text
     return answer.json()["stored"]
@@ -114,4 +116,27 @@ def test_the_console_asks_for_the_token_when_the_service_has_one(browser, tiny_c
             "() => [...document.querySelectorAll('#tracks .track img')].every(i => i.naturalWidth > 0)"
         )
         assert thumbnails_loaded(page)
+        page.close()
+
+
+def test_find_similar_shows_the_answer_as_a_timeline_across_cameras(browser, tiny_checkpoint, tmp_path):
+    settings = make_settings(tiny_checkpoint, **E2E_LIMITS, data_dir=tmp_path / "data")
+    with serving(settings) as server:
+        gate = store_scene(server.url, tmp_path)
+        hall = store_scene(server.url, tmp_path, camera="hall", start=datetime(2026, 3, 1, 15, tzinfo=UTC))
+        page = browser.new_page()
+        page.goto(f"{server.url}/ui/")
+        page.wait_for_function(f"document.querySelectorAll('#tracks .track .find-similar').length === {len(gate) * 2}")
+        page.click(f"#tracks .track[data-id='{gate[0]}'] .find-similar")
+        page.wait_for_selector("#similar-timeline .timeline-row")
+        answer = httpx.get(f"{server.url}/tracks/{gate[0]}/similar", params={"limit": 24}).json()
+        rows = page.eval_on_selector_all("#similar-timeline .timeline-row", "rows => rows.map(r => r.dataset.camera)")
+        assert rows == ["gate-3", "hall"]  # the order the cameras saw the people
+        shown = page.eval_on_selector_all("#similar-timeline .track", "cards => cards.map(c => +c.dataset.id)")
+        assert sorted(shown) == sorted(t["id"] for t in answer["tracks"]) and gate[0] not in shown
+        hall_row = page.eval_on_selector_all(
+            "#similar-timeline .timeline-row[data-camera='hall'] .track", "cards => cards.map(c => +c.dataset.id)"
+        )
+        assert sorted(hall_row) == sorted(hall)
+        assert "not a pretrained one" in page.inner_text("#similar-note")
         page.close()
