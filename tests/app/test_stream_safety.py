@@ -233,7 +233,7 @@ class _Model:
         self.calls += 1
         if self.calls == 1:
             await self.hold.wait()
-        return SimpleNamespace(probabilities=np.full(3, 0.8, np.float32))
+        return SimpleNamespace(probabilities=np.full(3, 0.8, np.float32), embedding=None)
 
     def release(self) -> None:
         assert self.loop is not None

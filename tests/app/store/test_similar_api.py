@@ -48,7 +48,7 @@ def stored(server, scene, tmp_path_factory):
     answers = []
     for camera, start in [("gate-3", START), ("hall", START + timedelta(hours=1))]:
         params = {"store": "true", "camera": camera, "start": start.isoformat()}
-        answer = httpx.post(f"{server.url}/predict/tracks", files=files, params=params, timeout=60)
+        answer = httpx.post(f"{server.url}/predict/tracks", files=files, **{**auth(**params), "timeout": 60})
         assert answer.status_code == 200, answer.text
         answers.append(answer.json()["stored"])
     return answers
