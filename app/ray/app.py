@@ -119,7 +119,7 @@ def application(options: AppOptions, settings: Settings, detector: Detector | No
         graceful_shutdown_timeout_s=settings.drain_timeout_s,
         ray_actor_options={"num_cpus": options.model_cpus, "num_gpus": options.model_gpus},
         logging_config=QUIET,
-    ).bind(settings, coordinator)
+    ).bind(settings, coordinator, options.model_gpus)
     registry = StreamRegistry.options(logging_config=QUIET).bind(  # type: ignore[attr-defined]
         settings, model, coordinator, CameraResources.of(options), detector
     )

@@ -35,6 +35,7 @@ from ..tracks import Detector, load_scene
 from .backend import RayBackend
 from .coordinator import CAMERA, ReplicaReport, Reporter
 from .detection import SharedDetector, node_detector
+from .gpus import hide_gpus
 from .logs import configure_replica_logging
 
 # Ray calls at once: status, stop and snapshot calls beside the events polls of this many readers.
@@ -93,6 +94,7 @@ class Camera:
         detector: Detector | None = None,
     ) -> None:
         configure_replica_logging(settings)
+        hide_gpus()  # its detector runs on the CPU, or on the node's shared detector (app.ray.detection)
         self.id = stream_id
         self.incarnation = uuid.uuid4().hex
         self._changed = threading.Condition()  # guards the buffer below

@@ -20,6 +20,7 @@ from ..main import create_app
 from ..settings import Settings
 from .backend import RayBackend
 from .coordinator import INGRESS, CoordinatorReply, ReplicaReport, Reporter
+from .gpus import hide_gpus
 from .logs import configure_replica_logging
 from .metrics import ClusterMetrics
 from .streams import RayStreams
@@ -55,6 +56,8 @@ class OneRequestIdHeader:
 class Ingress:
     async def __init__(self, settings: Settings, model, coordinator, registry) -> None:  # type: ignore[misc]  # Serve awaits an async constructor
         configure_replica_logging(settings)
+        if settings.decode_device != "cuda":  # decoding on the GPU (NVDEC) is the one use an ingress has for it
+            hide_gpus()
         self.replica = serve.get_replica_context().replica_tag
         description = await model.describe.remote()  # waits for a model replica to be up and warm
         self.metrics = ClusterMetrics(self.replica)

@@ -26,6 +26,7 @@ from ..inference import ModelDescription, load_runner
 from ..metrics import Metrics
 from ..settings import Settings
 from .coordinator import MODEL, ReplicaReport, Reporter
+from .gpus import cap_gpu_memory, hide_gpus
 from .logs import configure_replica_logging
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,12 @@ class Answer:
 
 @serve.deployment(name=MODEL)
 class Model:
-    async def __init__(self, settings: Settings, coordinator) -> None:  # type: ignore[misc]  # Serve awaits an async constructor
+    async def __init__(self, settings: Settings, coordinator, reserved_gpus: float = 0) -> None:  # type: ignore[misc]  # Serve awaits an async constructor
         configure_replica_logging(settings)
+        if reserved_gpus:
+            cap_gpu_memory(reserved_gpus)
+        else:
+            hide_gpus()
         self.settings = settings
         self.replica = serve.get_replica_context().replica_tag
         self.metrics = Metrics()
