@@ -66,6 +66,13 @@ class Model:
     def _report(self) -> ReplicaReport:
         return ReplicaReport(self.replica, MODEL, self.metrics.exposition())
 
+    def check_health(self) -> None:
+        """Serve's health check: a replica whose device is lost (a sticky CUDA error) fails it, and Serve replaces
+        the replica instead of sending it clips that all fail."""
+        lost = getattr(self.runner, "device_lost", None)
+        if lost is not None:
+            raise RuntimeError(f"the model's device is lost: {lost}")
+
     async def describe(self) -> ModelDescription:
         return self.runner.description
 
