@@ -121,7 +121,9 @@ def create_app(
         )
         service.streams.add_event_listener(alerts.stream_event)
         await alerts.start()
-        purging = asyncio.create_task(purge_periodically(store, settings.retention_days), name="purge")
+        purging = asyncio.create_task(
+            purge_periodically(store, settings.retention_days, also=[alerts.store.purge]), name="purge"
+        )
         try:
             try:
                 await service.start()

@@ -257,6 +257,18 @@ class AlertStore:
         with self.engine.connect() as connection:
             return connection.execute(select(AlertRow.thumbnail).where(AlertRow.id == alert_id)).scalar()
 
+    # Retention
+
+    def purge(self, retention_days: float) -> int:
+        """Alerts fired more than ``retention_days`` ago, with their deliveries, as the tracks' retention purges
+        theirs (an alert keeps a person's picture); 0 days keeps everything."""
+        if retention_days <= 0:
+            return 0
+        old = select(AlertRow.id).where(AlertRow.fired_at < naive_utc(utcnow() - timedelta(days=retention_days)))
+        with self.engine.begin() as connection:
+            connection.execute(delete(DeliveryRow).where(DeliveryRow.alert_id.in_(old)))
+            return connection.execute(delete(AlertRow).where(AlertRow.id.in_(old))).rowcount
+
 
 # An alert's columns, with whether it has a thumbnail instead of the picture itself.
 ALERTS = select(
