@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -65,3 +66,18 @@ def server(tiny_checkpoint):
 @pytest.fixture(scope="session")
 def runner(tiny_checkpoint) -> ModelRunner:
     return ModelRunner.load(make_settings(tiny_checkpoint))
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's: Playwright's own browser download cannot be had here
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium, driven by Playwright (the console's tests)."""
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    if shutil.which(CHROMIUM) is None:
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    with playwright.sync_playwright() as driver:
+        launched = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        launched.close()

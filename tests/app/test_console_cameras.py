@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import shutil
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -23,24 +22,12 @@ from .harness import make_settings, serving
 from .streams import IndexedDetector, RtspCamera, make_camera
 
 pytest.importorskip("trackers", reason="the 'scene' extra (pip install -e '.[scene]') is not installed")
-CHROMIUM = "/usr/bin/chromium"
 TOKEN = "camera-site-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 STREAM_SETTINGS = dict(stream_update_s=1.0, stream_track_lost_s=0.5, stream_detection_interval=2, min_frames=1)
 FIRST_CARD_S = 20
 HELD_S = 1.5  # a request in flight longer than this holds its connection (a snapshot takes milliseconds)
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.rtsp]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    if shutil.which(CHROMIUM) is None:
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    with playwright.sync_playwright() as driver:
-        launched = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,6 @@ thumbnail, and an operator's acknowledgement there is the API's."""
 
 from __future__ import annotations
 
-import shutil
-
 import httpx
 import pytest
 
@@ -12,19 +10,7 @@ from ..conftest import E2E_LIMITS
 from ..harness import make_settings, serving
 from .test_alerts_api import post, scene  # noqa: F401 (the scene fixture)
 
-CHROMIUM = "/usr/bin/chromium"
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.e2e]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    if shutil.which(CHROMIUM) is None:
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    with playwright.sync_playwright() as driver:
-        launched = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield launched
-        launched.close()
 
 
 def test_the_console_lists_alerts_with_thumbnails_and_acknowledges_them(browser, tiny_checkpoint, scene, tmp_path):  # noqa: F811

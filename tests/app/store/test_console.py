@@ -5,7 +5,6 @@ waiting)."""
 
 from __future__ import annotations
 
-import shutil
 from datetime import UTC, datetime
 
 import httpx
@@ -17,20 +16,8 @@ from training.synthetic.scenes import make_scene, write_mot
 from ..conftest import E2E_LIMITS
 from ..harness import make_settings, serving
 
-CHROMIUM = "/usr/bin/chromium"
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 TOKEN = "console-token"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    if shutil.which(CHROMIUM) is None:
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    with playwright.sync_playwright() as driver:
-        launched = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield launched
-        launched.close()
 
 
 def store_scene(
