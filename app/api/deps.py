@@ -21,7 +21,7 @@ from ..store import ModelSpec, TrackEmbeddings, TrackStore
 from ..store.recording import upload_tracks
 from ..streams.preview import Previews
 from .auth import require_token
-from .uploads import Form, read_upload
+from .uploads import PREDICT_FORM, Form, read_upload
 
 # How far ahead of this server's clock a stored video may start: a camera's clock a little fast, not a wrong date.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
@@ -179,6 +179,20 @@ async def received_and_decoded(request: Request, service: Service, form: Form, d
         finally:
             await upload.close()
         yield decoded
+
+
+async def predicted_clip(request: Request, service: Service):
+    """The body as /predict takes it (one video, or frames of one person) decoded and through the model: the clip
+    and its answer (probabilities, and the appearance embedding where the runner gives one)."""
+
+    def decode(upload):
+        if upload.video is not None:
+            return service.decoder.video(upload.video)
+        return service.decoder.images(upload.frames)
+
+    async with received_and_decoded(request, service, PREDICT_FORM, decode) as clip:
+        result = await unless_client_leaves(request, service.backend.submit(clip.model_input))
+    return clip, result
 
 
 async def unless_client_leaves(request: Request, work: Awaitable[T], on_leave: Callable[[], None] | None = None) -> T:

@@ -15,7 +15,15 @@ from ..metrics import CONTENT_TYPE
 from ..service import Service
 from ..settings import Settings
 from ..tracks import submit_tracks
-from .deps import Recording, RecordingDep, ServiceDep, received_and_decoded, served_model, unless_client_leaves
+from .deps import (
+    Recording,
+    RecordingDep,
+    ServiceDep,
+    predicted_clip,
+    received_and_decoded,
+    served_model,
+    unless_client_leaves,
+)
 from .openapi import PREDICT_BODY, SCENE_BODY, TRACKS_BODY, error_responses
 from .schemas import (
     AttributeInfo,
@@ -29,7 +37,7 @@ from .schemas import (
     predict_response,
     tracks_response,
 )
-from .uploads import PREDICT_FORM, SCENE_FORM, TRACKS_FORM, Form
+from .uploads import SCENE_FORM, TRACKS_FORM, Form
 
 router = APIRouter()
 
@@ -56,14 +64,7 @@ async def predict(request: Request, service: ServiceDep) -> PredictResponse:
     """Send one `video` file, or one or more `frames` image files (multipart), or a raw video body. The model
     sees `frames_per_clip` frames sampled evenly over the clip."""
     start = time.perf_counter()
-
-    def decode(upload):
-        if upload.video is not None:
-            return service.decoder.video(upload.video)
-        return service.decoder.images(upload.frames)
-
-    async with received_and_decoded(request, service, PREDICT_FORM, decode) as clip:
-        result = await unless_client_leaves(request, service.backend.submit(clip.model_input))
+    clip, result = await predicted_clip(request, service)
     return predict_response(
         request_id_var.get() or "", service.backend.description, clip, result, total_s=time.perf_counter() - start
     )

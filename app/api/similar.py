@@ -11,7 +11,7 @@ from fastapi import Path as FastAPIPath
 from pydantic import BaseModel, Field
 
 from ..errors import ErrorCode, ServiceError
-from ..store import MAX_LIMIT, ModelSpec
+from ..store import MAX_LIMIT
 from ..store.similar import SimilarPage, Window, similar_to, similar_tracks
 from .auth import require_token
 from .deps import (
@@ -19,13 +19,12 @@ from .deps import (
     EmbeddingsDep,
     ServiceDep,
     StoreDep,
-    received_and_decoded,
+    predicted_clip,
+    served_model,
     time_bounds,
-    unless_client_leaves,
 )
 from .openapi import PREDICT_BODY, error_responses
 from .schemas import SimilarResponse, SimilarTrack, identity, track_fields
-from .uploads import PREDICT_FORM
 
 router = APIRouter(tags=["stored tracks"])
 TrackId = Annotated[int, FastAPIPath(ge=1, le=2**63 - 1, description="The stored track's id.")]
@@ -101,17 +100,10 @@ async def similar_to_upload(
     """Send what /predict takes (one `video`, or `frames` pictures of one person); the served model embeds it and
     its stored tracks are ranked against it. 409 `no_embedding` when the served runner gives no embedding (ONNX)."""
     start, end = time_bounds(query.since, query.until)
-
-    def decode(upload):
-        if upload.video is not None:
-            return service.decoder.video(upload.video)
-        return service.decoder.images(upload.frames)
-
-    async with received_and_decoded(request, service, PREDICT_FORM, decode) as clip:
-        result = await unless_client_leaves(request, service.backend.submit(clip.model_input))
+    _, result = await predicted_clip(request, service)
     if result.embedding is None:
         raise ServiceError(ErrorCode.NO_EMBEDDING, "the served model's runner gives no appearance embedding")
-    model = ModelSpec.of(service.backend.description)
+    model = served_model(request)
     window = Window(query.camera, start, end, query.limit)
     page = await asyncio.to_thread(similar_to, store, embeddings, model, result.embedding, window)
     return _response(request, service, page, None)
