@@ -223,6 +223,8 @@ class Columns:
         with self._lock:
             n = self._size
             mask = self._alive[:n] & (self._model[:n] == model_id)
+            if any(each.column >= self._p.shape[0] for each in asked):  # no track of this model is held yet
+                return Plan([], True, 0.0)
             if camera is not None:
                 if camera not in self._cameras:
                     return Plan([], True, 0.0)

@@ -90,3 +90,13 @@ def test_a_second_instance_sees_the_first_ones_writes_and_erasures(open_store):
     first.erase(camera="cam-0")
     listed = [t.id for t, _ in second.search(search, MODEL).tracks]
     assert listed == [i for i, _ in pages(first, search, False)[0]] and set(listed) < set(ids)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_search_with_attributes_on_an_empty_store_answers_no_tracks_then_finds_the_first(open_store, backend):
+    """The console searches before the first camera's first track is stored: an empty page, not a 500."""
+    store = ready(open_store(backend))
+    search = Search(required=("female",), excluded=("hat",), limit=50)
+    assert store.search(search, MODEL).tracks == []
+    store.add(MODEL, tracks(10))
+    assert [t.id for t, _ in store.search(search, MODEL).tracks] == [i for i, _ in pages(store, search, False)[0]]
