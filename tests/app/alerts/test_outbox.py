@@ -85,7 +85,7 @@ def test_a_receiver_down_for_a_while_gets_every_alert_once_it_is_back(tmp_path):
         await alerts.start()
         for track in range(1, 6):
             alerts.stream_event(event("track_end", track, 2, 0.9))
-        await until(lambda: all_attempted(alerts, 2), 10, "two failed attempts each")
+        await until(lambda: all_attempted(alerts, 5, 2), 10, "five alerts, two failed attempts each")
         receiver.start()  # back
         await until(lambda: len(receiver.received) >= 5, 15, "every alert delivered")
         await asyncio.sleep(1.5)  # anything sent twice would arrive by now
@@ -105,9 +105,11 @@ def store_rule(alerts: Alerts, receiver: Receiver):
     return alerts.store.create_rule(RuleSpec(**RED_TOP, webhook=receiver.url))
 
 
-def all_attempted(alerts: Alerts, attempts: int) -> bool:
-    deliveries = [d for a in alerts.store.alerts(50) for d in a.deliveries]
-    return bool(deliveries) and all(d.attempts >= attempts for d in deliveries)
+def all_attempted(alerts: Alerts, count: int, attempts: int) -> bool:
+    """Every one of ``count`` alerts has fired and been tried ``attempts`` times (under load they fire one by one)."""
+    fired = alerts.store.alerts(50)
+    deliveries = [d for a in fired for d in a.deliveries]
+    return len(fired) == count and len(deliveries) == count and all(d.attempts >= attempts for d in deliveries)
 
 
 def test_a_restart_between_firing_and_delivery_loses_nothing(tmp_path):
@@ -118,7 +120,7 @@ def test_a_restart_between_firing_and_delivery_loses_nothing(tmp_path):
         rule = await asyncio.to_thread(store_rule, alerts, receiver)
         await alerts.start()
         alerts.stream_event(event("track_end", 7, 3, 0.9))
-        await until(lambda: all_attempted(alerts, 1), 10, "a failed attempt")
+        await until(lambda: all_attempted(alerts, 1, 1), 10, "a failed attempt")
         await alerts.stop()
         return rule
 
