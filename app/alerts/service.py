@@ -87,29 +87,33 @@ class Alerts:
         self._tasks: list[asyncio.Task] = []
         self._wake = asyncio.Event()  # the outbox has work, or must stop
         self._stopping = False
+        self._delivering = False
         self._new_alert = asyncio.Event()  # replaced after each set: events readers wait on it
 
     # Life
 
-    async def start(self) -> None:
+    async def start(self, deliver: bool = True) -> None:
+        """Matches from now on; with ``deliver=False`` it only fires (stores alerts and their deliveries in the
+        outbox) and leaves the delivering to the instances that do: a camera actor on Ray, whose alerts the
+        ingress replicas' outbox workers send."""
         await self.reload_rules()
-        if self.publisher is not None:
-            self.publisher.start()
-        self._tasks = [
-            asyncio.create_task(self._refresh_rules(), name="alert-rules"),
-            asyncio.create_task(self._drain_outbox(), name="alert-outbox"),
-        ]
+        self._tasks = [asyncio.create_task(self._refresh_rules(), name="alert-rules")]
+        if deliver:
+            if self.publisher is not None:
+                self.publisher.start()
+            self._tasks.append(asyncio.create_task(self._drain_outbox(), name="alert-outbox"))
+        self._delivering = deliver
 
     async def stop(self) -> None:
         """Stores the alerts being fired, lets the deliveries under way finish (none is cut between the receiver's
         answer and its record), then stops."""
         await asyncio.gather(*self._writes, return_exceptions=True)
-        refresh, drain = self._tasks
+        refresh, *drain = self._tasks
         refresh.cancel()
         self._stopping = True
         self._wake.set()
-        await asyncio.gather(refresh, drain, return_exceptions=True)
-        if self.publisher is not None:
+        await asyncio.gather(refresh, *drain, return_exceptions=True)
+        if self.publisher is not None and self._delivering:
             await asyncio.to_thread(self.publisher.stop)
 
     async def reload_rules(self) -> None:

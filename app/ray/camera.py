@@ -3,8 +3,9 @@ tracker and crops, unchanged.
 
 What differs from one process is only where things go: the stream's clips go to the Model deployment as
 stream-lane clips (its Batcher runs them in the room requests leave, so a camera never slows ``/predict`` down);
-its events go to a numbered buffer that events readers on any ingress replica poll (:meth:`Camera.events`); the
-tracks it ends are stored here, where they end, so each is stored once; its series reach ``/metrics`` through the
+its events go to a numbered buffer that events readers on any ingress replica poll (:meth:`Camera.events`), and
+to the alert rules, matched here (the ingress replicas' outbox workers deliver what fires); the tracks it ends are
+stored here, where they end, so each is stored once; its series reach ``/metrics`` through the
 Coordinator, as a model replica's do.
 
 The actor keeps its own event loop on a thread (the stream's threads hand their work to a loop), and takes Ray
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
+import logging
 import threading
 import uuid
 from dataclasses import dataclass
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 import ray
 import torch
 
+from ..alerts import AlertMetrics, Alerts, AlertStore
 from ..metrics import Metrics
 from ..settings import Settings
 from ..store import ModelSpec, TrackStore
@@ -37,6 +41,8 @@ from .coordinator import CAMERA, ReplicaReport, Reporter
 from .detection import SharedDetector, node_detector
 from .gpus import hide_gpus
 from .logs import configure_replica_logging
+
+log = logging.getLogger(__name__)
 
 # Ray calls at once: status, stop and snapshot calls beside the events polls of this many readers.
 MAX_CALLS = 64
@@ -128,6 +134,11 @@ class Camera:
             detector = scene.detector
         self.store = await asyncio.to_thread(TrackStore.from_settings, settings)
         self.recorder = StreamRecorder(self.store, ModelSpec.of(description))
+        # Rules match the live tracks here, where their events are made; the ingress replicas deliver the alerts.
+        self.alerts = Alerts(
+            AlertStore(self.store.engine), ModelSpec.of(description), settings, AlertMetrics(self.metrics.registry)
+        )
+        await self.alerts.start(deliver=False)
         source = check_source(spec.url, settings.stream_sources, spec.rtsp_transport, settings.stream_playlist_sources)
         backend = RayBackend(model, description)
         self.stream = Stream(
@@ -152,6 +163,10 @@ class Camera:
             self._last += 1
             self._events.append((self._last, event))
             self._changed.notify_all()
+        try:
+            self.alerts.stream_event(event, functools.partial(stream.thumbnail, event.track.track_id))
+        except Exception:  # as in one process: a rule's bug never stops the stream
+            log.exception("the alerts could not match an event")
 
     def _on_track_end(self, track: TrackEnded) -> None:
         self.recorder.track_ended(track)
@@ -195,5 +210,6 @@ class Camera:
         if not self.stream.ended:
             await self._end()
         self.reporter.stop()
+        await asyncio.wait_for(self.alerts.stop(), STOP_TIMEOUT_S)  # the last tracks' alerts are stored
         await asyncio.wait_for(self.recorder.drain(), STOP_TIMEOUT_S)
         await asyncio.to_thread(self.store.close)

@@ -33,8 +33,8 @@ class RayStreams:
         """Ignored: the camera actors store the tracks they end themselves, once, where they end."""
 
     def add_event_listener(self, callback: EventListener) -> None:
-        """Ignored: the camera actors' events reach an ingress replica only while someone reads them, so rules fire
-        on Ray for uploads stored with store=true, not yet on live tracks (docs/alerts.md)."""
+        """Ignored: the camera actors' events reach an ingress replica only while someone reads them, so each camera
+        actor matches the alert rules on its own tracks (``app.ray.camera``)."""
 
     async def start(self) -> None:
         """Nothing to open: the registry opens VTFPAR_STREAMS_FILE's streams, once for the application."""

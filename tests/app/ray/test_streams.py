@@ -19,6 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.settings import Settings
+from benchmarks.alert_receivers import Receiver
 from benchmarks.servers import free_port
 
 from ..conftest import E2E_LIMITS
@@ -56,8 +57,8 @@ def _get(url: str) -> httpx.Response | None:
 
 
 class Site:
-    def __init__(self, url: str, cameras: list[RtspCamera]) -> None:
-        self.url, self.cameras = url, cameras
+    def __init__(self, url: str, cameras: list[RtspCamera], receiver: Receiver) -> None:
+        self.url, self.cameras, self.receiver = url, cameras, receiver
         self.ids: dict[str, str] = {}  # name -> stream id
         self.readers: dict[str, EventsReader] = {}
 
@@ -72,6 +73,7 @@ def site(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ray-streams")
     recording = make_camera(folder)
     cameras = [RtspCamera(recording.path, folder / f"rtsp-{name}.log") for name in NAMES]
+    receiver = Receiver().start()
     ray_tmp = tempfile.mkdtemp(prefix="vtfpar-ray-")  # short: Ray's unix sockets live there
     settings = Settings(
         device="cpu",
@@ -87,6 +89,7 @@ def site(tmp_path_factory):
         stream_read_timeout_s=2,
         stream_retry_max_s=1,
         min_frames=1,
+        webhook_targets=(f"http://127.0.0.1:{receiver.port}/hooks/",),
         **E2E_LIMITS,
     )
     options = AppOptions(ingress_replicas="2", ingress_cpus=0.25, model_cpus=0.25, camera_cpus=0.25)
@@ -104,10 +107,11 @@ def site(tmp_path_factory):
         serve.run(application(options, settings, IndexedDetector(recording)), name="vtfpar", route_prefix="/")
         url = f"http://127.0.0.1:{port}"
         _wait(lambda: (r := _get(f"{url}/health/ready")) is not None and r.status_code == 200, START_TIMEOUT_S, "ready")
-        yield Site(url, cameras)
+        yield Site(url, cameras, receiver)
     finally:
         serve.shutdown()
         ray.shutdown()
+        receiver.stop()
         for camera in cameras:
             camera.stop()
         shutil.rmtree(ray_tmp, ignore_errors=True)
@@ -132,6 +136,20 @@ def test_events_with_attributes_come_from_both_cameras(site):
         updates = _wait(lambda reader=reader: reader.of("track_update"), 120, f"{name}'s track updates")
         assert {data["stream"] for data in updates} == {site.ids[name]}
         assert all(data["stream_name"] == name and data["attributes"] for data in updates)
+
+
+def test_a_rule_fires_on_a_camera_actors_live_track_and_an_ingress_replica_delivers_it(site):
+    rule = {"name": "anyone at gate 1", "search": {"camera": "gate-1"}, "webhook": site.receiver.url}
+    created = httpx.post(f"{site.url}/rules", json=rule, timeout=30)
+    assert created.status_code == 201, created.text
+    site.receiver.secret = created.json()["secret"]
+    # The camera actor sees the rule within its 2 s reload; a track seen from then on fires when it has settled.
+    _wait(lambda: site.receiver.received, 90, "a webhook from a live track on Ray")
+    _, alert, valid = site.receiver.received[0]
+    assert valid and alert["rule"]["id"] == created.json()["id"] and alert["camera"] == "gate-1"
+    assert alert["track"]["source"] == "stream" and alert["track"]["stream"] == site.ids["gate-1"]
+    listed = httpx.get(f"{site.url}/alerts", timeout=10).json()["alerts"]
+    assert alert["id"] in {a["id"] for a in listed}
 
 
 def test_a_killed_camera_actor_comes_back_running_with_a_reconnect_and_its_events_go_on(site):
