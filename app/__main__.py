@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import typing
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import SecretStr, ValidationError
@@ -75,17 +76,22 @@ def settings_or_exit(given: dict[str, str] | None = None) -> Settings:
         sys.exit(BAD_SETTINGS)
 
 
+def default_token_or_exit(settings: Settings, make: Callable[[Settings], Settings]) -> Settings:
+    """``make(settings)`` (the settings with the default API token in force), or one line and exit 2."""
+    try:
+        return make(settings)
+    except (OSError, ValueError) as exc:
+        print(f"error: the API token in {settings.data_dir}: {exc}", file=sys.stderr)
+        sys.exit(BAD_SETTINGS)
+
+
 def main(argv: list[str] | None = None) -> None:
     given = vars(settings_parser().parse_args(argv))  # --help exits here, before anything loads
     settings = settings_or_exit(given)
     from .default_token import announce, with_default_token
     from .main import build_server, create_app  # after the flags: `--help` needs neither torch nor the model
 
-    try:
-        in_force = with_default_token(settings)
-    except (OSError, ValueError) as exc:
-        print(f"error: the API token in {settings.data_dir}: {exc}", file=sys.stderr)
-        sys.exit(BAD_SETTINGS)
+    in_force = default_token_or_exit(settings, with_default_token)
     server = build_server(create_app(in_force), in_force)  # configures logging
     if in_force is not settings:
         announce(in_force)

@@ -71,3 +71,11 @@ def announce(settings: Settings) -> None:
         settings.port,
         settings.api_token.get_secret_value(),
     )
+
+
+def with_announced_default_token(settings: Settings) -> Settings:
+    """:func:`with_default_token`, and the token logged when one is made or read for the service (logging set up)."""
+    in_force = with_default_token(settings)
+    if in_force is not settings:
+        announce(in_force)
+    return in_force

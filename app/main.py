@@ -39,6 +39,7 @@ from .api.tracks_store import router as tracks_store_router
 from .backend import LocalBackend, ModelBackend
 from .decoding import DecodeLimits
 from .decoding.video import DecodeDeviceError, check_decode_device
+from .default_token import with_announced_default_token
 from .inference import Runner, StartupError, load_runner, resolve_device
 from .log import ReportedStartupError, log_config
 from .memory import return_large_buffers
@@ -81,8 +82,10 @@ def create_app(
     if settings is None:
         # Called with nothing, as ``uvicorn --factory app.main:create_app`` calls it (after uvicorn has set up its
         # own logging): the logs follow VTFPAR_LOG_JSON and VTFPAR_LOG_LEVEL as under ``vtfpar serve``.
+        # It cannot see uvicorn's --host, so VTFPAR_HOST (default 0.0.0.0) decides whether it makes a token.
         settings = Settings()
         logging.config.dictConfig(log_config(settings.log_level, settings.log_json))
+        settings = with_announced_default_token(settings)
     metrics = metrics or Metrics()
     return_large_buffers()
 

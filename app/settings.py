@@ -325,8 +325,8 @@ class Settings(BaseSettings):
         description="When set, managing streams, reading their events and reading or deleting stored tracks need "
         "'Authorization: Bearer <token>' (401 otherwise), and so does store=true on /predict/tracks and "
         "/predict/scene; other predictions, health, /info and /metrics stay open. Unset on a service that listens "
-        "beyond loopback: vtfpar serve makes one at first start, keeps it in <data_dir>/api-token (owner-only) and "
-        "logs it with the console's address.",
+        "beyond loopback: vtfpar serve (and serve-ray; uvicorn --factory by VTFPAR_HOST) makes one at first start, "
+        "keeps it in <data_dir>/api-token (owner-only) and logs it with the console's address.",
     )
     insecure_no_token: bool = Field(
         False,

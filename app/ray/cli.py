@@ -26,8 +26,9 @@ import ray
 from pydantic import ValidationError
 from ray import serve
 
-from ..__main__ import BAD_SETTINGS, STARTUP_FAILURE, settings_or_exit
+from ..__main__ import BAD_SETTINGS, STARTUP_FAILURE, default_token_or_exit, settings_or_exit
 from ..cpus import usable_cpus
+from ..default_token import with_announced_default_token
 from ..log import log_config
 from ..settings import Settings
 from .app import AppOptions, application, replica_counts
@@ -155,10 +156,18 @@ def deploy(settings: Settings, args: argparse.Namespace, options: AppOptions, st
     )
 
 
+def served_settings(settings: Settings, args: argparse.Namespace) -> Settings:
+    """The settings every replica gets: Serve's address in them, and the default API token in force when that
+    address is beyond loopback (as ``vtfpar serve`` does; the token travels to the replicas in the settings)."""
+    listening = settings.model_copy(update={"host": args.host, "port": args.port})
+    return default_token_or_exit(listening, with_announced_default_token)
+
+
 def main(argv: list[str] | None = None) -> None:
     settings = settings_or_exit()
     args = parse_args(argv, settings)
     logging.config.dictConfig(log_config(settings.log_level, settings.log_json))
+    settings = served_settings(settings, args)
     started_ray = start_or_join_ray(options_or_exit(args), settings.max_streams)
     # After ray.init, which installs its own SIGTERM handler in this process (it dumps a stack and exits).
     stop = threading.Event()

@@ -4,7 +4,9 @@ loopback-only services and an explicit opt-out stay open."""
 
 from __future__ import annotations
 
+import argparse
 import logging
+import logging.config
 import stat
 
 import pytest
@@ -88,3 +90,24 @@ def test_a_token_file_readable_by_others_is_made_owner_only(tmp_path):
 )
 def test_which_addresses_are_beyond_loopback(host, beyond):
     assert listens_beyond_loopback(host) is beyond
+
+
+def test_uvicorn_factory_makes_the_token_by_vtfpar_host(tmp_path, monkeypatch):
+    monkeypatch.delenv("VTFPAR_API_TOKEN", raising=False)
+    monkeypatch.setenv("VTFPAR_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("VTFPAR_HOST", "127.0.0.1")
+    monkeypatch.setattr(logging.config, "dictConfig", lambda config: None)  # the tests' logging stays as it is
+    assert app.main.create_app().state.settings.api_token is None
+    monkeypatch.delenv("VTFPAR_HOST")  # the default, 0.0.0.0: uvicorn's own --host is not known to the app
+    token = app.main.create_app().state.settings.api_token
+    assert token is not None and (tmp_path / TOKEN_FILE).read_text().strip() == token.get_secret_value()
+
+
+def test_serve_ray_makes_the_token_for_its_proxys_address_and_the_replicas_get_it(tmp_path):
+    cli = pytest.importorskip("app.ray.cli", reason="the [ray] extra is not installed")
+    settings = Settings(data_dir=tmp_path, host="127.0.0.1")
+    beyond = cli.served_settings(settings, argparse.Namespace(host="0.0.0.0", port=8123))
+    assert beyond.api_token is not None and (beyond.host, beyond.port) == ("0.0.0.0", 8123)
+    assert (tmp_path / TOKEN_FILE).read_text().strip() == beyond.api_token.get_secret_value()
+    loopback = cli.served_settings(Settings(data_dir=tmp_path / "other"), argparse.Namespace(host="::1", port=8000))
+    assert loopback.api_token is None
