@@ -1,6 +1,7 @@
 """Live streams on Ray, end to end: the application on a local Ray instance started by this module, two cameras
-(GStreamer's RTSP server, one each) opened through Serve's HTTP proxy, their events, their stored tracks, an ingress
-replica's and a camera actor's restart, and DELETE.
+(GStreamer's RTSP server, one each), one opened by the streams file at start and one through Serve's HTTP proxy,
+their events, a rule firing on a live track, their stored tracks, an ingress replica's and a camera actor's
+restart, and DELETE.
 
 The camera actors get the tests' ground-truth detector (HOG cannot see the synthetic walkers), which is why this
 module builds the application in this process (``app.ray.app.application``) instead of ``python -m app.ray``.
@@ -8,6 +9,7 @@ module builds the application in this process (``app.ray.app.application``) inst
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -74,6 +76,8 @@ def site(tmp_path_factory):
     recording = make_camera(folder)
     cameras = [RtspCamera(recording.path, folder / f"rtsp-{name}.log") for name in NAMES]
     receiver = Receiver().start()
+    streams_file = folder / "streams.json"  # the site's cameras at start: gate-2; gate-1 comes through the API
+    streams_file.write_text(json.dumps([{"name": NAMES[1], "url": cameras[1].url}]))
     ray_tmp = tempfile.mkdtemp(prefix="vtfpar-ray-")  # short: Ray's unix sockets live there
     settings = Settings(
         device="cpu",
@@ -90,6 +94,7 @@ def site(tmp_path_factory):
         stream_retry_max_s=1,
         min_frames=1,
         webhook_targets=(f"http://127.0.0.1:{receiver.port}/hooks/",),
+        streams_file=streams_file,
         **E2E_LIMITS,
     )
     options = AppOptions(ingress_replicas="2", ingress_cpus=0.25, model_cpus=0.25, camera_cpus=0.25)
@@ -117,11 +122,14 @@ def site(tmp_path_factory):
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
-def test_two_cameras_opened_through_the_ingress_run_in_their_actors(site):
-    for name, camera in zip(NAMES, site.cameras, strict=True):
-        response = httpx.post(f"{site.url}/streams", json={"name": name, "url": camera.url}, timeout=30)
-        assert response.status_code == 201, response.text
-        site.ids[name] = response.json()["id"]
+def test_the_streams_files_camera_and_one_opened_through_the_ingress_run_in_their_actors(site):
+    [from_file] = httpx.get(f"{site.url}/streams", timeout=30).json()["streams"]
+    assert (from_file["name"], from_file["url"]) == (NAMES[1], site.cameras[1].url)
+    site.ids[NAMES[1]] = from_file["id"]
+    response = httpx.post(f"{site.url}/streams", json={"name": NAMES[0], "url": site.cameras[0].url}, timeout=30)
+    assert response.status_code == 201, response.text
+    site.ids[NAMES[0]] = response.json()["id"]
+    for name in NAMES:
         site.readers[name] = EventsReader(f"{site.url}/streams/{site.ids[name]}/events")
     for name in NAMES:
         ray.get_actor(actor_name(site.ids[name]))  # raises if there is no such actor
