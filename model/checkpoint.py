@@ -24,12 +24,13 @@ from safetensors.torch import load as load_safetensors
 from .backbone import BackboneError, backbone_source, file_sha256, tower_fingerprint
 from .config import ConfigError, VTFPARConfig
 from .files import write_safetensors
-from .network import VTFPAR, build_backbone
+from .network import VTFPAR, build_backbone, text_tower
 from .schema import AttributeSchema, SchemaError, schema_from_dict
 
 FORMAT_VERSION = 1
 METADATA_KEY = "vtfpar"
 BACKBONE_PREFIX = "backbone."
+TEXT_TOWER_PREFIX = "text_tower."  # kept by models with clip_image_embedding; embedded as the backbone is
 
 
 class CheckpointError(ValueError):
@@ -57,7 +58,7 @@ def save_checkpoint(
         embed_backbone = config.clip_weights is None
     tensors = {}
     for name, tensor in model.state_dict().items():
-        if name.startswith(BACKBONE_PREFIX) and not embed_backbone:
+        if name.startswith((BACKBONE_PREFIX, TEXT_TOWER_PREFIX)) and not embed_backbone:
             continue
         tensors[name] = tensor.detach().cpu().contiguous()
     metadata = {
@@ -234,7 +235,9 @@ def load_checkpoint(
     embedded = bool(recorded.get("embedded"))
     weights = None if embedded else (backbone_weights or config.clip_weights)
     try:
-        _, backbone = build_backbone(config, weights)
+        clip, backbone = build_backbone(config, weights)
+        # Not embedded: from the same weights source as the image tower (checked by its digest below).
+        text = text_tower(clip, config, weights)
     except BackboneError as exc:
         raise CheckpointError(f"{path}: cannot build its backbone: {exc}") from None
     if not embedded and backbone.fingerprint != recorded.get("tower_sha256"):
@@ -244,10 +247,14 @@ def load_checkpoint(
             f"loaded from {weights!r} hash to {backbone.fingerprint[:12]}..."
         )
     try:
-        model = VTFPAR(config, schema, backbone, tensors["text_embeddings"])
+        model = VTFPAR(config, schema, backbone, tensors["text_embeddings"], text)
     except ConfigError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
-    expected = {k: v for k, v in model.state_dict().items() if embedded or not k.startswith(BACKBONE_PREFIX)}
+    expected = {
+        k: v
+        for k, v in model.state_dict().items()
+        if embedded or not k.startswith((BACKBONE_PREFIX, TEXT_TOWER_PREFIX))
+    }
     problems = tensor_problems({name: list(tensor.shape) for name, tensor in expected.items()}, tensors)
     if problems:
         raise CheckpointError(f"{path} does not match the model its metadata describes: " + ", ".join(problems))
