@@ -49,7 +49,8 @@ def stored(request, open_store, free):
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     hats = rng.uniform(0.05, 0.99, 30)
     cameras = ["gate" if i % 2 else "hall" for i in range(30)]
-    ids = store.add(MODEL, [track(i, float(p), v, c) for i, (p, v, c) in enumerate(zip(hats, vectors, cameras))])
+    made = [track(i, float(hats[i]), vectors[i], cameras[i]) for i in range(30)]
+    ids = store.add(MODEL, made)
     [umbrella, bare_headed, bare] = store.add(
         MODEL, [track(40, 0.9, free.embedding), track(41, 0.3, free.embedding), track(42, 0.95, None)]
     )
