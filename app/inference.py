@@ -195,7 +195,9 @@ class ModelRunner:
         threads = torch_threads(settings, device)
         if threads:
             torch.set_num_threads(threads)
-        loaded = load_checkpoint(path, device=device, backbone_weights=settings.backbone_weights)
+        loaded = load_checkpoint(
+            path, device=device, backbone_weights=settings.backbone_weights, clip_image_embedding=settings.clip_text
+        )
         model = loaded.model
         served = ServedModel(
             name=model.config.name,

@@ -47,11 +47,13 @@ def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def tower_fingerprint(module: nn.Module) -> str:
-    """sha256 over a tower's weights (names and fp32 values): the same weights give the same digest whatever
-    file, tag or folder they came from."""
+def tower_fingerprint(module: nn.Module, exclude: tuple[str, ...] = ()) -> str:
+    """sha256 over a tower's weights (names and fp32 values), those whose names start with ``exclude`` left out:
+    the same weights give the same digest whatever file, tag or folder they came from."""
     digest = hashlib.sha256()
     for name, tensor in sorted(module.state_dict().items()):
+        if name.startswith(exclude):
+            continue
         digest.update(name.encode())
         digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
@@ -209,13 +211,20 @@ class FrozenCLIPTaps(nn.Module):
         self.visual.to(self.dtype)
         # Of the tower as it runs (after the cast), which is also what a checkpoint embeds: a loader checks that
         # it got exactly these weights.
-        self.fingerprint = tower_fingerprint(visual)
+        self.fingerprint = self.digest()
         self.requires_grad_(False)
         self.eval()
 
     def train(self, mode: bool = True) -> FrozenCLIPTaps:
         # Frozen: dropout and patch dropout stay off whatever the parent module's mode.
         return super().train(False)
+
+    def digest(self) -> str:
+        """``tower_fingerprint`` of the tower up to its last tap (with ``ln_post`` and ``proj``, which the pruned
+        tower keeps too): the same whether the blocks after it are kept (``image_embedding``) or not, so that a
+        checkpoint made without them can be served with them from the same weights source."""
+        beyond = range(self.taps[-1], len(self.visual.transformer.resblocks))
+        return tower_fingerprint(self.visual, tuple(f"transformer.resblocks.{index}." for index in beyond))
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         """``images [N, 3, S, S]`` -> one ``[N, grid*grid, width]`` fp32 tensor per tap."""

@@ -21,7 +21,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as load_safetensors
 
-from .backbone import BackboneError, backbone_source, file_sha256, tower_fingerprint
+from .backbone import BackboneError, backbone_source, file_sha256
 from .config import ConfigError, VTFPARConfig
 from .files import write_safetensors
 from .network import VTFPAR, build_backbone, text_tower
@@ -214,12 +214,17 @@ def model_facts(path: str | os.PathLike, metadata: dict) -> ModelFacts:
 
 
 def load_checkpoint(
-    path: str | os.PathLike, device: str | torch.device = "cpu", backbone_weights: str | None = None
+    path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    backbone_weights: str | None = None,
+    clip_image_embedding: bool = False,
 ) -> LoadedCheckpoint:
     """Rebuild the model a checkpoint describes and load its weights.
 
     ``backbone_weights`` overrides where the frozen CLIP weights come from (e.g. a local file on a host without
     the hub); whatever the source, the tower must hash to the digest recorded at training time.
+    ``clip_image_embedding`` serves a checkpoint made without it with it (free-text search): the tower's blocks
+    after the last tap and the text tower come from its CLIP weights source, so the backbone must not be embedded.
     """
     path = Path(path)
     metadata, tensors, digest = _read_once(path)
@@ -233,6 +238,13 @@ def load_checkpoint(
         raise CheckpointError(f"{path}: missing tensor 'text_embeddings'")
 
     embedded = bool(recorded.get("embedded"))
+    if clip_image_embedding and not config.clip_image_embedding:
+        if embedded:
+            raise CheckpointError(
+                f"{path}: cannot add the CLIP image embedding and text tower: the checkpoint embeds its CLIP tower "
+                "cut after the last tap and no text tower (train it with clip_image_embedding instead)"
+            )
+        config = config.replace(clip_image_embedding=True)
     weights = None if embedded else (backbone_weights or config.clip_weights)
     try:
         clip, backbone = build_backbone(config, weights)
@@ -260,7 +272,7 @@ def load_checkpoint(
         raise CheckpointError(f"{path} does not match the model its metadata describes: " + ", ".join(problems))
     model.load_state_dict(tensors, strict=False)
     if embedded:
-        stored = tower_fingerprint(backbone.visual)
+        stored = backbone.digest()
         if stored != recorded.get("tower_sha256"):
             raise CheckpointError(
                 f"{path}: backbone mismatch: its embedded {recorded.get('arch')} tower hashes to {stored[:12]}..., "

@@ -1,14 +1,17 @@
 """The opt-in CLIP image embedding and text tower (``clip_image_embedding``): the same forward pass that answers the
 attributes yields CLIP's own image embedding, the text tower embeds free text as CLIP does, and both survive a
-checkpoint. Off, the tower stays pruned after its last tap and the checkpoint carries no text tower."""
+checkpoint. Off, the tower stays pruned after its last tap and the checkpoint carries no text tower; a checkpoint
+made without it is served with it from its CLIP weights file."""
 
 from __future__ import annotations
 
 import open_clip
+import pytest
 import torch
+from safetensors.torch import save_file
 from torch.nn import functional as F
 
-from model import get_config, load_checkpoint, load_schema, save_checkpoint
+from model import CheckpointError, get_config, load_checkpoint, load_schema, save_checkpoint
 from model.backbone import build_clip
 from model.network import create_model
 
@@ -66,3 +69,31 @@ def test_off_the_tower_stays_pruned_and_no_text_tower_is_kept(tmp_path):
     path = tmp_path / "plain.safetensors"
     save_checkpoint(model, path)
     assert load_checkpoint(path).model.text_tower is None
+
+
+def test_a_checkpoint_made_without_it_is_served_with_it_from_its_weights_file(tmp_path):
+    """VTFPAR_CLIP_TEXT: the blocks after the last tap and the text tower come from the recorded weights file."""
+    torch.manual_seed(1)
+    raw = build_clip(CONFIG.clip_arch, None).eval()
+    weights = tmp_path / "clip.safetensors"
+    save_file(raw.state_dict(), str(weights))
+    model = create_model(get_config("tiny", clip_weights=str(weights)), load_schema("mars")).eval()
+    path = tmp_path / "external.safetensors"
+    save_checkpoint(model, path)
+    served = load_checkpoint(path, clip_image_embedding=True).model
+    frames = torch.randn(1, served.config.frames, 3, CONFIG.image_size, CONFIG.image_size)
+    logits, _, image = served.forward_with_embeddings(frames)
+    with torch.no_grad():
+        assert torch.equal(logits, model(frames))  # the same attributes as served without it
+        per_frame = raw.encode_image(frames.flatten(0, 1), normalize=True)
+        assert torch.allclose(image, F.normalize(per_frame.mean(dim=0, keepdim=True), dim=-1), atol=1e-5)
+        expected = raw.encode_text(open_clip.get_tokenizer(CONFIG.clip_arch)(["umbrella"]), normalize=True)
+    assert torch.allclose(served.encode_text(["umbrella"]), expected, atol=1e-6)
+
+
+def test_an_embedded_pruned_tower_cannot_be_served_with_it(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "plain.safetensors"
+    save_checkpoint(create_model(get_config("tiny"), load_schema("mars")), path)
+    with pytest.raises(CheckpointError, match="embeds its CLIP tower cut after the last tap"):
+        load_checkpoint(path, clip_image_embedding=True)
