@@ -232,9 +232,9 @@ class Batcher:
         for row, item in enumerate(batch):
             if not item.future.done():
                 embedding = None if embeddings is None else embeddings[row]
-                result = BatchResult(probabilities[row], taken_at - item.submitted, seconds, len(batch), embedding)
-                result.image_embedding = None if images is None else images[row]
-                item.future.set_result(result)
+                image = None if images is None else images[row]
+                waited = taken_at - item.submitted
+                item.future.set_result(BatchResult(probabilities[row], waited, seconds, len(batch), embedding, image))
 
     async def close(self, drain_timeout_s: float) -> None:
         """Refuse new clips, let queued and running ones finish (up to the timeout), then stop the worker."""

@@ -261,7 +261,6 @@ class ClipTextTower(nn.Module):
         super().__init__()
         clip_model.visual = None
         self.clip = clip_model
-        self.tokenizer_name = tokenizer
         self.tokenizer = open_clip.get_tokenizer(tokenizer)
         self.requires_grad_(False)
         self.eval()

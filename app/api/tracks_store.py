@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from ..errors import ErrorCode, ServiceError
+from ..service import Service
 from ..store import MAX_LIMIT, Search, SearchLimit
 from ..store.sentence import Reading, read_sentence, with_reading
 from ..store.text_search import FreeText, text_search
@@ -77,7 +78,9 @@ class SearchQuery(BaseModel):
     )
 
 
-async def _interpreted(reading: Reading, service, searched_served: bool) -> tuple[Interpretation, FreeText | None]:
+async def _interpreted(
+    reading: Reading, service: Service, searched_served: bool
+) -> tuple[Interpretation, FreeText | None]:
     """How the sentence was read, and its free text as the served model embeds it (None when there is none, or
     when it cannot be read: then the interpretation lists its words as unused and its note says why)."""
     pretrained = service.backend.description.served.pretrained_tower

@@ -26,7 +26,7 @@ from .columns import Columns
 from .database import migrate, open_engine, store_url
 from .limits import SearchLimit
 from .records import AttributeSpec, ModelSpec, NewTrack, StoredAttribute, StoredTrack, aware_utc, naive_utc
-from .search import MAX_ID, Asked, Search, asked, decode_cursor, encode_cursor, statement
+from .search import Asked, Search, asked, decode_cursor, encode_cursor, statement
 from .tables import ModelRow, TrackRow
 from .thumbnails import ThumbnailFiles
 
@@ -218,7 +218,8 @@ class TrackStore:
         attribute score (no order, no page; ``search.cursor`` is not read): what a ranking that also weighs
         something else (free text) fuses with. The store's model id (-1: none stored yet) and the model too."""
         model_id, model, longest = self._searched_model(search.model, served)
-        every = statement(replace(search, cursor=None, limit=MAX_ID), model_id, model, longest).subquery()
+        # The search's own statement, without its order, page and cursor.
+        every = statement(replace(search, cursor=None), model_id, model, longest).order_by(None).limit(None).subquery()
         with self.engine.connect() as connection, limit.bounding(connection) if limit else nullcontext():
             rows = connection.execute(select(every.c.id, every.c.score)).all()
         return model_id, model, {row.id: row.score for row in rows}
