@@ -35,8 +35,11 @@ from .errors import ErrorCode, ServiceError
 log = logging.getLogger(__name__)
 
 # Runs a forward pass on a batch of clips (as the runner prepared them) and returns probabilities [B, A], or
-# probabilities and appearance embeddings [B, W] (ModelRunner.predict_embedded).
-InferFn = Callable[[list], np.ndarray | tuple[np.ndarray, np.ndarray | None]]
+# probabilities and appearance embeddings [B, W], and possibly CLIP image embeddings [B, E]
+# (ModelRunner.predict_embedded).
+InferFn = Callable[
+    [list], np.ndarray | tuple[np.ndarray, np.ndarray | None] | tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
+]
 
 
 class Lane(enum.Enum):
@@ -54,6 +57,7 @@ class BatchResult:
     inference_s: float  # the whole batch's forward pass
     batch_size: int
     embedding: np.ndarray | None = None  # [W], unit length; None where the runner gives none (ONNX, compiled)
+    image_embedding: np.ndarray | None = None  # [E], CLIP's, unit length; only with clip_image_embedding
 
 
 @dataclass(eq=False)  # items are found by identity (deque.remove), never compared by value
@@ -222,12 +226,15 @@ class Batcher:
             return
         seconds = time.perf_counter() - taken_at
         self.observer.on_batch(len(batch), seconds)
-        probabilities, embeddings = outputs if isinstance(outputs, tuple) else (outputs, None)
+        probabilities, embeddings, images = (
+            (*outputs, None, None)[:3] if isinstance(outputs, tuple) else (outputs, None, None)
+        )
         for row, item in enumerate(batch):
             if not item.future.done():
                 embedding = None if embeddings is None else embeddings[row]
-                result = BatchResult(probabilities[row], taken_at - item.submitted, seconds, len(batch), embedding)
-                item.future.set_result(result)
+                image = None if images is None else images[row]
+                waited = taken_at - item.submitted
+                item.future.set_result(BatchResult(probabilities[row], waited, seconds, len(batch), embedding, image))
 
     async def close(self, drain_timeout_s: float) -> None:
         """Refuse new clips, let queued and running ones finish (up to the timeout), then stop the worker."""

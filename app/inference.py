@@ -195,7 +195,9 @@ class ModelRunner:
         threads = torch_threads(settings, device)
         if threads:
             torch.set_num_threads(threads)
-        loaded = load_checkpoint(path, device=device, backbone_weights=settings.backbone_weights)
+        loaded = load_checkpoint(
+            path, device=device, backbone_weights=settings.backbone_weights, clip_image_embedding=settings.clip_text
+        )
         model = loaded.model
         served = ServedModel(
             name=model.config.name,
@@ -260,11 +262,11 @@ class ModelRunner:
         """Probabilities ``[B, A]`` for a batch of prepared clips (runs on the model thread)."""
         return self.predict_embedded(clips)[0]
 
-    def predict_embedded(self, clips: list) -> tuple[np.ndarray, np.ndarray | None]:
-        """Probabilities ``[B, A]`` and appearance embeddings ``[B, W]`` from one forward pass; the compiled
-        forward pass returns logits only, so its embeddings are None. A CUDA error that leaves the device unusable
-        marks it lost (the server stops)."""
-        embeddings = None
+    def predict_embedded(self, clips: list) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Probabilities ``[B, A]``, appearance embeddings ``[B, W]`` and (``clip_image_embedding``) CLIP image
+        embeddings ``[B, E]`` from one forward pass; the compiled forward pass returns logits only, so its
+        embeddings are None. A CUDA error that leaves the device unusable marks it lost (the server stops)."""
+        embeddings = images = None
         try:
             with torch.inference_mode():
                 batch = self._batch(clips)
@@ -272,9 +274,10 @@ class ModelRunner:
                     if self.compiled is not None:
                         logits = self.compiled(batch)
                     else:
-                        logits, embedded = self.model.forward_with_embedding(batch)
+                        logits, embedded, image = self.model.forward_with_embeddings(batch)
                         embeddings = embedded.float().cpu().numpy()
-            return probabilities(logits, self.model.temperatures).cpu().numpy(), embeddings
+                        images = None if image is None else image.cpu().numpy()
+            return probabilities(logits, self.model.temperatures).cpu().numpy(), embeddings, images
         except torch.AcceleratorError as exc:
             reason = sticky_device_error(exc)
             if reason is None:
@@ -283,6 +286,18 @@ class ModelRunner:
                 log.critical("%s: the device serves no more batches; the server stops so that it is restarted", reason)
                 self.device_lost = reason
             raise DeviceLost(reason) from exc
+
+    @property
+    def text_logit_scale(self) -> float | None:
+        """CLIP's temperature for text-image cosines, where the model keeps its text tower (free-text search)."""
+        tower = self.model.text_tower
+        return None if tower is None else tower.logit_scale
+
+    def encode_text(self, text: str) -> np.ndarray:
+        """Free text -> its unit CLIP text embedding ``[E]`` through the served model's text tower (any thread: the
+        tower is used by nothing else)."""
+        with torch.inference_mode():
+            return self.model.encode_text([text])[0].cpu().numpy()
 
     def warm_up(self, batch_sizes: list[int]) -> None:
         """Run every batch size, as often as it takes to compile it (and on CUDA to capture its graph: twice, see

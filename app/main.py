@@ -46,7 +46,7 @@ from .memory import return_large_buffers
 from .metrics import Metrics
 from .service import Service
 from .settings import Settings
-from .store import ModelSpec, TrackEmbeddings, TrackStore
+from .store import ImageEmbeddings, ModelSpec, TrackEmbeddings, TrackStore
 from .store.recording import StreamRecorder
 from .store.retention import purge_periodically
 from .streams import Streams
@@ -115,6 +115,7 @@ def create_app(
         app.state.track_embeddings = embeddings = await asyncio.to_thread(
             TrackEmbeddings.attach, store, settings.data_dir
         )
+        app.state.image_embeddings = await asyncio.to_thread(ImageEmbeddings.attach, store)
         # Live streams store the tracks they end through it (the stream manager's track-end listener).
         app.state.stream_recorder = recorder = StreamRecorder(store, ModelSpec.of(model_backend.description))
         service.streams.add_track_end_listener(recorder.track_ended)

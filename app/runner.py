@@ -68,6 +68,19 @@ class ModelDescription:
         return self.preprocess.fit(frames)
 
 
+class TextReader(Protocol):
+    """A runner whose model keeps CLIP's text tower (``clip_image_embedding``): free text in a search."""
+
+    @property
+    def text_logit_scale(self) -> float | None:
+        """CLIP's temperature for text-image cosines; None when the model keeps no text tower."""
+        ...
+
+    def encode_text(self, text: str) -> np.ndarray:
+        """Free text -> its unit CLIP text embedding ``[E]``."""
+        ...
+
+
 class Runner(Protocol):
     """The model in this process, as the service drives it: a torch checkpoint (:class:`ModelRunner`) or an ONNX
     export (:class:`app.onnx_runner.OnnxRunner`)."""
@@ -89,9 +102,11 @@ class Runner(Protocol):
         """Probabilities ``[B, A]`` for a batch of prepared clips (runs on the model thread)."""
         ...
 
-    def predict_embedded(self, clips: list) -> tuple[np.ndarray, np.ndarray | None]:
+    def predict_embedded(
+        self, clips: list
+    ) -> tuple[np.ndarray, np.ndarray | None] | tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """``predict``'s probabilities and the clips' appearance embeddings ``[B, W]`` (None where the runner has
-        none): what the batcher runs."""
+        none), and where the model keeps them the CLIP image embeddings ``[B, E]``: what the batcher runs."""
         ...
 
     def warm_up(self, batch_sizes: list[int]) -> None: ...

@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     backbone_weights: str | None = Field(
         None, description="CLIP weights for checkpoints saved without their backbone (a local file or folder)."
     )
+    clip_text: bool = Field(
+        False,
+        description="Serve a checkpoint made without clip_image_embedding with it: the CLIP tower's blocks after "
+        "the last tap and its text tower are loaded from the checkpoint's CLIP weights source (not embedded), so "
+        "that stored tracks get CLIP image embeddings and q='s free words are read (docs/search.md, Free text).",
+    )
     device: Literal["auto", "cuda", "cpu"] = Field("auto", description="auto = cuda when available, else cpu.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto",

@@ -47,11 +47,13 @@ def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def tower_fingerprint(module: nn.Module) -> str:
-    """sha256 over a tower's weights (names and fp32 values): the same weights give the same digest whatever
-    file, tag or folder they came from."""
+def tower_fingerprint(module: nn.Module, exclude: tuple[str, ...] = ()) -> str:
+    """sha256 over a tower's weights (names and fp32 values), those whose names start with ``exclude`` left out:
+    the same weights give the same digest whatever file, tag or folder they came from."""
     digest = hashlib.sha256()
     for name, tensor in sorted(module.state_dict().items()):
+        if name.startswith(exclude):
+            continue
         digest.update(name.encode())
         digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
@@ -177,11 +179,14 @@ class FrozenCLIPTaps(nn.Module):
     """CLIP's image tower, frozen, returning patch tokens at chosen layers.
 
     Tap 0 is the token sequence right after ``ln_pre``; tap k is the output of block k (1-based). CLS tokens are
-    dropped. Blocks after the last tap are deleted, so they cost neither memory nor time. open_clip's
+    dropped. Blocks after the last tap are deleted, so they cost neither memory nor time, unless ``image_embedding``
+    keeps them (with ``ln_post`` and ``proj``) for CLIP's own image embedding (``forward_with_image``). open_clip's
     ``forward_intermediates`` does not expose the post-``ln_pre`` tokens, hence this short walk over the tower.
     """
 
-    def __init__(self, visual: VisionTransformer, taps: tuple[int, ...], dtype: str = "fp32"):
+    def __init__(
+        self, visual: VisionTransformer, taps: tuple[int, ...], dtype: str = "fp32", image_embedding: bool = False
+    ):
         super().__init__()
         num_blocks = len(visual.transformer.resblocks)
         if taps[-1] > num_blocks:
@@ -190,7 +195,11 @@ class FrozenCLIPTaps(nn.Module):
             raise BackboneError("CLIP towers with attention pooling are not supported")
         if not visual.transformer.batch_first:
             raise BackboneError("expected an open_clip tower with batch-first blocks (open_clip >= 2.x)")
-        del visual.transformer.resblocks[taps[-1] :]
+        if image_embedding and visual.proj is None:
+            raise BackboneError("clip_image_embedding needs a CLIP tower with an image projection (proj)")
+        if not image_embedding:
+            del visual.transformer.resblocks[taps[-1] :]
+        self.image_embedding = image_embedding
         for block in visual.transformer.resblocks:
             block.attn = SdpaSelfAttention.replacing(block.attn)
         self.visual = visual
@@ -202,7 +211,7 @@ class FrozenCLIPTaps(nn.Module):
         self.visual.to(self.dtype)
         # Of the tower as it runs (after the cast), which is also what a checkpoint embeds: a loader checks that
         # it got exactly these weights.
-        self.fingerprint = tower_fingerprint(visual)
+        self.fingerprint = self.digest()
         self.requires_grad_(False)
         self.eval()
 
@@ -210,13 +219,62 @@ class FrozenCLIPTaps(nn.Module):
         # Frozen: dropout and patch dropout stay off whatever the parent module's mode.
         return super().train(False)
 
-    @torch.no_grad()
+    def digest(self) -> str:
+        """``tower_fingerprint`` of the tower up to its last tap (with ``ln_post`` and ``proj``, which the pruned
+        tower keeps too): the same whether the blocks after it are kept (``image_embedding``) or not, so that a
+        checkpoint made without them can be served with them from the same weights source."""
+        beyond = range(self.taps[-1], len(self.visual.transformer.resblocks))
+        return tower_fingerprint(self.visual, tuple(f"transformer.resblocks.{index}." for index in beyond))
+
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         """``images [N, 3, S, S]`` -> one ``[N, grid*grid, width]`` fp32 tensor per tap."""
+        return self.forward_with_image(images, image=False)[0]
+
+    @torch.no_grad()
+    def forward_with_image(
+        self, images: torch.Tensor, image: bool = True
+    ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """The taps and, with ``image`` on a tower kept whole, CLIP's projected image embedding ``[N, embed_dim]``
+        (fp32, not normalised: what ``CLIP.encode_image`` returns) from the same pass."""
+        image = image and self.image_embedding
         x = self.visual._embeds(images.to(self.dtype))
         taps = [x] if self.taps[0] == 0 else []
         for index, block in enumerate(self.visual.transformer.resblocks, start=1):
+            if index > self.taps[-1] and not image:
+                break
             x = block(x)
             if index in self.taps:
                 taps.append(x)
-        return [tap[:, 1:].float() for tap in taps]
+        embedded = None
+        if image:
+            pooled, _ = self.visual._pool(x)
+            embedded = (pooled @ self.visual.proj).float()
+        return [tap[:, 1:].float() for tap in taps], embedded
+
+
+class ClipTextTower(nn.Module):
+    """CLIP's text tower, frozen, kept at serving to embed free text (the image tower taken out: it lives in
+    :class:`FrozenCLIPTaps`). ``tokenizer``: what ``open_clip.get_tokenizer`` takes (an architecture, or
+    ``local-dir:`` weights that bring their own)."""
+
+    def __init__(self, clip_model: ClipModel, tokenizer: str):
+        super().__init__()
+        clip_model.visual = None
+        self.clip = clip_model
+        self.tokenizer = open_clip.get_tokenizer(tokenizer)
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> ClipTextTower:
+        return super().train(False)
+
+    @property
+    def logit_scale(self) -> float:
+        """CLIP's learnt temperature (``exp(logit_scale)``: 100 for OpenAI's weights) that scales cosines."""
+        return float(self.clip.logit_scale.detach().exp())
+
+    @torch.no_grad()
+    def forward(self, texts: list[str]) -> torch.Tensor:
+        """``texts`` -> their unit-length embeddings ``[N, embed_dim]`` in fp32."""
+        tokens = self.tokenizer(texts).to(next(self.clip.parameters()).device)
+        return self.clip.encode_text(tokens, normalize=True).float()

@@ -21,15 +21,16 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as load_safetensors
 
-from .backbone import BackboneError, backbone_source, file_sha256, tower_fingerprint
+from .backbone import BackboneError, backbone_source, file_sha256
 from .config import ConfigError, VTFPARConfig
 from .files import write_safetensors
-from .network import VTFPAR, build_backbone
+from .network import VTFPAR, build_backbone, text_tower
 from .schema import AttributeSchema, SchemaError, schema_from_dict
 
 FORMAT_VERSION = 1
 METADATA_KEY = "vtfpar"
 BACKBONE_PREFIX = "backbone."
+TEXT_TOWER_PREFIX = "text_tower."  # kept by models with clip_image_embedding; embedded as the backbone is
 
 
 class CheckpointError(ValueError):
@@ -57,7 +58,7 @@ def save_checkpoint(
         embed_backbone = config.clip_weights is None
     tensors = {}
     for name, tensor in model.state_dict().items():
-        if name.startswith(BACKBONE_PREFIX) and not embed_backbone:
+        if name.startswith((BACKBONE_PREFIX, TEXT_TOWER_PREFIX)) and not embed_backbone:
             continue
         tensors[name] = tensor.detach().cpu().contiguous()
     metadata = {
@@ -213,12 +214,17 @@ def model_facts(path: str | os.PathLike, metadata: dict) -> ModelFacts:
 
 
 def load_checkpoint(
-    path: str | os.PathLike, device: str | torch.device = "cpu", backbone_weights: str | None = None
+    path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    backbone_weights: str | None = None,
+    clip_image_embedding: bool = False,
 ) -> LoadedCheckpoint:
     """Rebuild the model a checkpoint describes and load its weights.
 
     ``backbone_weights`` overrides where the frozen CLIP weights come from (e.g. a local file on a host without
     the hub); whatever the source, the tower must hash to the digest recorded at training time.
+    ``clip_image_embedding`` serves a checkpoint made without it with it (free-text search): the tower's blocks
+    after the last tap and the text tower come from its CLIP weights source, so the backbone must not be embedded.
     """
     path = Path(path)
     metadata, tensors, digest = _read_once(path)
@@ -232,9 +238,18 @@ def load_checkpoint(
         raise CheckpointError(f"{path}: missing tensor 'text_embeddings'")
 
     embedded = bool(recorded.get("embedded"))
+    if clip_image_embedding and not config.clip_image_embedding:
+        if embedded:
+            raise CheckpointError(
+                f"{path}: cannot add the CLIP image embedding and text tower: the checkpoint embeds its CLIP tower "
+                "cut after the last tap and no text tower (train it with clip_image_embedding instead)"
+            )
+        config = config.replace(clip_image_embedding=True)
     weights = None if embedded else (backbone_weights or config.clip_weights)
     try:
-        _, backbone = build_backbone(config, weights)
+        clip, backbone = build_backbone(config, weights)
+        # Not embedded: from the same weights source as the image tower (checked by its digest below).
+        text = text_tower(clip, config, weights)
     except BackboneError as exc:
         raise CheckpointError(f"{path}: cannot build its backbone: {exc}") from None
     if not embedded and backbone.fingerprint != recorded.get("tower_sha256"):
@@ -244,16 +259,20 @@ def load_checkpoint(
             f"loaded from {weights!r} hash to {backbone.fingerprint[:12]}..."
         )
     try:
-        model = VTFPAR(config, schema, backbone, tensors["text_embeddings"])
+        model = VTFPAR(config, schema, backbone, tensors["text_embeddings"], text)
     except ConfigError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
-    expected = {k: v for k, v in model.state_dict().items() if embedded or not k.startswith(BACKBONE_PREFIX)}
+    expected = {
+        k: v
+        for k, v in model.state_dict().items()
+        if embedded or not k.startswith((BACKBONE_PREFIX, TEXT_TOWER_PREFIX))
+    }
     problems = tensor_problems({name: list(tensor.shape) for name, tensor in expected.items()}, tensors)
     if problems:
         raise CheckpointError(f"{path} does not match the model its metadata describes: " + ", ".join(problems))
     model.load_state_dict(tensors, strict=False)
     if embedded:
-        stored = tower_fingerprint(backbone.visual)
+        stored = backbone.digest()
         if stored != recorded.get("tower_sha256"):
             raise CheckpointError(
                 f"{path}: backbone mismatch: its embedded {recorded.get('arch')} tower hashes to {stored[:12]}..., "

@@ -33,8 +33,11 @@ class VTFPARConfig:
     backbone_dtype: str = "fp32"
     image_size: int = 224
     # CLIP layers tapped: 0 = tokens after ln_pre, k = output of block k (1-based). Blocks after the last
-    # tap are never run.
+    # tap are never run (unless clip_image_embedding).
     taps: tuple[int, ...] = (0, 3, 6, 9, 11)
+    # Keep the tower's blocks after the last tap, ln_post and proj (and the text tower) for CLIP's own image
+    # embedding and free-text search (docs/search.md, "Free text"); off: those blocks are never built or run.
+    clip_image_embedding: bool = False
     side_width: int = 240
     side_heads: int = 6
     side_mlp_ratio: float = 4.0

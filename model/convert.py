@@ -27,7 +27,6 @@ from .backbone import (
     BackboneError,
     backbone_source,
     file_sha256,
-    tower_fingerprint,
 )
 from .checkpoint import listed_names, save_checkpoint, tensor_problems
 from .config import PADDING_MODES, get_config
@@ -326,7 +325,7 @@ def convert(
     tower_difference = _relative_difference(mapping, model.state_dict())
     _load_into(model, mapping)
     # The digest of the tower as stored (fp32, after any cast), so a loader can verify the embedded weights.
-    model.backbone.fingerprint = tower_fingerprint(model.backbone.visual)
+    model.backbone.fingerprint = model.backbone.digest()
     model.eval()
     log(f"image tower: largest difference to the tower of --clip-weights {tower_difference:.3g} (relative)")
     if tower_difference > SAME_TOWER_TOLERANCE:

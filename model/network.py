@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .backbone import ClipModel, FrozenCLIPTaps, build_clip, encode_phrases
+from .backbone import ClipModel, ClipTextTower, FrozenCLIPTaps, build_clip, encode_phrases
 from .config import ConfigError, VTFPARConfig
 from .preprocess import Preprocess
 from .schema import AttributeSchema
@@ -40,9 +40,18 @@ class VTFPAR(nn.Module):
     text_embeddings: torch.Tensor  # a buffer (see __init__), declared for the type checker
 
     def __init__(
-        self, config: VTFPARConfig, schema: AttributeSchema, backbone: FrozenCLIPTaps, text_embeddings: torch.Tensor
+        self,
+        config: VTFPARConfig,
+        schema: AttributeSchema,
+        backbone: FrozenCLIPTaps,
+        text_embeddings: torch.Tensor,
+        text_tower: ClipTextTower | None = None,
     ):
         super().__init__()
+        if config.clip_image_embedding != (text_tower is not None) or backbone.image_embedding != (
+            text_tower is not None
+        ):
+            raise ConfigError(f"{config.name}: clip_image_embedding needs the whole image tower and the text tower")
         if tuple(backbone.image_size) != (config.image_size, config.image_size):
             raise ConfigError(
                 f"{config.name}: image_size {config.image_size} differs from the CLIP tower's "
@@ -96,12 +105,19 @@ class VTFPAR(nn.Module):
         self.fusion_norm = nn.LayerNorm(width, eps=1e-6)
         self.heads = AttributeHeads(len(schema), width)
         self.logit_norm = nn.BatchNorm1d(len(schema))
+        # Free-text search (config.clip_image_embedding): the frozen text tower, kept for queries at serving.
+        self.text_tower = text_tower
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 
     def forward_features(self, frames: torch.Tensor) -> torch.Tensor:
         """``frames [B, T, 3, S, S]`` -> visual tokens ``[B, 1 + L, W]`` (spatial + temporal side outputs)."""
+        return self._features(frames, image=False)[0]
+
+    def _features(self, frames: torch.Tensor, image: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The visual tokens and, with ``image`` on a model with ``clip_image_embedding``, the clips' CLIP image
+        embeddings ``[B, E]``: the frames' unit embeddings averaged, unit length (the mean direction)."""
         if frames.ndim != 5 or frames.shape[2] != 3:
             raise ValueError(f"expected frames [B, T, 3, H, W], got {tuple(frames.shape)}")
         batch, num_frames = frames.shape[:2]
@@ -111,11 +127,14 @@ class VTFPAR(nn.Module):
                 f"frame and takes at most {self.config.frames}"
             )
         images = frames.flatten(0, 1)
-        taps = self.backbone(images)
+        taps, embedded = self.backbone.forward_with_image(images, image)
         spatial = self.spatial(images, taps)
         spatial = spatial.view(batch, num_frames, *spatial.shape[1:]).mean(dim=1)
         temporal = self.temporal([tap.view(batch, num_frames, *tap.shape[1:]) for tap in taps])
-        return spatial + temporal
+        if embedded is not None:
+            per_frame = nn.functional.normalize(embedded, dim=-1).view(batch, num_frames, -1)
+            embedded = nn.functional.normalize(per_frame.mean(dim=1), dim=-1)
+        return spatial + temporal, embedded
 
     def _fused(self, visual_tokens: torch.Tensor) -> torch.Tensor:
         """The fusion block's output ``[B, A + 1 + L, W]``: attribute text tokens first, then the visual tokens.
@@ -152,11 +171,32 @@ class VTFPAR(nn.Module):
         fused = self._fused(self.forward_features(frames))
         return self._logits(fused), self._appearance(fused)
 
+    def forward_with_embeddings(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``frames`` -> (logits, appearance embeddings, CLIP image embeddings ``[B, E]`` or None without
+        ``clip_image_embedding``) from one forward pass."""
+        tokens, image = self._features(frames, image=True)
+        fused = self._fused(tokens)
+        return self._logits(fused), self._appearance(fused), image
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        """Free text -> unit CLIP text embeddings ``[N, E]``, comparable with the CLIP image embeddings."""
+        if self.text_tower is None:
+            raise ValueError(f"{self.config.name} keeps no CLIP text tower (clip_image_embedding is off)")
+        return self.text_tower(texts)
+
 
 def build_backbone(config: VTFPARConfig, weights: str | None) -> tuple[ClipModel, FrozenCLIPTaps]:
-    """The whole CLIP model (for its text tower) and the frozen, pruned image-tower taps."""
+    """The whole CLIP model (for its text tower) and the frozen image-tower taps (pruned after the last tap unless
+    ``clip_image_embedding``)."""
     clip = build_clip(config.clip_arch, weights, config.clip_force_quick_gelu)
-    return clip, FrozenCLIPTaps(clip.visual, config.taps, config.backbone_dtype)
+    return clip, FrozenCLIPTaps(clip.visual, config.taps, config.backbone_dtype, config.clip_image_embedding)
+
+
+def text_tower(clip: ClipModel, config: VTFPARConfig, weights: str | None) -> ClipTextTower | None:
+    """The text tower a model with ``clip_image_embedding`` keeps (taking it out of ``clip``); None without."""
+    if not config.clip_image_embedding:
+        return None
+    return ClipTextTower(clip, weights if weights and weights.startswith("local-dir:") else config.clip_arch)
 
 
 def phrase_embeddings(clip: ClipModel, config: VTFPARConfig, weights: str | None, phrases: list[str]) -> torch.Tensor:
@@ -169,5 +209,5 @@ def create_model(config: VTFPARConfig, schema: AttributeSchema, device: str | to
     """A fresh VTFPAR++ (random side nets) on a frozen CLIP tower; the text tower runs once, here."""
     clip, backbone = build_backbone(config, config.clip_weights)
     text_embeddings = phrase_embeddings(clip, config, config.clip_weights, schema.phrases)
-    model = VTFPAR(config, schema, backbone, text_embeddings)
+    model = VTFPAR(config, schema, backbone, text_embeddings, text_tower(clip, config, config.clip_weights))
     return model.to(device)

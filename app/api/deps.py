@@ -15,9 +15,10 @@ from fastapi import Depends, Query, Request
 
 from ..alerts import Alerts
 from ..errors import ErrorCode, ServiceError
+from ..runner import TextReader
 from ..service import Service
 from ..settings import Settings
-from ..store import ModelSpec, TrackEmbeddings, TrackStore
+from ..store import ImageEmbeddings, ModelSpec, TrackEmbeddings, TrackStore
 from ..store.recording import upload_tracks
 from ..streams.preview import Previews
 from .auth import require_token
@@ -84,6 +85,23 @@ def get_embeddings(request: Request) -> TrackEmbeddings:
 
 
 EmbeddingsDep = Annotated[TrackEmbeddings, Depends(get_embeddings)]
+
+
+def get_image_embeddings(request: Request) -> ImageEmbeddings:
+    images = getattr(request.app.state, "image_embeddings", None)
+    if images is None:
+        raise ServiceError(ErrorCode.NOT_READY, "the track store is starting")
+    return images
+
+
+ImageEmbeddingsDep = Annotated[ImageEmbeddings, Depends(get_image_embeddings)]
+
+
+def text_reader(service: Service) -> TextReader | None:
+    """The served model's runner when it can embed free text: this process's torch runner of a model with
+    ``clip_image_embedding`` (not an ONNX export, nor a model on Ray replicas)."""
+    runner = getattr(service.backend, "runner", None)
+    return runner if getattr(runner, "text_logit_scale", None) is not None else None
 
 
 def parse_time(name: str, value: str | None) -> datetime | None:

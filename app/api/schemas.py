@@ -390,7 +390,11 @@ class TrackBody(ListedTrack):
 
 
 class ScoredTrack(ListedTrack):
-    score: float = Field(description="prod(p, required) * prod(1 - p, excluded); 1 when nothing was asked.")
+    score: float = Field(
+        description="prod(p, required) * prod(1 - p, excluded); 1 when nothing was asked. With free text read "
+        "(interpretation.free_text), that times exp(s * (cos - 1)): cos of the CLIP text and image embeddings, s "
+        "CLIP's temperature."
+    )
 
 
 class Interpretation(BaseModel):
@@ -400,6 +404,17 @@ class Interpretation(BaseModel):
     contradictions: list[str] = Field(
         default_factory=list, description="Attributes q both required and excluded: left out of both."
     )
+    free_text: str | None = Field(
+        None,
+        description="The words no attribute covers, ranked by the served model's CLIP text tower against the "
+        "tracks' CLIP image embeddings; null when none, or when they could not be read (see note).",
+    )
+    pretrained_tower: bool | None = Field(
+        None,
+        description="False when the served model's CLIP tower is not a pretrained one (the demo's is random): a "
+        "free-text ranking then means nothing. Null when the runner cannot tell (ONNX).",
+    )
+    note: str | None = Field(None, description="Why free words were not read, or why their ranking means nothing.")
 
 
 class SearchResponse(BaseModel):

@@ -3,6 +3,7 @@ needs the API token when one is set. The store blocks (database, files): its cal
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -11,10 +12,22 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from ..errors import ErrorCode, ServiceError
+from ..service import Service
 from ..store import MAX_LIMIT, Search, SearchLimit
-from ..store.sentence import read_sentence, with_reading
+from ..store.sentence import Reading, read_sentence, with_reading
+from ..store.text_search import FreeText, text_search
 from .auth import require_token
-from .deps import TIME_FORMAT, ServedDep, SettingsDep, StoreDep, time_bounds, unless_client_leaves
+from .deps import (
+    TIME_FORMAT,
+    ImageEmbeddingsDep,
+    ServedDep,
+    ServiceDep,
+    SettingsDep,
+    StoreDep,
+    text_reader,
+    time_bounds,
+    unless_client_leaves,
+)
 from .openapi import error_responses
 from .schemas import (
     Erased,
@@ -65,6 +78,44 @@ class SearchQuery(BaseModel):
     )
 
 
+async def _interpreted(
+    reading: Reading, service: Service, searched_served: bool
+) -> tuple[Interpretation, FreeText | None]:
+    """How the sentence was read, and its free text as the served model embeds it (None when there is none, or
+    when it cannot be read: then the interpretation lists its words as unused and its note says why)."""
+    pretrained = service.backend.description.served.pretrained_tower
+    interpretation = Interpretation(
+        required=list(reading.required),
+        excluded=list(reading.excluded),
+        unused=list(reading.unused),
+        contradictions=list(reading.contradictions),
+        pretrained_tower=pretrained,
+    )
+    if not reading.free:
+        return interpretation, None
+    text = ", ".join(reading.free)
+    reader = text_reader(service)
+    if reader is None or reader.text_logit_scale is None:
+        interpretation.note = (
+            f"free text {text!r} not read: the served model keeps no CLIP text tower (its checkpoint was made "
+            "without clip_image_embedding, or it runs as an ONNX export or on Ray replicas)"
+        )
+        return interpretation, None
+    if not searched_served:
+        interpretation.note = f"free text {text!r} not read: it is ranked only among the served model's tracks"
+        return interpretation, None
+    free_words = set(" ".join(reading.free).split())
+    interpretation.unused = [word for word in reading.unused if word not in free_words]
+    interpretation.free_text = text
+    if not pretrained:
+        interpretation.note = (
+            "the served model's CLIP tower is not a pretrained one (the demo's is random): the free-text ranking "
+            "means nothing; serve a model with real CLIP weights for it to mean something"
+        )
+    embedding = await asyncio.to_thread(reader.encode_text, text)
+    return interpretation, FreeText(text, embedding, reader.text_logit_scale)
+
+
 # Routes
 
 
@@ -77,27 +128,27 @@ class SearchQuery(BaseModel):
 )
 async def search_tracks(
     request: Request,
+    service: ServiceDep,
     store: StoreDep,
+    images: ImageEmbeddingsDep,
     served: ServedDep,
     settings: SettingsDep,
     query: Annotated[SearchQuery, Query()],
 ) -> SearchResponse:
     """Tracks of the served model (or of `model`) ranked by the joint probability of the attributes asked:
     score = product of p over the required attributes times product of (1 - p) over the excluded ones, then the
-    most recent first."""
+    most recent first. Words of `q` no attribute covers are free text: with a model that keeps CLIP's text tower
+    they rank the tracks too (score times exp(s * (cos - 1)), then the highest id); see `interpretation`."""
     start, end = time_bounds(query.since, query.until)
     required, excluded = _names(query.attributes), _names(query.exclude)
     interpretation = None
+    free = None
     if query.q is not None:
         stored = (await store.run(store.models)) if query.model is not None else []
         reading_model = next((m.spec for m in stored if m.spec.key == query.model), served)
         reading = read_sentence(query.q, reading_model)
-        interpretation = Interpretation(
-            required=list(reading.required),
-            excluded=list(reading.excluded),
-            unused=list(reading.unused),
-            contradictions=list(reading.contradictions),
-        )
+        searched_served = query.model is None or query.model == served.key
+        interpretation, free = await _interpreted(reading, service, searched_served)
         required, excluded = with_reading(required, excluded, reading)
     search = Search(
         required=required,
@@ -111,7 +162,12 @@ async def search_tracks(
         model=query.model,
     )
     limit = SearchLimit(settings.search_timeout_s)
-    page = await unless_client_leaves(request, store.run(store.search, search, served, limit), limit.cancel)
+    searching = (
+        store.run(store.search, search, served, limit)
+        if free is None
+        else store.run(text_search, store, images, search, served, free, limit)
+    )
+    page = await unless_client_leaves(request, searching, limit.cancel)
     return SearchResponse(
         model=identity(page.model),
         interpretation=interpretation,

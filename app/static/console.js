@@ -157,7 +157,9 @@ async function search(event) {
     $("interpretation").textContent = !asked
       ? ""
       : `required: ${answer.required.join(", ") || "—"}; excluded: ${answer.excluded.join(", ") || "—"}` +
-        (reading && reading.unused.length ? `; not understood: ${reading.unused.join(", ")}` : "");
+        (reading && reading.unused.length ? `; not understood: ${reading.unused.join(", ")}` : "") +
+        (reading && reading.free_text ? `; free text: ${reading.free_text}` : "") +
+        (reading && reading.note ? ` (${reading.note})` : "");
   } catch (error) {
     $("search-error").textContent = error.message;
   }

@@ -2,6 +2,7 @@
 attributes (``GET /tracks``), with a thumbnail each. See docs/search.md."""
 
 from .embeddings import TrackEmbeddings
+from .image_embeddings import ImageEmbeddings
 from .limits import SearchLimit
 from .records import AttributeSpec, ModelSpec, NewTrack, StoredAttribute, StoredTrack
 from .search import MAX_LIMIT, Search
@@ -10,6 +11,7 @@ from .store import Page, StoredModel, TrackStore
 __all__ = [
     "MAX_LIMIT",
     "AttributeSpec",
+    "ImageEmbeddings",
     "ModelSpec",
     "NewTrack",
     "Page",

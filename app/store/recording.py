@@ -39,6 +39,7 @@ def upload_tracks(prepared, results, camera: str, start: datetime) -> list[NewTr
                 probabilities=result.probabilities.tolist(),
                 thumbnail=thumbnail,
                 embedding=result.embedding,
+                image_embedding=result.image_embedding,
             )
         )
     return tracks
@@ -59,6 +60,7 @@ def stream_track(ended) -> NewTrack:
         probabilities=list(ended.probabilities),
         thumbnail=ended.thumbnail,
         embedding=getattr(ended, "embedding", None),  # optional: senders from before embeddings lack it
+        image_embedding=getattr(ended, "image_embedding", None),
     )
 
 
@@ -69,7 +71,8 @@ class StreamRecorder:
     The ended track has ``stream_id``, ``stream_name``, ``track_id``, ``first_seen_s``/``last_seen_s`` (stream
     seconds), ``first_seen_at``/``last_seen_at`` (aware UTC), ``boxes`` [(stream seconds, x0, y0, x1, y1)],
     ``windows``, ``probabilities`` (fused, schema order), ``thumbnail`` (RGB uint8 best crop, or None) and,
-    optionally, ``embedding`` (the fused appearance embedding)."""
+    optionally, ``embedding`` (the fused appearance embedding) and ``image_embedding`` (the fused CLIP image
+    embedding)."""
 
     def __init__(self, store: TrackStore, model: ModelSpec) -> None:
         self.store, self.model = store, model

@@ -61,6 +61,7 @@ class NewTrack:
     probabilities: Sequence[float]  # fused, in the model's schema order
     thumbnail: np.ndarray | None = None  # RGB uint8 best crop
     embedding: np.ndarray | None = None  # appearance embedding [W], unit length, fused over the windows
+    image_embedding: np.ndarray | None = None  # CLIP image embedding [E] (free-text search), unit length, fused
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,10 @@ top") is not read: a search requires all it asks, so the alternative comes back 
 every word of its phrase is in one clause; when one match's words contain another's ("lateral-back" and "back"),
 the longer wins. What the sentence both requires and excludes ("a woman and a man") is neither, and is reported as a
 contradiction; words that neither match nor are common filler, and a negation that governs nothing, come back as
-``unused``: the user sees how the sentence was read, and the reader does not guess.
+``unused``: the user sees how the sentence was read, and the reader does not guess. The unused words of a plain
+clause (neither negated nor an alternative) are also ``free``: what a model with a CLIP text tower can rank by
+(``app.store.text_search``); a negated clause's are not (CLIP's text embedding does not negate: "without an
+umbrella" embeds close to "umbrella").
 """
 
 from __future__ import annotations
@@ -96,6 +99,7 @@ class Reading:
     excluded: tuple[str, ...]
     unused: tuple[str, ...]
     contradictions: tuple[str, ...] = ()  # both required and excluded by the sentence: left out of both
+    free: tuple[str, ...] = ()  # the unused words of each plain clause, one text per clause, in sentence order
 
 
 @dataclass
@@ -114,6 +118,7 @@ def read_sentence(sentence: str, model: ModelSpec) -> Reading:
     required: list[str] = []
     excluded: list[str] = []
     unused: list[str] = []
+    free: list[str] = []
     for clause in _clauses(TOKEN.findall(sentence.lower().replace("\u2019", "'"))):
         if clause.alternative:  # not read: requiring both would be a guess
             unused += ["or", *(word for word in clause.words if _unused(word, set()))]
@@ -129,13 +134,17 @@ def read_sentence(sentence: str, model: ModelSpec) -> Reading:
         used = set().union(*(vocabulary[name] for name in matched + opposed))
         pairs = zip(clause.words, clause.words[1:], strict=False)
         paired = {word for pair in pairs if pair in OPPOSITES for word in pair}
-        unused += [w for w in clause.words if w not in paired and _unused(w, used)]
+        unread = [w for w in clause.words if w not in paired and _unused(w, used)]
+        unused += unread
+        if unread and clause.negation is None:
+            free.append(" ".join(unread))
     contradictions = tuple(name for name in dict.fromkeys(required) if name in excluded)
     return Reading(
         tuple(name for name in dict.fromkeys(required) if name not in contradictions),
         tuple(name for name in dict.fromkeys(excluded) if name not in contradictions),
         tuple(dict.fromkeys(unused)),
         contradictions,
+        tuple(dict.fromkeys(free)),
     )
 
 

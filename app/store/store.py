@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -210,6 +210,19 @@ class TrackStore:
             last = rows[-1]
             cursor = encode_cursor(last.score, last.last_seen, last.id, search.fingerprint())
         return Page(model, [(track, row.score) for track, row in zip(found, rows, strict=True)], cursor)
+
+    def scores(
+        self, search: Search, served: ModelSpec, limit: SearchLimit | None = None
+    ) -> tuple[int, ModelSpec, dict[int, float]]:
+        """Every track of the search's model, camera and window that passes its attribute filters, with its
+        attribute score (no order, no page; ``search.cursor`` is not read): what a ranking that also weighs
+        something else (free text) fuses with. The store's model id (-1: none stored yet) and the model too."""
+        model_id, model, longest = self._searched_model(search.model, served)
+        # The search's own statement, without its order, page and cursor.
+        every = statement(replace(search, cursor=None), model_id, model, longest).order_by(None).limit(None).subquery()
+        with self.engine.connect() as connection, limit.bounding(connection) if limit else nullcontext():
+            rows = connection.execute(select(every.c.id, every.c.score)).all()
+        return model_id, model, {row.id: row.score for row in rows}
 
     def _from_columns(
         self, search: Search, searched: tuple[int, ModelSpec, float], attributes: list[Asked], connection: Connection

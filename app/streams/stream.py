@@ -307,7 +307,7 @@ class Stream:
                 result = None
             with self._lock:
                 if result is not None:
-                    track.fuse(result.probabilities, result.embedding)
+                    track.fuse(result.probabilities, result.embedding, result.image_embedding)
                 track.pending = False
                 end = end or track.lost
             if result is not None:

@@ -46,6 +46,7 @@ class TrackEnded:
     probabilities: list[float]  # the fused answer, in the schema's column order; empty when no window ran
     thumbnail: np.ndarray | None  # RGB uint8, the track's best box at full resolution, longest side <= 256 px
     embedding: np.ndarray | None = None  # the windows' fused appearance embedding (unit length), if the model gives one
+    image_embedding: np.ndarray | None = None  # the windows' fused CLIP image embedding, with clip_image_embedding
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class LiveTrack:
         self.windows = 0
         self._logit_sum: np.ndarray | None = None
         self._embedding_sum: np.ndarray | None = None
+        self._image_sum: np.ndarray | None = None
         self.last_window_s: float | None = None  # stream time of the last clip sent
         self.pending = False  # a clip is with the model
         self.lost = False  # the tracker lost it while a clip was with the model: that answer ends it
@@ -128,13 +130,18 @@ class LiveTrack:
         crops = list(self.crops)
         return [crops[i] for i in sample_frame_indices(len(crops), frames_per_clip, "segment_middle")]
 
-    def fuse(self, probabilities: np.ndarray, embedding: np.ndarray | None = None) -> None:
+    def fuse(
+        self, probabilities: np.ndarray, embedding: np.ndarray | None = None, image_embedding: np.ndarray | None = None
+    ) -> None:
         clipped = np.clip(probabilities.astype(np.float64), PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
         logits = np.log(clipped) - np.log1p(-clipped)
         self._logit_sum = logits if self._logit_sum is None else self._logit_sum + logits
         if embedding is not None:  # every window counts the same here too: the mean direction of the windows'
             vector = embedding.astype(np.float64)
             self._embedding_sum = vector if self._embedding_sum is None else self._embedding_sum + vector
+        if image_embedding is not None:  # the same mean direction for CLIP's image embedding
+            image = image_embedding.astype(np.float64)
+            self._image_sum = image if self._image_sum is None else self._image_sum + image
         self.windows += 1
 
     @property
@@ -143,6 +150,13 @@ class LiveTrack:
             return None
         norm = np.linalg.norm(self._embedding_sum)
         return (self._embedding_sum / norm).astype(np.float32) if norm > 0 else None
+
+    @property
+    def image_embedding(self) -> np.ndarray | None:
+        if self._image_sum is None:
+            return None
+        norm = np.linalg.norm(self._image_sum)
+        return (self._image_sum / norm).astype(np.float32) if norm > 0 else None
 
     @property
     def probabilities(self) -> np.ndarray | None:
@@ -179,6 +193,7 @@ class LiveTrack:
             probabilities=[] if probabilities is None else probabilities.tolist(),
             thumbnail=self.thumbnail,
             embedding=self.embedding,
+            image_embedding=self.image_embedding,
         )
 
 

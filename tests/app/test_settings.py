@@ -82,6 +82,7 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
         "PUBLIC_URL": "https://vtfpar.example.com",
         "STORE_WORKERS": "6",
         "SEARCH_TIMEOUT_S": "2.5",
+        "CLIP_TEXT": "true",
     }
     for name, value in values.items():
         monkeypatch.setenv(f"VTFPAR_{name}", value)
@@ -90,6 +91,7 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
     assert settings.checkpoint == Path("/models/vtfpar/b16.safetensors")
     assert settings.max_batch_clips == 16 and settings.max_batch_wait_ms == 2.5 and settings.warmup is False
     assert settings.compile == "on" and settings.onnx_tensorrt is False and settings.decode_device == "cuda"
+    assert settings.clip_text is True
     assert settings.onnx_tensorrt_cache_dir == Path("/cache/tensorrt")
     assert settings.max_upload_bytes == 1000 and settings.decode_workers == 3 and settings.port == 9000
     assert settings.upload_timeout_s == 7.5 and settings.max_concurrent_uploads == 10

@@ -128,6 +128,16 @@ def test_the_appearance_embedding_is_the_windows_mean_direction():
     np.testing.assert_allclose(track.ended("s", "gate").embedding, track.embedding)
 
 
+def test_the_clip_image_embedding_is_fused_the_same_way_and_ends_with_the_track():
+    track = LiveTrack(1, _seen(0), ring=8)
+    windows = [np.array([1.0, 0.0]), np.array([0.0, 1.0]), np.array([0.6, 0.8])]
+    for window in windows:
+        track.fuse(np.array([0.5]), None, window)
+    mean = np.mean(windows, axis=0)
+    assert track.embedding is None  # a runner may give one without the other
+    np.testing.assert_allclose(track.ended("s", "gate").image_embedding, mean / np.linalg.norm(mean), rtol=1e-6)
+
+
 def test_the_thumbnail_is_the_largest_box_not_cut_by_the_frame_edge_and_rings_are_bounded():
     frame = np.zeros((480, 640, 3), np.uint8)
     frame[:, :, 0] = np.arange(640, dtype=np.uint8)[None, :] // 3  # a box's crop says where it was cut

@@ -69,6 +69,7 @@ def test_the_console_shows_stored_tracks_and_ranked_search_results(browser, tiny
         page.wait_for_function(f"document.querySelectorAll('#tracks .track').length === {len(ranked['tracks'])}")
         assert shown_ids(page) == [t["id"] for t in ranked["tracks"]]
         assert "excluded: hat" in page.inner_text("#interpretation") and "tall" in page.inner_text("#interpretation")
+        assert "keeps no CLIP text tower" in page.inner_text("#interpretation")  # why "tall" was not read as text
         scores = page.eval_on_selector_all("#tracks .track .score", "s => s.map(e => parseFloat(e.textContent))")
         assert scores == sorted(scores, reverse=True)
 

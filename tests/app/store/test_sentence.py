@@ -79,3 +79,20 @@ def test_the_reading_follows_the_schema_it_is_given():
     colours = ModelSpec("m", "v", "s", (AttributeSpec("coat_red", "coat", "coat red", 0.5),))
     assert read_sentence("a red coat", colours).required == ("coat_red",)
     assert read_sentence("a red coat", MODEL).required == ("top_red",)  # coat is a top in the MARS schema
+
+
+# sentence | free text (per plain clause) | unused: words no attribute covers become free text, except in a negated
+# clause (CLIP's text embedding cannot negate)
+FREE = [
+    ("a man carrying a red umbrella", ["red umbrella"], ["red", "umbrella"]),
+    ("a woman in a black top with an umbrella and sunglasses", ["umbrella", "sunglasses"], ["umbrella", "sunglasses"]),
+    ("a woman without an umbrella", [], ["without", "umbrella"]),
+    ("a woman with long hair", [], []),
+]
+
+
+@pytest.mark.parametrize(("sentence", "free", "unused"), FREE)
+def test_words_no_attribute_covers_are_free_text_unless_negated(sentence, free, unused):
+    reading = read_sentence(sentence, MODEL)
+    assert list(reading.free) == free
+    assert list(reading.unused) == unused
