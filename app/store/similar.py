@@ -42,7 +42,9 @@ def similar_tracks(
     embedded = embeddings.of_track(track)
     if embedded is None:
         raise ServiceError(
-            ErrorCode.NO_EMBEDDING, f"stored track {track} has no appearance embedding (its runner gave none)"
+            ErrorCode.NO_EMBEDDING,
+            f"stored track {track} has no appearance embedding (its runner gave none), or one of an older version of "
+            "the network's embedding (`vtfpar reembed` recomputes it)",
         )
     model_id, vector = embedded
     window = Window(camera, since, until, limit, cursor)
