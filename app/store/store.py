@@ -109,7 +109,7 @@ class TrackStore:
         if not tracks:
             return []
         checked = list(_probabilities(model, tracks))  # before any thumbnail file is written
-        model_id = self._model_id(model)
+        model_id = self.model_id(model)
         thumbnails: list[str | None] = []
         try:
             for track in tracks:
@@ -163,7 +163,8 @@ class TrackStore:
             return None
         return self.thumbnails.save(track.thumbnail)
 
-    def _model_id(self, model: ModelSpec) -> int:
+    def model_id(self, model: ModelSpec) -> int:
+        """The store's id of ``model``, registered at its first use."""
         identity = (model.name, model.version, model.schema_name)
         with self._lock:
             if identity in self._model_ids:
