@@ -53,7 +53,7 @@ class BatchResult:
     queue_s: float  # submit -> taken into a batch (waiting for room included)
     inference_s: float  # the whole batch's forward pass
     batch_size: int
-    embedding: np.ndarray | None = None  # [W], unit length; None where the runner gives none (ONNX, compiled)
+    embedding: np.ndarray | None = None  # [W], unit length; None where the runner gives none (an older ONNX export)
 
 
 @dataclass(eq=False)  # items are found by identity (deque.remove), never compared by value

@@ -160,7 +160,7 @@ class ModelRunner:
         # Preprocessing in the batch is the GPU path; on CPU it is tested for its logic only (see prepare).
         self.preprocess_in_batch = device.type == "cuda" if preprocess_in_batch is None else preprocess_in_batch
         self._upload = _Uploader(device) if device.type == "cuda" else None
-        self.compiled = CompiledForward(self.model, device) if compile else None
+        self.compiled = CompiledForward(self.model.forward_with_embedding, device) if compile else None
         self.device_lost: str | None = None
         self.description = ModelDescription(
             served=served,
@@ -261,19 +261,15 @@ class ModelRunner:
         return self.predict_embedded(clips)[0]
 
     def predict_embedded(self, clips: list) -> tuple[np.ndarray, np.ndarray | None]:
-        """Probabilities ``[B, A]`` and appearance embeddings ``[B, W]`` from one forward pass; the compiled
-        forward pass returns logits only, so its embeddings are None. A CUDA error that leaves the device unusable
-        marks it lost (the server stops)."""
-        embeddings = None
+        """Probabilities ``[B, A]`` and appearance embeddings ``[B, W]`` from one forward pass (eager or compiled).
+        A CUDA error that leaves the device unusable marks it lost (the server stops)."""
         try:
             with torch.inference_mode():
                 batch = self._batch(clips)
                 with autocast(self.device, self.precision):
-                    if self.compiled is not None:
-                        logits = self.compiled(batch)
-                    else:
-                        logits, embedded = self.model.forward_with_embedding(batch)
-                        embeddings = embedded.float().cpu().numpy()
+                    forward = self.compiled if self.compiled is not None else self.model.forward_with_embedding
+                    logits, embedded = forward(batch)
+                embeddings = embedded.float().cpu().numpy()
             return probabilities(logits, self.model.temperatures).cpu().numpy(), embeddings
         except torch.AcceleratorError as exc:
             reason = sticky_device_error(exc)

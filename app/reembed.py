@@ -7,6 +7,9 @@ re-embedded tracks match less well; tracks stored without a thumbnail (``VTFPAR_
 skipped. The new embeddings replace the tracks' old ones under the checkpoint's model, so that they are searched with
 the tracks that model stores; the tracks keep their attributes and their own model.
 
+The checkpoint is what ``vtfpar serve`` takes (``VTFPAR_CHECKPOINT``, or ``--checkpoint``): a ``.safetensors``
+checkpoint or its ONNX export (exports give the embedding as a second output).
+
 Batched (``--batch-size`` thumbnails a forward pass, one transaction each), newest tracks first, with progress on
 stderr; resumable: a track whose embedding is already this model's, at its width, is skipped, so a run that stopped
 continues where it ended. Run it while the service is stopped (or restart the service afterwards): the index files
@@ -30,8 +33,8 @@ from model import CheckpointError
 from model.preprocess import sample_frame_indices
 
 from .__main__ import BAD_SETTINGS, settings_or_exit
-from .inference import ModelRunner
-from .runner import StartupError
+from .inference import load_runner
+from .runner import Runner, StartupError
 from .settings import Settings
 from .store import ModelSpec, TrackEmbeddings, TrackStore
 from .store.database import store_url
@@ -69,16 +72,28 @@ def picture(store: TrackStore, name: str) -> np.ndarray | None:
         return None
 
 
-def reembed(store: TrackStore, runner: ModelRunner, batch_size: int, data_dir: Path) -> Progress:
+def embedding_width(runner: Runner) -> int:
+    """How wide the runner's embeddings are (one blank clip through it); an error where it gives none."""
+    size, frames = runner.description.image_size, runner.description.frames_per_clip
+    embedded = runner.predict_embedded([runner.prepare([np.zeros((size, size, 3), np.uint8)] * frames)])[1]
+    if embedded is None:
+        raise StartupError(
+            f"{runner.served.checkpoint} gives no appearance embedding (an ONNX export made before exports carried "
+            "one): export it again with vtfpar export"
+        )
+    return embedded.shape[1]
+
+
+def reembed(store: TrackStore, runner: Runner, batch_size: int, data_dir: Path) -> Progress:
     """Re-embeds every pending track (see the module's docstring), a batch per transaction."""
     model_id = store.model_id(ModelSpec.of(runner.description))
-    width = runner.model.appearance_width
+    width = embedding_width(runner)
     with store.engine.connect() as connection:
         total = connection.execute(select(func.count()).select_from(pending(model_id, width).subquery())).scalar_one()
     progress = Progress(total)
     touched = {model_id}
     below = None  # keyset: the next batch's ids are below the last one's
-    repeats = sample_frame_indices(1, runner.frames_per_clip)
+    repeats = sample_frame_indices(1, runner.description.frames_per_clip)
     while True:
         query = pending(model_id, width).order_by(TrackRow.id.desc()).limit(batch_size)
         with store.engine.connect() as connection:
@@ -91,7 +106,7 @@ def reembed(store: TrackStore, runner: ModelRunner, batch_size: int, data_dir: P
         progress.skipped += len(rows) - len(readable)
         if readable:
             _, embeddings = runner.predict_embedded([runner.prepare([image for _ in repeats]) for _, image in readable])
-            assert embeddings is not None  # the eager torch runner always gives them (see main)
+            assert embeddings is not None  # checked by embedding_width
             touched |= write(store, model_id, [row for row, _ in readable], embeddings)
             progress.done += len(readable)
         print(progress.line(), file=sys.stderr, flush=True)
@@ -154,19 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     given = {
         key: value for key in ("checkpoint", "data_dir", "database_url", "device") if (value := getattr(args, key))
     }
-    settings = settings_or_exit({**given, "compile": "off"})  # the compiled forward pass gives no embedding
-    if settings.checkpoint_path.suffix.lower() == ".onnx":
-        print(
-            "error: an ONNX export gives no appearance embedding: re-embed with its .safetensors checkpoint",
-            file=sys.stderr,
-        )
-        return BAD_SETTINGS
+    settings = settings_or_exit({**given, "compile": "off"})  # one pass over the store: compiling would not pay
     try:
         store = open_existing_store(settings)
     except (StartupError, OSError, SQLAlchemyError) as exc:
         return failed(exc)
     try:
-        runner = ModelRunner.load(settings)
+        runner = load_runner(settings)
         progress = reembed(store, runner, args.batch_size, settings.data_dir)
     except (StartupError, CheckpointError, OSError) as exc:
         return failed(exc)

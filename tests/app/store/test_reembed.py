@@ -81,3 +81,20 @@ def test_a_bad_data_dir_or_checkpoint_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["--checkpoint", str(broken), "--data-dir", str(tmp_path), "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "checkpoint" in err and "\n" not in err
+
+
+def test_an_onnx_export_reembeds_as_its_checkpoint_does(onnx_export, demo_model, tmp_path, capsys):
+    checkpoint, onnx_file = onnx_export
+    store = TrackStore.open(None, tmp_path)
+    looks = [person(top, bottom) for top, bottom in zip(COLOURS, COLOURS[::-1], strict=True)]
+    ids = store.add(demo_model, [track("gate", i, look) for i, look in enumerate(looks)])
+    store.close()
+    vectors = {}
+    for served in (checkpoint, onnx_file):
+        assert main(["--checkpoint", str(served), "--data-dir", str(tmp_path), "--device", "cpu"]) == 0
+        assert f"re-embedded {len(ids)} of {len(ids)} tracks" in capsys.readouterr().out
+        store = TrackStore.open(None, tmp_path)
+        embeddings = TrackEmbeddings(store.engine, tmp_path / "embeddings")
+        vectors[served] = np.stack([embeddings.of_track(i)[1] for i in ids])
+        store.close()
+    np.testing.assert_allclose(vectors[onnx_file], vectors[checkpoint], atol=1e-4, rtol=0)
