@@ -48,7 +48,8 @@ def similar_tracks(
         )
     model_id, vector = embedded
     window = Window(camera, since, until, limit, cursor)
-    return _page(store, embeddings, origin.model, model_id, vector, window, exclude=track)
+    # The embedding's model: the track's own, or the one `vtfpar reembed` embedded it with.
+    return _page(store, embeddings, store.model(model_id), model_id, vector, window, exclude=track)
 
 
 def similar_to(

@@ -250,6 +250,11 @@ class TrackStore:
             raise ServiceError(ErrorCode.BAD_SEARCH, f"model {key!r}: no tracks of it are stored (stored: {known})")
         return row.id, _spec(row), row.longest_track_s
 
+    def model(self, model_id: int) -> ModelSpec:
+        """The model the store knows as ``model_id``."""
+        with self.engine.connect() as connection:
+            return _spec(connection.execute(select(ModelRow).where(ModelRow.id == model_id)).one())
+
     def get(self, track: int) -> StoredTrack | None:
         with self.engine.connect() as connection:
             rows = connection.execute(select(TrackRow.__table__).where(TrackRow.id == track)).all()

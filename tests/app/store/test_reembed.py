@@ -96,5 +96,8 @@ def test_an_onnx_export_reembeds_as_its_checkpoint_does(onnx_export, demo_model,
         store = TrackStore.open(None, tmp_path)
         embeddings = TrackEmbeddings(store.engine, tmp_path / "embeddings")
         vectors[served] = np.stack([embeddings.of_track(i)[1] for i in ids])
+        if served == onnx_file:  # stored by the demo model, searched in the space of the model that re-embedded them
+            page = similar_tracks(store, TrackEmbeddings.attach(store, tmp_path), ids[0])
+            assert page.model.name == "tiny" and page.model != demo_model and len(page.tracks) == len(ids) - 1
         store.close()
     np.testing.assert_allclose(vectors[onnx_file], vectors[checkpoint], atol=1e-4, rtol=0)
