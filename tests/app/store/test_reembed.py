@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+import app.reembed
 from app.inference import ModelRunner
 from app.reembed import main
 from app.settings import Settings
@@ -101,3 +102,25 @@ def test_an_onnx_export_reembeds_as_its_checkpoint_does(onnx_export, demo_model,
             assert page.model.name == "tiny" and page.model != demo_model and len(page.tracks) == len(ids) - 1
         store.close()
     np.testing.assert_allclose(vectors[onnx_file], vectors[checkpoint], atol=1e-4, rtol=0)
+
+
+def test_a_stopped_run_continues_where_it_ended(open_store, demo_model, tmp_path, monkeypatch, capsys):
+    store = open_store("sqlite")
+    looks = [person(top, bottom) for top in COLOURS for bottom in COLOURS[:2]]
+    store.add(demo_model, [track("gate", i, look) for i, look in enumerate(looks)])
+    store.close()
+    args = ["--data-dir", str(tmp_path / "sqlite"), "--device", "cpu", "--batch-size", "3"]
+    write, batches = app.reembed.write, []
+
+    def stopped_after_one_batch(*written):
+        if batches:
+            raise KeyboardInterrupt  # the operator's Ctrl-C during the second batch
+        batches.append(write(*written))
+        return batches[-1]
+
+    monkeypatch.setattr(app.reembed, "write", stopped_after_one_batch)
+    with pytest.raises(KeyboardInterrupt):
+        main(args)
+    monkeypatch.undo()
+    assert main(args) == 0
+    assert f"re-embedded {len(looks) - 3} of {len(looks) - 3} tracks" in capsys.readouterr().out
