@@ -91,7 +91,7 @@ def reembed(store: TrackStore, runner: Runner, batch_size: int, data_dir: Path) 
     with store.engine.connect() as connection:
         total = connection.execute(select(func.count()).select_from(pending(model_id, width).subquery())).scalar_one()
     progress = Progress(total)
-    touched = {model_id}
+    indexes = TrackEmbeddings(store.engine, data_dir / "embeddings")  # only for its files' names: nothing loaded
     below = None  # keyset: the next batch's ids are below the last one's
     repeats = sample_frame_indices(1, runner.description.frames_per_clip)
     while True:
@@ -107,12 +107,11 @@ def reembed(store: TrackStore, runner: Runner, batch_size: int, data_dir: Path) 
         if readable:
             _, embeddings = runner.predict_embedded([runner.prepare([image for _ in repeats]) for _, image in readable])
             assert embeddings is not None  # checked by embedding_width
-            touched |= write(store, model_id, [row for row, _ in readable], embeddings)
+            replaced = write(store, model_id, [row for row, _ in readable], embeddings)
+            for stale in {model_id, *replaced}:  # their index files: rebuilt from the table at the next start
+                indexes.path(stale).unlink(missing_ok=True)
             progress.done += len(readable)
         print(progress.line(), file=sys.stderr, flush=True)
-    indexes = TrackEmbeddings(store.engine, data_dir / "embeddings")  # only for its files' names: nothing loaded
-    for touched_id in touched:  # caches now stale: rebuilt from the table at the next start
-        indexes.path(touched_id).unlink(missing_ok=True)
     return progress
 
 
