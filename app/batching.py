@@ -56,7 +56,7 @@ class BatchResult:
     queue_s: float  # submit -> taken into a batch (waiting for room included)
     inference_s: float  # the whole batch's forward pass
     batch_size: int
-    embedding: np.ndarray | None = None  # [W], unit length; None where the runner gives none (ONNX, compiled)
+    embedding: np.ndarray | None = None  # [W], unit length; None where the runner gives none (an older ONNX export)
     image_embedding: np.ndarray | None = None  # [E], CLIP's, unit length; only with clip_image_embedding
 
 

@@ -14,9 +14,9 @@ of start-up. On CUDA each warmed size still gets its own captured CUDA graph.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 
 import torch
-from torch import nn
 
 # torch's CUDA graph trees (torch/_inductor/cudagraph_trees.py, CUDAGraphTreeManager._run) run the first call of each
 # shape eagerly, as a warm-up in the graphs' memory pool, and record the shape's graph on its second call; from the
@@ -30,11 +30,15 @@ def resolve_compile(requested: str, device: torch.device) -> bool:
 
 
 class CompiledForward:
-    """``model(batch)`` through torch.compile, for the sizes in ``sizes`` (set by warm-up) and padded up to them."""
+    """``forward(batch)`` through torch.compile, for the sizes in ``sizes`` (set by warm-up) and padded up to them;
+    ``forward`` gives a tensor or a tuple of them (the served model: ``VTFPAR.forward_with_embedding``'s logits and
+    appearance embeddings), each with a row per clip."""
 
-    def __init__(self, model: nn.Module, device: torch.device) -> None:
+    def __init__(
+        self, forward: Callable[[torch.Tensor], torch.Tensor | tuple[torch.Tensor, ...]], device: torch.device
+    ):
         self.cuda_graphs = device.type == "cuda"
-        self._forward = torch.compile(model, mode="reduce-overhead" if self.cuda_graphs else None, fullgraph=True)
+        self._forward = torch.compile(forward, mode="reduce-overhead" if self.cuda_graphs else None, fullgraph=True)
         self.sizes: list[int] = []  # ascending; the batch sizes warm-up ran
 
     @property
@@ -47,7 +51,7 @@ class CompiledForward:
         at = bisect.bisect_left(self.sizes, rows)
         return self.sizes[at] if at < len(self.sizes) else rows
 
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+    def __call__(self, batch: torch.Tensor):
         # One memory layout: on CUDA a batch of one frame size comes out of preprocessing channels-last and a mixed
         # or padded one contiguous, and dynamo guards on strides, so a second layout would recompile on a request.
         batch = batch.contiguous()
@@ -60,4 +64,5 @@ class CompiledForward:
         if self.cuda_graphs:
             # A new step for the CUDA graph trees: the previous batch's outputs (copied out already) may be reused.
             torch.compiler.cudagraph_mark_step_begin()
-        return self._forward(batch)[:rows]
+        out = self._forward(batch)
+        return tuple(part[:rows] for part in out) if isinstance(out, tuple) else out[:rows]

@@ -41,7 +41,7 @@ class ErrorCode(StrEnum):
     WEBHOOK_NOT_ALLOWED = "webhook_not_allowed"  # a rule's webhook URL outside VTFPAR_WEBHOOK_TARGETS
     MQTT_OFF = "mqtt_off"  # a rule asks for MQTT and VTFPAR_MQTT_URL is unset
     BAD_RULE = "bad_rule"  # a rule whose schedule's time zone is unknown
-    NO_EMBEDDING = "no_embedding"  # a stored track without an appearance embedding (ONNX or compiled runner)
+    NO_EMBEDDING = "no_embedding"  # a stored track without a comparable appearance embedding (see app/api/errors.py)
     QUEUE_FULL = "queue_full"
     OVERLOADED = "overloaded"  # too many requests in flight
     NOT_READY = "not_ready"  # loading, warming up or draining

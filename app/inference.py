@@ -160,7 +160,7 @@ class ModelRunner:
         # Preprocessing in the batch is the GPU path; on CPU it is tested for its logic only (see prepare).
         self.preprocess_in_batch = device.type == "cuda" if preprocess_in_batch is None else preprocess_in_batch
         self._upload = _Uploader(device) if device.type == "cuda" else None
-        self.compiled = CompiledForward(self.model, device) if compile else None
+        self.compiled = CompiledForward(self.model.forward_with_embedding, device) if compile else None
         self.device_lost: str | None = None
         self.description = ModelDescription(
             served=served,
@@ -263,20 +263,20 @@ class ModelRunner:
         return self.predict_embedded(clips)[0]
 
     def predict_embedded(self, clips: list) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-        """Probabilities ``[B, A]``, appearance embeddings ``[B, W]`` and (``clip_image_embedding``) CLIP image
-        embeddings ``[B, E]`` from one forward pass; the compiled forward pass returns logits only, so its
-        embeddings are None. A CUDA error that leaves the device unusable marks it lost (the server stops)."""
-        embeddings = images = None
+        """Probabilities ``[B, A]``, appearance embeddings ``[B, W]`` and (``clip_image_embedding``, eager only) CLIP
+        image embeddings ``[B, E]`` from one forward pass. A CUDA error that leaves the device unusable marks it
+        lost (the server stops)."""
         try:
             with torch.inference_mode():
                 batch = self._batch(clips)
                 with autocast(self.device, self.precision):
                     if self.compiled is not None:
-                        logits = self.compiled(batch)
+                        logits, embedded = self.compiled(batch)
+                        image = None
                     else:
                         logits, embedded, image = self.model.forward_with_embeddings(batch)
-                        embeddings = embedded.float().cpu().numpy()
-                        images = None if image is None else image.cpu().numpy()
+                embeddings = embedded.float().cpu().numpy()
+                images = None if image is None else image.float().cpu().numpy()
             return probabilities(logits, self.model.temperatures).cpu().numpy(), embeddings, images
         except torch.AcceleratorError as exc:
             reason = sticky_device_error(exc)

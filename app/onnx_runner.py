@@ -24,7 +24,7 @@ import torch
 from model import Preprocess
 from model.checkpoint import CheckpointError, ModelFacts, model_facts
 from model.decisions import probabilities
-from model.export import INPUT_NAME, OUTPUT_NAME, ExportError, read_onnx_metadata
+from model.export import EMBEDDING_NAME, INPUT_NAME, OUTPUT_NAME, ExportError, read_onnx_metadata
 
 from .runner import ModelDescription, ServedModel, StartupError
 from .settings import Settings
@@ -90,6 +90,8 @@ class OnnxRunner:
         self.served = served
         self.temperatures = facts.temperatures
         self.frames_per_clip = facts.config.frames
+        # Exports made before the embedding output give logits only (and the service no embedding with them).
+        self.outputs = [output.name for output in session.get_outputs()]
         used = session.get_providers()
         self.device = torch.device("cuda" if CUDA in used or TENSORRT in used else "cpu")
         self.device_lost: str | None = None  # ONNX Runtime reports device failures as errors of the batch only
@@ -174,14 +176,21 @@ class OnnxRunner:
 
     def predict(self, clips: list) -> np.ndarray:
         """Probabilities ``[B, A]`` for a batch of prepared clips (runs on the model thread)."""
+        return self._run(clips, [OUTPUT_NAME])[0]
+
+    def predict_embedded(self, clips: list) -> tuple[np.ndarray, np.ndarray | None]:
+        """``predict``'s probabilities and the export's appearance embeddings (None from an export without them)."""
+        if EMBEDDING_NAME not in self.outputs:
+            return self.predict(clips), None
+        probs, embeddings = self._run(clips, [OUTPUT_NAME, EMBEDDING_NAME])
+        return probs, embeddings
+
+    def _run(self, clips: list, outputs: list[str]) -> list[np.ndarray]:
+        """The session's ``outputs`` for a batch of prepared clips, the logits turned into probabilities."""
         preprocess = self.description.preprocess
         batch = preprocess.normalize(preprocess.from_uint8(torch.stack(clips))).numpy()
-        logits = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
-        return probabilities(torch.from_numpy(logits), self.temperatures).numpy()
-
-    def predict_embedded(self, clips: list) -> tuple[np.ndarray, None]:
-        """The export has the logits as its only output: no appearance embedding."""
-        return self.predict(clips), None
+        logits, *others = self.session.run(outputs, {INPUT_NAME: batch})
+        return [probabilities(torch.from_numpy(logits), self.temperatures).numpy(), *others]
 
     def warm_up(self, batch_sizes: list[int]) -> None:
         """Run every batch size once (CUDA and TensorRT set up their kernels per shape)."""
@@ -192,14 +201,15 @@ class OnnxRunner:
 
 
 def _check_signature(path: Path, session, facts: ModelFacts) -> None:
-    """The graph takes ``frames [batch, T, 3, S, S]`` and gives ``logits [batch, A]`` for this metadata."""
+    """The graph takes ``frames [batch, T, 3, S, S]`` and gives ``logits [batch, A]`` for this metadata (and, from
+    exports that have it, ``embedding [batch, E]``)."""
     config = facts.config
     inputs, outputs = session.get_inputs(), session.get_outputs()
     expected_in = [config.frames, 3, config.image_size, config.image_size]
     if (
         [i.name for i in inputs] != [INPUT_NAME]
         or list(inputs[0].shape[1:]) != expected_in
-        or [o.name for o in outputs] != [OUTPUT_NAME]
+        or [o.name for o in outputs] not in ([OUTPUT_NAME], [OUTPUT_NAME, EMBEDDING_NAME])
         or list(outputs[0].shape[1:]) != [len(facts.schema)]
     ):
         found = [(i.name, i.shape) for i in inputs], [(o.name, o.shape) for o in outputs]

@@ -1,7 +1,9 @@
 """``python -m model.export CHECKPOINT --format onnx --out FILE.onnx``: the network as an ONNX file for ONNX Runtime,
 Triton, DeepStream or TensorRT, carrying everything the checkpoint knows.
 
-What is exported: preprocessed, normalised clips ``frames [batch, T, 3, S, S]`` (float32) -> ``logits [batch, A]``.
+What is exported: preprocessed, normalised clips ``frames [batch, T, 3, S, S]`` (float32) -> ``logits [batch, A]``
+and ``embedding [batch, E]``, the appearance embedding of the same forward pass (``VTFPAR.forward_with_embedding``,
+unit length; the service stores it per track for similar search).
 - Not the decoding or the resize: frames arrive in every size (tracker crops differ frame to frame) and each
   deployment already has its own pipeline for them (FFmpeg, NVDEC + nvvideoconvert, DALI). The metadata says
   exactly what to do (``preprocessing``: square by padding, antialiased bilinear resize, mean and std).
@@ -29,11 +31,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from .checkpoint import METADATA_KEY, CheckpointError, LoadedCheckpoint, load_checkpoint, parse_metadata
 from .files import FILE_MODE
+from .network import VTFPAR
 
-INPUT_NAME, OUTPUT_NAME = "frames", "logits"
+INPUT_NAME, OUTPUT_NAME, EMBEDDING_NAME = "frames", "logits", "embedding"
 OPSET = 18
 # Largest batch the exported graph promises to take; ONNX Runtime itself has no limit, TensorRT builds for a range.
 MAX_BATCH = 1024
@@ -54,11 +58,27 @@ def onnx_metadata(loaded: LoadedCheckpoint) -> dict:
         "onnx": {
             "input": {"name": INPUT_NAME, "shape": ["batch", config.frames, 3, config.image_size, config.image_size]},
             "output": {"name": OUTPUT_NAME, "shape": ["batch", len(schema)], "meaning": "logits"},
+            "embedding": {
+                "name": EMBEDDING_NAME,
+                "shape": ["batch", loaded.model.appearance_width],
+                "meaning": "appearance embedding, unit length (cosine similarity compares people)",
+            },
             "probability": "sigmoid(logit / temperature), temperature 1 when temperatures is null",
             "opset": OPSET,
             "exporter": f"torch {torch.__version__}",
         },
     }
+
+
+class _BothOutputs(nn.Module):
+    """The network as the export computes it: logits and appearance embeddings from one forward pass."""
+
+    def __init__(self, model: VTFPAR) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.forward_with_embedding(frames)
 
 
 def export_onnx(loaded: LoadedCheckpoint, out: str | os.PathLike) -> None:
@@ -71,11 +91,11 @@ def export_onnx(loaded: LoadedCheckpoint, out: str | os.PathLike) -> None:
     # The exporter narrates each step on stdout; a failure raises with its own report.
     with contextlib.redirect_stdout(io.StringIO()):
         program = torch.onnx.export(
-            model,
+            _BothOutputs(model),
             (example,),
             dynamo=True,
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
+            output_names=[OUTPUT_NAME, EMBEDDING_NAME],
             dynamic_shapes={"frames": {0: batch}},
             opset_version=OPSET,
             optimize=True,
@@ -84,7 +104,9 @@ def export_onnx(loaded: LoadedCheckpoint, out: str | os.PathLike) -> None:
         raise ExportError("torch.onnx.export returned no program")
     proto = program.model_proto
     proto.producer_name = "vtfpar"
-    proto.doc_string = f"VTFPAR++ {config.name}: {INPUT_NAME} -> {OUTPUT_NAME}; metadata key {METADATA_KEY!r}"
+    proto.doc_string = (
+        f"VTFPAR++ {config.name}: {INPUT_NAME} -> {OUTPUT_NAME}, {EMBEDDING_NAME}; metadata key {METADATA_KEY!r}"
+    )
     onnx.helper.set_model_props(proto, {METADATA_KEY: json.dumps(onnx_metadata(loaded))})
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -120,17 +142,19 @@ def _onnx():
     return onnx
 
 
-def max_logit_difference(loaded: LoadedCheckpoint, onnx_path: str | os.PathLike, batch: int = 3) -> float:
-    """Largest |logit difference| between torch and ONNX Runtime (CPU) on the same random clips."""
+def max_differences(loaded: LoadedCheckpoint, onnx_path: str | os.PathLike, batch: int = 3) -> tuple[float, float]:
+    """Largest |difference| between torch and ONNX Runtime (CPU) on the same random clips: of the logits, and of
+    the appearance embeddings."""
     import onnxruntime
 
     config = loaded.model.config
     clips = torch.randn(batch, config.frames, 3, config.image_size, config.image_size, generator=torch.manual_seed(0))
     with torch.inference_mode():
-        expected = loaded.model(clips).numpy()
+        expected = [part.numpy() for part in loaded.model.forward_with_embedding(clips)]
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    got = session.run([OUTPUT_NAME], {INPUT_NAME: clips.numpy()})[0]
-    return float(np.abs(got - expected).max())
+    got = session.run([OUTPUT_NAME, EMBEDDING_NAME], {INPUT_NAME: clips.numpy()})
+    logits, embedding = (float(np.abs(g - e).max()) for g, e in zip(got, expected, strict=True))
+    return logits, embedding
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         "--tolerance",
         type=float,
         default=DEFAULT_TOLERANCE,
-        help="largest |logit difference| from torch allowed in ONNX Runtime's check of the file (default %(default)g)",
+        help="largest |logit| (and embedding) difference from torch allowed in ONNX Runtime's check of the file "
+        "(default %(default)g)",
     )
     parser.add_argument("--no-check", action="store_true", help="skip running the file in ONNX Runtime")
     args = parser.parse_args(argv)
@@ -156,10 +181,13 @@ def main(argv: list[str] | None = None) -> int:
         export_onnx(loaded, args.out)
         print(f"wrote {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB) from {args.checkpoint}")
         if not args.no_check:
-            difference = max_logit_difference(loaded, args.out)
-            print(f"ONNX Runtime (CPU) vs torch: largest logit difference {difference:.2e}")
-            if not difference <= args.tolerance:
-                raise ExportError(f"the exported logits differ from torch's by {difference:.2e} > {args.tolerance:g}")
+            logits, embedding = max_differences(loaded, args.out)
+            print(f"ONNX Runtime (CPU) vs torch: largest difference {logits:.2e} (logits), {embedding:.2e} (embedding)")
+            for name, difference in (("logits", logits), ("embedding", embedding)):
+                if not difference <= args.tolerance:
+                    raise ExportError(
+                        f"the exported {name} differ from torch's by {difference:.2e} > {args.tolerance:g}"
+                    )
     except (CheckpointError, ExportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

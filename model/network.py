@@ -36,6 +36,18 @@ class AttributeHeads(nn.Module):
         return torch.einsum("baw,aw->ba", text_tokens, self.weight) + self.bias
 
 
+# The appearance embedding's shape (``VTFPAR._appearance``; chosen by measurement, docs/search.md "The embedding").
+APPEARANCE_MAX_WIDTH = 512  # floats: keeps a million tracks' index within 2 GB
+APPEARANCE_MAX_STRIPES = 4
+LOGITS_SHARE = 0.5  # the standardised logits weigh half a stripe (chosen on a split apart from the reported one)
+
+
+def stripe_bounds(rows: int, count: int) -> list[tuple[int, int]]:
+    """``count`` horizontal stripes of a ``rows``-high patch grid, as adaptive average pooling cuts them (fixed
+    slices rather than the pooling op, so that the ONNX export needs no adaptive pooling)."""
+    return [(i * rows // count, -(-(i + 1) * rows // count)) for i in range(count)]
+
+
 class VTFPAR(nn.Module):
     text_embeddings: torch.Tensor  # a buffer (see __init__), declared for the type checker
 
@@ -107,6 +119,9 @@ class VTFPAR(nn.Module):
         self.logit_norm = nn.BatchNorm1d(len(schema))
         # Free-text search (config.clip_image_embedding): the frozen text tower, kept for queries at serving.
         self.text_tower = text_tower
+        stripes = min(APPEARANCE_MAX_STRIPES, side_grid, (APPEARANCE_MAX_WIDTH - len(schema)) // width)
+        self.appearance_stripes = stripe_bounds(side_grid, max(1, stripes))
+        self.appearance_width = len(self.appearance_stripes) * width + len(schema)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
@@ -153,10 +168,23 @@ class VTFPAR(nn.Module):
             return self.logit_norm(self.heads(fused[:, : len(self.schema)]))
 
     def _appearance(self, fused: torch.Tensor) -> torch.Tensor:
-        """The appearance embedding ``[B, W]``: the mean of the fused visual tokens, unit length. Chosen by re-ID
-        rank-1 on synthetic identities over the side nets' CLS token, their token mean and the CLIP tower's last
-        tapped tokens (docs/search.md, "Appearance search")."""
-        return nn.functional.normalize(fused[:, len(self.schema) :].mean(dim=1), dim=-1)
+        """The appearance embedding ``[B, appearance_width]``, unit length: the fused visual patch tokens' means over
+        horizontal stripes of the grid (up to 4, as many as keep it within 512 floats), each unit length, beside the
+        standardised attribute logits (the logit BatchNorm's normalised values, before its affine) at half a
+        stripe's weight. Chosen by re-ID rank-1/mAP on synthetic identities over the fused and unfused tokens'
+        means, CLS tokens, attribute tokens, logits and their mixes (``training.reid_candidates``; docs/search.md,
+        "The embedding"): stripes keep where a colour is (top or bottom), the logits add what the heads learnt."""
+        attributes = len(self.schema)
+        with torch.autocast(fused.device.type, enabled=False):
+            rows, columns = self.backbone.grid
+            patches = fused[:, attributes + 1 :].unflatten(1, (rows, columns)).mean(dim=2)  # [B, rows, W]
+            stripes = torch.stack([patches[:, top:bottom].mean(dim=1) for top, bottom in self.appearance_stripes], 1)
+            norm = self.logit_norm
+            assert norm.running_mean is not None and norm.running_var is not None  # tracked: see __init__
+            standard = (self.heads(fused[:, :attributes]) - norm.running_mean) / (norm.running_var + norm.eps).sqrt()
+            parts = [nn.functional.normalize(stripes, dim=-1).flatten(1)]
+            parts.append(LOGITS_SHARE * nn.functional.normalize(standard, dim=-1))
+            return nn.functional.normalize(torch.cat(parts, dim=1), dim=-1)
 
     def forward_head(self, visual_tokens: torch.Tensor) -> torch.Tensor:
         """Fuse the attribute text tokens with the visual tokens and read one logit per attribute."""

@@ -3,7 +3,8 @@ the service's asset, calibration and the card are training's commands.
 
 Calibrated on synthetic identities it never saw (the training split of a fresh set), the demo model decides at
 least as well as with the fixed 0.45 on the held-out identities of that set; and ``vtfpar report`` writes every
-file of the card, with exactly the numbers ``vtfpar evaluate --json`` gives.
+file of the card, with exactly the numbers ``vtfpar evaluate --json`` gives (with ``--reid``, its re-identification
+table too).
 """
 
 from __future__ import annotations
@@ -65,14 +66,14 @@ def test_calibrated_demo_decides_no_worse_than_the_fixed_threshold_on_held_out_i
 def test_report_writes_every_file_with_the_numbers_of_vtfpar_evaluate(calibrated_demo, tmp_path, capsys):
     data, checkpoint = calibrated_demo
     out = tmp_path / "card"
-    assert report_main(["--checkpoint", str(checkpoint), "--data", str(data), "--out", str(out)]) == 0
+    assert report_main(["--checkpoint", str(checkpoint), "--data", str(data), "--out", str(out), "--reid"]) == 0
     for name in FILES:
         assert (out / name).stat().st_size > 0, name
         if name.endswith(".png"):
             assert (out / name).read_bytes().startswith(PNG_SIGNATURE), name
 
     evaluated = {}
-    for variant, extra in (("calibrated", []), ("default_threshold", ["--uncalibrated"])):
+    for variant, extra in (("calibrated", ["--reid"]), ("default_threshold", ["--uncalibrated"])):
         path = tmp_path / f"{variant}.json"
         arguments = ["--checkpoint", str(checkpoint), "--data", str(data), "--json", str(path), *extra]
         assert evaluate_main(arguments) == 0
@@ -94,3 +95,7 @@ def test_report_writes_every_file_with_the_numbers_of_vtfpar_evaluate(calibrated
         row = f"| {name} | {scores['group']} | {scores['positives']} | {scores['threshold']:.3f} |"
         assert row in card, name
     assert f"{int(calibrated['num_samples'])} tracklets" in card and "## Limits" in card
+    reid = evaluated["calibrated"]["reid"]["rows"]
+    for name, row in reid.items():  # the re-identification table, the stored embedding first
+        assert f"| {row['rank1']:.3f} | {row['mAP']:.3f} |" in card, name
+    assert card.index("| appearance embedding (") < card.index("calibrated attribute logits |")

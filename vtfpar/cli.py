@@ -27,6 +27,7 @@ class Command:
 COMMANDS = {
     "serve": Command("app.__main__:main", "serve the HTTP API (flags or VTFPAR_* variables)"),
     "serve-ray": Command("app.ray.__main__:main", "serve the same API on Ray Serve, decoding and model scaled apart"),
+    "reembed": Command("app.reembed:main", "recompute stored tracks' appearance embeddings (from their thumbnails)"),
     "annotate": Command("app.annotate:main", "draw a service's predictions onto a video"),
     "train": Command("training.train:main", "train a model and write checkpoints"),
     "evaluate": Command("training.evaluate:main", "metrics of a checkpoint on a dataset split"),

@@ -66,7 +66,8 @@ ERRORS: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.BAD_RULE: (422, "A rule's schedule names an unknown time zone."),
     ErrorCode.NO_EMBEDDING: (
         409,
-        "The track has no appearance embedding: it was stored by a runner without one (ONNX, VTFPAR_COMPILE).",
+        "The track has no appearance embedding (stored before embeddings, or by an ONNX export without one), or one of "
+        "an older version of the network's embedding: `vtfpar reembed` recomputes them.",
     ),
     ErrorCode.QUEUE_FULL: (429, "The model's queue is full; retry after Retry-After seconds."),
     ErrorCode.OVERLOADED: (429, "Too many requests in flight; retry after Retry-After seconds."),

@@ -98,11 +98,16 @@ async def similar_to_upload(
     query: Annotated[UploadQuery, Query()],
 ) -> SimilarResponse:
     """Send what /predict takes (one `video`, or `frames` pictures of one person); the served model embeds it and
-    its stored tracks are ranked against it. 409 `no_embedding` when the served runner gives no embedding (ONNX)."""
+    its stored tracks are ranked against it. 409 `no_embedding` when the served runner gives no embedding (an ONNX
+    export made without one)."""
     start, end = time_bounds(query.since, query.until)
     _, result = await predicted_clip(request, service)
     if result.embedding is None:
-        raise ServiceError(ErrorCode.NO_EMBEDDING, "the served model's runner gives no appearance embedding")
+        raise ServiceError(
+            ErrorCode.NO_EMBEDDING,
+            "the served model's runner gives no appearance embedding (an ONNX export made before exports carried one: "
+            "export it again with vtfpar export)",
+        )
     model = served_model(request)
     window = Window(query.camera, start, end, query.limit)
     page = await asyncio.to_thread(similar_to, store, embeddings, model, result.embedding, window)

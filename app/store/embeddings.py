@@ -7,6 +7,10 @@ the index files a cache: at start a model's file is loaded when it matches the t
 rebuilt from the table otherwise (deleted, or stale after a crash). Instances that share a PostgreSQL store catch up
 on each other's new rows before each search; a track another instance erased is dropped when the route reads it
 (``TrackStore.get`` finds none).
+
+A model's index holds embeddings of one width. The network's embedding may change with the code while the model
+(its weights' fingerprint) stays the same: rows of another width than the model's newest are then left out of its
+index (never compared with the new ones) until ``vtfpar reembed`` replaces them.
 """
 
 from __future__ import annotations
@@ -116,7 +120,7 @@ class TrackEmbeddings:
             return
         with self._lock:  # held across both: a search catching up meanwhile must not index these rows twice
             connection.execute(insert(EmbeddingRow), rows)
-            self._index_rows(model_id, rows)
+            self._ingest(connection, model_id, rows)
 
     def erasing(self, connection: Connection, ids: Sequence[int]) -> None:
         """In the transaction that erases the tracks, before their rows go."""
@@ -125,7 +129,25 @@ class TrackEmbeddings:
             for index in self._indexes.values():
                 index.remove(list(ids))
 
+    def _ingest(self, connection: Connection, model_id: int, rows: list[dict]) -> None:
+        """Indexes new ``rows``; rows of a new width (a changed embedding) replace the index by that width's rows."""
+        index = self._indexes.get(model_id)
+        newest = max(rows, key=lambda r: r["track_id"])
+        width = len(newest["vector"]) // 4
+        if index is None or index.width == width:
+            self._index_rows(model_id, [r for r in rows if len(r["vector"]) == 4 * width])
+        else:
+            log.warning(
+                "model %d: its embeddings are now %d wide (were %d): the others await `vtfpar reembed`",
+                model_id,
+                width,
+                index.width,
+            )
+            self._rebuild(model_id, width, connection)
+
     def _index_rows(self, model_id: int, rows: list[dict]) -> None:
+        if not rows:
+            return
         vectors = np.stack([np.frombuffer(r["vector"], np.float32) for r in rows])
         index = self._indexes.get(model_id)
         if index is None:
@@ -147,21 +169,30 @@ class TrackEmbeddings:
         gone = ~EmbeddingRow.track_id.in_(select(TrackRow.id))
         with self.engine.begin() as connection:
             connection.execute(delete(EmbeddingRow).where(gone))
-            counts = connection.execute(
-                select(EmbeddingRow.model_id, func.count(), func.max(EmbeddingRow.track_id)).group_by(
-                    EmbeddingRow.model_id
+            size = func.length(EmbeddingRow.vector)
+            groups = connection.execute(
+                select(EmbeddingRow.model_id, size, func.count(), func.max(EmbeddingRow.track_id)).group_by(
+                    EmbeddingRow.model_id, size
                 )
             ).all()
-        for model_id, count, newest in counts:
-            index = self._load_file(model_id, count, newest)
+        by_model: dict[int, list] = {}
+        for group in groups:
+            by_model.setdefault(group[0], []).append(group)
+        for model_id, widths in by_model.items():
+            _, size, count, newest = max(widths, key=lambda group: group[3])  # the width of its newest row
+            if len(widths) > 1:
+                stale = sum(group[2] for group in widths) - count
+                log.warning("model %d: %d embeddings of an older width left out: `vtfpar reembed`", model_id, stale)
+            index = self._load_file(model_id, count, newest, size // 4)
             if index is None:
-                index = self._rebuild(model_id)
+                with self.engine.connect() as connection:
+                    index = self._rebuild(model_id, size // 4, connection)
                 index.save(self.path(model_id))
                 log.info("rebuilt the appearance index of model %d from the store (%d tracks)", model_id, count)
             with self._lock:
                 self._indexes[model_id], self._newest[model_id] = index, newest
 
-    def _load_file(self, model_id: int, count: int, newest: int) -> VectorIndex | None:
+    def _load_file(self, model_id: int, count: int, newest: int, width: int) -> VectorIndex | None:
         path = self.path(model_id)
         try:
             index = VectorIndex.load(path)
@@ -169,17 +200,19 @@ class TrackEmbeddings:
             if path.exists():
                 log.warning("appearance index %s unreadable (%s): rebuilding it", path, exc)
             return None
-        if len(index) != count or (count and int(index.ids.max()) != newest):
+        if len(index) != count or index.width != width or (count and int(index.ids.max()) != newest):
             return None
         return index
 
-    def _rebuild(self, model_id: int) -> VectorIndex:
-        query = select(EmbeddingRow.__table__).where(EmbeddingRow.model_id == model_id).order_by(EmbeddingRow.track_id)
-        rows = []
-        with self.engine.connect() as connection:
-            for row in connection.execute(query):
-                rows.append(dict(row._mapping))
-        self._indexes.pop(model_id, None)
+    def _rebuild(self, model_id: int, width: int, connection: Connection) -> VectorIndex:
+        """The model's index from its rows of ``width`` in the table."""
+        query = (
+            select(EmbeddingRow.__table__)
+            .where(EmbeddingRow.model_id == model_id, func.length(EmbeddingRow.vector) == 4 * width)
+            .order_by(EmbeddingRow.track_id)
+        )
+        rows = [dict(row._mapping) for row in connection.execute(query)]
+        self._indexes[model_id] = VectorIndex(width)
         self._index_rows(model_id, rows)
         return self._indexes[model_id]
 
@@ -192,12 +225,19 @@ class TrackEmbeddings:
     # Searching
 
     def of_track(self, track: int) -> tuple[int, np.ndarray] | None:
-        """The model id and embedding of a stored track; None when it has none."""
+        """The model id and embedding of a stored track; None when it has none, or one of an older width than its
+        model's index (see the module's docstring)."""
         with self.engine.connect() as connection:
             row = connection.execute(
                 select(EmbeddingRow.model_id, EmbeddingRow.vector).where(EmbeddingRow.track_id == track)
             ).first()
-        return None if row is None else (row.model_id, np.frombuffer(row.vector, np.float32))
+        if row is None:
+            return None
+        with self._lock:
+            index = self._indexes.get(row.model_id)
+            if index is not None and index.width * 4 != len(row.vector):
+                return None
+        return row.model_id, np.frombuffer(row.vector, np.float32)
 
     def model_id(self, model: ModelSpec) -> int | None:
         """The store's id of ``model``; None while none of its tracks is stored."""
@@ -212,7 +252,9 @@ class TrackEmbeddings:
         self._catch_up(model_id)
         with self._lock:
             index = self._indexes.get(model_id)
-            return [] if index is None else index.search(query, limit, filters)
+            if index is None or index.width != len(query):  # an embedding of another width: nothing comparable
+                return []
+            return index.search(query, limit, filters)
 
     def _catch_up(self, model_id: int) -> None:
         """Rows another instance added since this one last looked (a shared PostgreSQL store)."""
@@ -220,10 +262,10 @@ class TrackEmbeddings:
         query = select(EmbeddingRow.__table__).where(EmbeddingRow.model_id == model_id, EmbeddingRow.track_id > newest)
         with self.engine.connect() as connection:
             rows = [dict(row._mapping) for row in connection.execute(query)]
-        if rows:
-            with self._lock:
-                index = self._indexes.get(model_id)
-                known = set() if index is None else set(index.ids[index.ids > newest].tolist())
-                fresh = [r for r in rows if r["track_id"] not in known]
-                if fresh:
-                    self._index_rows(model_id, fresh)
+            if rows:
+                with self._lock:
+                    index = self._indexes.get(model_id)
+                    known = set() if index is None else set(index.ids[index.ids > newest].tolist())
+                    fresh = [r for r in rows if r["track_id"] not in known]
+                    if fresh:
+                        self._ingest(connection, model_id, fresh)

@@ -42,11 +42,14 @@ def similar_tracks(
     embedded = embeddings.of_track(track)
     if embedded is None:
         raise ServiceError(
-            ErrorCode.NO_EMBEDDING, f"stored track {track} has no appearance embedding (its runner gave none)"
+            ErrorCode.NO_EMBEDDING,
+            f"stored track {track} has no appearance embedding (its runner gave none), or one of an older version of "
+            "the network's embedding (`vtfpar reembed` recomputes it)",
         )
     model_id, vector = embedded
     window = Window(camera, since, until, limit, cursor)
-    return _page(store, embeddings, origin.model, model_id, vector, window, exclude=track)
+    # The embedding's model: the track's own, or the one `vtfpar reembed` embedded it with.
+    return _page(store, embeddings, store.model(model_id), model_id, vector, window, exclude=track)
 
 
 def similar_to(

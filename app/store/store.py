@@ -109,7 +109,7 @@ class TrackStore:
         if not tracks:
             return []
         checked = list(_probabilities(model, tracks))  # before any thumbnail file is written
-        model_id = self._model_id(model)
+        model_id = self.model_id(model)
         thumbnails: list[str | None] = []
         try:
             for track in tracks:
@@ -163,7 +163,8 @@ class TrackStore:
             return None
         return self.thumbnails.save(track.thumbnail)
 
-    def _model_id(self, model: ModelSpec) -> int:
+    def model_id(self, model: ModelSpec) -> int:
+        """The store's id of ``model``, registered at its first use."""
         identity = (model.name, model.version, model.schema_name)
         with self._lock:
             if identity in self._model_ids:
@@ -261,6 +262,11 @@ class TrackStore:
             known = ", ".join(m.spec.key for m in self.models()) or "none"
             raise ServiceError(ErrorCode.BAD_SEARCH, f"model {key!r}: no tracks of it are stored (stored: {known})")
         return row.id, _spec(row), row.longest_track_s
+
+    def model(self, model_id: int) -> ModelSpec:
+        """The model the store knows as ``model_id``."""
+        with self.engine.connect() as connection:
+            return _spec(connection.execute(select(ModelRow).where(ModelRow.id == model_id)).one())
 
     def get(self, track: int) -> StoredTrack | None:
         with self.engine.connect() as connection:

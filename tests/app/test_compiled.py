@@ -92,12 +92,14 @@ def test_batches_are_padded_to_the_next_warmed_size():
 
 
 @pytest.mark.slow
-def test_compiled_output_equals_eager(compiled, runner):
+def test_compiled_output_and_embedding_equal_eager(compiled, runner):
     compiled_runner, _ = compiled
     clips = [compiled_runner.prepare(clip) for clip in clips_of_mixed_sizes(4, runner.frames_per_clip)]
-    expected = runner.predict(clips)
+    expected, embeddings = runner.predict_embedded(clips)[:2]
     np.testing.assert_allclose(compiled_runner.predict(clips), expected, rtol=0, atol=TOLERANCE)
     np.testing.assert_allclose(compiled_runner.predict(clips[:2]), expected[:2], rtol=0, atol=TOLERANCE)
+    compiled_embeddings = compiled_runner.predict_embedded(clips[:3])[1]  # padded to 4: the same pass gives both
+    np.testing.assert_allclose(compiled_embeddings, embeddings[:3], rtol=0, atol=TOLERANCE)
 
 
 @pytest.mark.slow

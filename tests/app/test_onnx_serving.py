@@ -69,6 +69,18 @@ def test_the_runner_is_chosen_by_the_files_kind(onnx_export):
     assert runner.description.frames_per_clip == 4 and runner.description.image_size == 32
 
 
+def test_the_onnx_runner_gives_the_checkpoints_appearance_embeddings(onnx_export):
+    """What the service stores per track for similar search comes from the export as from the checkpoint."""
+    checkpoint, onnx_file = onnx_export
+    torch_runner, onnx_runner = load_runner(make_settings(checkpoint)), load_runner(make_settings(onnx_file))
+    clips = [frames(4, width=40, height=72, seed=i) for i in range(3)]  # the tiny model's 4 frames each
+    expected = torch_runner.predict_embedded([torch_runner.prepare(clip) for clip in clips])
+    got = onnx_runner.predict_embedded([onnx_runner.prepare(clip) for clip in clips])
+    np.testing.assert_allclose(got[0], expected[0], atol=PROBABILITY_TOLERANCE, rtol=0)
+    assert got[1] is not None and expected[1] is not None
+    np.testing.assert_allclose(got[1], expected[1], atol=1e-4, rtol=0)
+
+
 @pytest.mark.e2e
 def test_a_bad_onnx_file_stops_startup_with_a_clear_message(tmp_path):
     bad = tmp_path / "model.onnx"

@@ -10,24 +10,26 @@ import torch
 
 from model import create_model, get_config, load_checkpoint, load_schema, save_checkpoint
 from model.backbone import file_sha256
-from model.export import INPUT_NAME, OUTPUT_NAME, main, read_onnx_metadata
+from model.export import EMBEDDING_NAME, INPUT_NAME, OUTPUT_NAME, main, read_onnx_metadata
 
 LOGIT_TOLERANCE = 1e-4
 
 
-def run_onnx(path, clips: torch.Tensor) -> np.ndarray:
+def run_onnx(path, clips: torch.Tensor, outputs: tuple[str, ...] = (OUTPUT_NAME,)) -> list[np.ndarray]:
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run([OUTPUT_NAME], {INPUT_NAME: clips.numpy()})[0]
+    return session.run(list(outputs), {INPUT_NAME: clips.numpy()})
 
 
 @pytest.mark.parametrize("batch", [1, 5])
-def test_onnx_runtime_gives_torch_logits_at_any_batch_size(onnx_export, batch):
+def test_onnx_runtime_gives_torch_logits_and_embedding_at_any_batch_size(onnx_export, batch):
     checkpoint, onnx_file = onnx_export
     model = load_checkpoint(checkpoint).model
     clips = torch.randn(batch, 4, 3, 32, 32, generator=torch.manual_seed(batch))
     with torch.inference_mode():
-        expected = model(clips).numpy()
-    np.testing.assert_allclose(run_onnx(onnx_file, clips), expected, atol=LOGIT_TOLERANCE, rtol=0)
+        logits, embedding = model.forward_with_embedding(clips)
+    got_logits, got_embedding = run_onnx(onnx_file, clips, (OUTPUT_NAME, EMBEDDING_NAME))
+    np.testing.assert_allclose(got_logits, logits.numpy(), atol=LOGIT_TOLERANCE, rtol=0)
+    np.testing.assert_allclose(got_embedding, embedding.numpy(), atol=LOGIT_TOLERANCE, rtol=0)
 
 
 def test_the_file_carries_the_checkpoints_metadata_and_digest(onnx_export):
@@ -40,6 +42,7 @@ def test_the_file_carries_the_checkpoints_metadata_and_digest(onnx_export):
     assert metadata["source"]["sha256"] == file_sha256(checkpoint)
     assert metadata["onnx"]["input"] == {"name": "frames", "shape": ["batch", 4, 3, 32, 32]}
     assert metadata["onnx"]["output"]["shape"] == ["batch", len(loaded.model.schema)]
+    assert metadata["onnx"]["embedding"]["shape"] == ["batch", loaded.model.appearance_width]
     session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
     assert isinstance(session.get_inputs()[0].shape[0], str)  # the batch axis is dynamic
 
@@ -64,6 +67,6 @@ def test_the_paper_preset_exports_and_runs_in_onnx_runtime(tmp_path):
     clips = torch.randn(2, 6, 3, 224, 224, generator=torch.manual_seed(0))
     with torch.inference_mode():
         expected = model(clips)
-    got = run_onnx(out, clips)
+    [got] = run_onnx(out, clips)
     np.testing.assert_allclose(got, expected.numpy(), atol=LOGIT_TOLERANCE, rtol=0)
     np.testing.assert_allclose(torch.sigmoid(torch.from_numpy(got)), torch.sigmoid(expected), atol=1e-3, rtol=0)

@@ -7,6 +7,7 @@ from torch.profiler import profile
 
 from model import create_model, get_config, load_schema
 from model.backbone import SdpaSelfAttention, build_clip, encode_phrases
+from model.network import stripe_bounds
 from model.summary import summarize
 
 
@@ -124,6 +125,15 @@ def test_the_appearance_embedding_comes_from_the_same_forward_pass(tiny_model, c
         alone = tiny_model(clips)
         again = tiny_model.forward_with_embedding(clips.flip(0))[1]
     torch.testing.assert_close(logits, alone)
-    assert embeddings.shape == (3, tiny_model.config.side_width)
+    assert embeddings.shape == (3, tiny_model.appearance_width)
     torch.testing.assert_close(embeddings.norm(dim=1), torch.ones(3))
     torch.testing.assert_close(again.flip(0), embeddings)  # each clip's own, whatever else is in the batch
+
+
+def test_the_appearance_embedding_is_horizontal_stripes_and_the_logits_within_512_floats(tiny_model):
+    """Four horizontal stripes of the tiny model's 4x4 grid and its 43 standardised logits: 4 x 32 + 43 floats; the
+    stripes cut a taller grid exactly as adaptive average pooling does."""
+    assert tiny_model.appearance_width == 4 * tiny_model.config.side_width + len(tiny_model.schema) <= 512
+    rows = torch.randn(2, 5, 14)
+    pooled = nn.functional.adaptive_avg_pool1d(rows, 4)
+    torch.testing.assert_close(torch.stack([rows[..., a:b].mean(-1) for a, b in stripe_bounds(14, 4)], -1), pooled)

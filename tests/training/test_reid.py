@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from training.data.records import DatasetError, Tracklet
 from training.reid import camera_of, cross_camera_metrics
@@ -49,3 +50,28 @@ def test_evaluate_reports_the_protocol_for_a_dataset(tmp_path, capsys):
     assert 30 < report["tracklets"] <= 60 and report["rows"]["embedding"]["queries"] > 0
     assert all(0 <= row["rank1"] <= 1 and 0 < row["mAP"] <= 1 for row in report["rows"].values())
     assert "query and gallery from different cameras" in capsys.readouterr().out
+
+
+def test_the_candidates_table_scores_the_stored_embedding_as_the_candidate_it_was_chosen_as(tmp_path):
+    """`python -m training.reid_candidates`, the table docs/search.md quotes: the network's embedding is the
+    4-stripe candidate with the logits at a quarter, and the baseline row is evaluate --reid's attribute logits."""
+    from app.settings import DEMO_CHECKPOINT
+    from model import load_checkpoint
+    from training.data.sources import load_dataset
+    from training.reid import reid_report
+    from training.reid_candidates import measure
+    from training.synthetic.tracklets import generate
+
+    data = generate(tmp_path / "data", tracklets=60, seed=3, frames_per_tracklet=(6, 6), size=(64, 32))
+    model = load_checkpoint(DEMO_CHECKPOINT).model
+    tracklets = load_dataset(data).test
+    rows = measure(model, tracklets, torch.device("cpu"), batch_size=16, precision="fp32")
+    chosen = rows["fused visual, 4 horizontal stripes + 0.25 x standardised logits"]
+    assert rows["the appearance embedding (VTFPAR._appearance)"] == chosen and chosen["width"] == 171
+    protocol = reid_report(model, tracklets, torch.device("cpu"), precision="fp32")["rows"]
+    assert {k: rows["calibrated logits"][k] for k in ("rank1", "mAP")} == pytest.approx(
+        {k: protocol["attribute logits"][k] for k in ("rank1", "mAP")}
+    )
+    assert {k: chosen[k] for k in ("rank1", "mAP")} == pytest.approx(
+        {k: protocol["embedding"][k] for k in ("rank1", "mAP")}
+    )

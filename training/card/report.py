@@ -11,6 +11,9 @@ with its calibrated decisions and once with the plain sigmoid at the default thr
   ``vtfpar evaluate --uncalibrated --json`` write;
 - ``attribute_scores.png``, ``precision_recall.png``, ``reliability.png``, ``confusion.png`` (training/card/plots.py).
 
+``--reid`` adds the re-identification protocol of ``vtfpar evaluate --reid`` (``training.reid``) on the same split:
+the appearance embedding the service stores against its baselines, in the card and in ``metrics.json``.
+
 Every number in the card is formatted from those results or from the header; none is typed in.
 """
 
@@ -30,7 +33,7 @@ from model.decisions import probabilities
 from ..data.dataset import SAMPLING_MODES
 from ..data.records import DatasetError
 from ..distributed import DeviceError
-from ..evaluate import SPLITS, Predictions, add_run_options, predict_split
+from ..evaluate import SPLITS, Predictions, add_run_options, predict_split, reid
 from ..metrics import headline
 
 CARD = "MODEL_CARD.md"
@@ -253,6 +256,39 @@ def _limits_section(predictions: Predictions, calibrated: dict) -> list[str]:
     return [*lines, ""]
 
 
+def _reid_section(predictions: Predictions, report: dict | None) -> list[str]:
+    if report is None:
+        return []
+    model = predictions.loaded.model
+    rows = report["rows"]
+    names = {
+        "embedding": f"appearance embedding ({model.appearance_width} floats, what the service stores)",
+        "attribute logits": f"the {len(model.schema)} calibrated attribute logits",
+        "colour histogram": "colour histogram of the clip",
+        "chance": "chance (random ranking)",
+    }
+    lines = [
+        "## Re-identification",
+        "",
+        f"`vtfpar evaluate --reid` on the same split: each tracklet a query, its gallery every tracklet of another "
+        f"camera, cosine similarity; {report['tracklets']} tracklets, {report['identities']} identities, "
+        f"{rows['embedding']['queries']} queries. The embedding and how it was chosen: docs/search.md, "
+        '"Appearance search".',
+        "",
+        "| | rank-1 | mAP |",
+        "|---|---|---|",
+        *(f"| {names.get(name, name)} | {_f(row['rank1'])} | {_f(row['mAP'])} |" for name, row in rows.items()),
+        "",
+    ]
+    if model.config.clip_weights is None:
+        lines += [
+            "The CLIP tower has no pretrained weights: the embedding describes clothing layout and attributes as the "
+            "side nets learnt them for the attributes, not a learnt identity feature.",
+            "",
+        ]
+    return lines
+
+
 def model_card(predictions: Predictions, calibrated: dict, default: dict) -> str:
     loaded = predictions.loaded
     model = loaded.model
@@ -269,6 +305,7 @@ def model_card(predictions: Predictions, calibrated: dict, default: dict) -> str
         *_training_section(loaded.metadata.get("provenance", {})),
         *_calibration_section(predictions),
         *_results_section(default, calibrated, model),
+        *_reid_section(predictions, calibrated.get("reid")),
         "## Plots",
         "",
         *figures,
@@ -277,13 +314,16 @@ def model_card(predictions: Predictions, calibrated: dict, default: dict) -> str
     return "\n".join(lines)
 
 
-def write_report(predictions: Predictions, out: Path) -> dict:
-    """Every file of the report into ``out``; returns the two evaluation results."""
+def write_report(predictions: Predictions, out: Path, reid_report: dict | None = None) -> dict:
+    """Every file of the report into ``out``; returns the two evaluation results (the calibrated one with
+    ``reid_report`` under ``reid``, as ``vtfpar evaluate --reid --json`` writes it)."""
     from . import plots  # matplotlib is an optional dependency (the "report" extra): only imported here
 
     out.mkdir(parents=True, exist_ok=True)
     model = predictions.loaded.model
     results = {"calibrated": predictions.result(), "default_threshold": predictions.result(calibrated=False)}
+    if reid_report is not None:
+        results["calibrated"]["reid"] = reid_report
     calibrated, default = results["calibrated"]["metrics"], results["default_threshold"]["metrics"]
     logits = torch.from_numpy(predictions.logits[0])
     (out / METRICS).write_text(json.dumps(results, indent=1) + "\n")
@@ -306,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-format", default="auto")
     parser.add_argument("--split", choices=SPLITS, default="test")
     parser.add_argument("--sampling", choices=SAMPLING_MODES, help="frame sampling (default: segment_middle)")
+    parser.add_argument("--reid", action="store_true", help="add re-identification rank-1/mAP (training.reid)")
     add_run_options(parser)
     args = parser.parse_args(argv)
     if importlib.util.find_spec("matplotlib") is None:
@@ -325,9 +366,14 @@ def main(argv: list[str] | None = None) -> int:
             precision=args.precision,
             backbone_weights=args.backbone_weights,
         )
+        reid_report = None
+        if args.reid:
+            options = dict(data_format=args.data_format, split=args.split, batch_size=args.batch_size)
+            options.update(device=args.device, precision=args.precision, backbone_weights=args.backbone_weights)
+            reid_report = reid(args.checkpoint, args.data, **options)
     except (DatasetError, CheckpointError, DeviceError) as exc:
         parser.error(str(exc))
-    write_report(predictions, args.out)
+    write_report(predictions, args.out, reid_report)
     print(f"wrote {', '.join(FILES)} to {args.out}")
     return 0
 

@@ -154,3 +154,20 @@ def test_a_stale_index_file_is_rebuilt_and_another_instances_tracks_are_found(op
     store.erase(camera="yard")
     stale_restart = TrackEmbeddings.attach(open_store(backend, again=store), tmp_path / backend)  # file has 80
     assert late not in [t.id for t, _ in similar_tracks(store, stale_restart, gate[7], limit=200).tracks]
+
+
+def test_a_changed_embedding_of_the_same_model_never_mixes_with_the_older_one(open_store, stores, backend, tmp_path):
+    """The network's embedding changed (another width) while the model's fingerprint did not: the new rows take the
+    model's index, the older ones answer no_embedding until `vtfpar reembed` replaces them, restarts included."""
+    store, embeddings, gate, _ = stores
+    wider = np.ones(WIDTH + 8, np.float32) / np.sqrt(WIDTH + 8)
+    [older_kind] = store.add(MODEL, [sighting(identities(1)[0], "gate", 600, np.random.default_rng(4))])
+    [newer] = store.add(
+        MODEL, [NewTrack("yard", "stream", 7, START, START, [[0.0, 1, 2, 3, 4]], 1, [0.2], embedding=wider)]
+    )
+    for searcher in (embeddings, TrackEmbeddings.attach(open_store(backend, again=store), tmp_path / backend)):
+        assert [track.id for track, _ in similar_tracks(store, searcher, newer).tracks] == []  # alone in its space
+        for older in (gate[0], older_kind):
+            with pytest.raises(ServiceError) as raised:
+                similar_tracks(store, searcher, older)
+            assert raised.value.code.value == "no_embedding" and "vtfpar reembed" in raised.value.message
