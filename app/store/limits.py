@@ -38,9 +38,10 @@ class SearchLimit:
         if self._cancelled.is_set():
             raise ServiceError(ErrorCode.CLIENT_DISCONNECTED, "the client left during the search")
         if time.monotonic() > self.deadline:
-            raise ServiceError(
-                ErrorCode.SEARCH_TIMEOUT, f"the search ran longer than {self.seconds:g} s: narrow it (camera, time)"
-            )
+            raise ServiceError(ErrorCode.SEARCH_TIMEOUT, self._timeout_message())
+
+    def _timeout_message(self) -> str:
+        return f"the search ran longer than {self.seconds:g} s: narrow it (camera, time)"
 
     @contextmanager
     def bounding(self, connection: Connection) -> Iterator[None]:
@@ -58,11 +59,19 @@ class SearchLimit:
             self._running = driver
         try:
             yield
-        except DBAPIError:
+        except DBAPIError as exc:
             self.check()  # stopped by us: the limit's error; otherwise the database's own
+            if _interrupted(exc):  # the server's timer can fire a hair before this process's clock says so
+                raise ServiceError(ErrorCode.SEARCH_TIMEOUT, self._timeout_message()) from None
             raise
         finally:
             with self._lock:
                 self._running = None
             if sqlite:
                 driver.set_progress_handler(None, 0)
+
+
+def _interrupted(error: DBAPIError) -> bool:
+    """A statement stopped by its time limit: PostgreSQL's query_canceled (57014), SQLite's interrupt (only this
+    limit's progress handler interrupts a search)."""
+    return getattr(error.orig, "sqlstate", None) == "57014" or "interrupted" in str(error.orig)

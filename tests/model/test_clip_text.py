@@ -36,7 +36,7 @@ def test_the_image_embedding_is_clips_own_from_the_same_pass():
         expected = F.normalize(per_frame.mean(dim=1), dim=-1)
         assert torch.allclose(image, expected, atol=1e-5)
         assert torch.equal(logits, model(frames))  # the attributes are those of a plain forward pass
-    assert appearance.shape == (2, CONFIG.side_width)
+    assert appearance.shape == (2, model.appearance_width)
 
 
 def test_the_text_tower_embeds_as_clip_does():
