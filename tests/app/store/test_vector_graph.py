@@ -23,8 +23,11 @@ T0 = datetime(2026, 3, 1)
 
 @pytest.fixture(autouse=True)
 def through_the_graph(monkeypatch):
-    """Every search with at least one row passing its filters goes through the graph."""
+    """Every search with a row passing its filters goes through the graph, asking it for as few candidates as the
+    service would at a million tracks' scale (a few hundredths of the graph)."""
     monkeypatch.setattr(VectorIndex, "EXACT_BELOW", 1)
+    monkeypatch.setattr(VectorIndex, "CANDIDATES", 40)
+    monkeypatch.setattr(VectorIndex, "MOST_CANDIDATES", 640)
 
 
 def filled(size: int, seed: int = 0) -> VectorIndex:
