@@ -63,6 +63,16 @@ def test_filters_and_pages_hold_exactly():
     assert paged == sorted(paged, key=lambda hit: (-hit[1], -hit[0]))  # one order across the pages
 
 
+def test_a_tracks_score_does_not_depend_on_the_rows_scored_with_it():
+    """Pages through the graph score different candidates for one query; the cursor compares scores exactly."""
+    index = filled(3000)
+    query, rng = index.vector(11), np.random.default_rng(3)
+    alone = np.concatenate([index.scores(query, np.array([row])) for row in range(len(index))])
+    for _ in range(20):
+        rows = np.sort(rng.choice(len(index), int(rng.integers(1, 1200)), replace=False))
+        assert np.array_equal(index.scores(query, rows), alone[rows])
+
+
 @pytest.mark.parametrize("camera", [None, "cam-1"])
 def test_the_graph_finds_the_exact_answer(camera):
     index = filled(4000, seed=1)
