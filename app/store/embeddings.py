@@ -3,8 +3,9 @@ an in-memory :class:`~app.store.vectors.VectorIndex` per model, saved under ``<d
 
 It listens to the track store (``TrackStore.listen``, inside the tracks' own transactions): a track added with an
 embedding gets its row and its place in the index; an erased or purged track loses both. The table is the truth,
-the index files a cache: at start a model's file is loaded when it matches the table (same count and newest id) and
-rebuilt from the table otherwise (deleted, or stale after a crash). Instances that share a PostgreSQL store catch up
+the index files a cache: at start a model's files (``model-<id>.npz``, the arrays; ``model-<id>.hnsw``, the graph
+and the vectors) are loaded when they match the table (same count and newest id) and each other, and rebuilt from
+the table otherwise (deleted, damaged, or stale after a crash). Instances that share a PostgreSQL store catch up
 on each other's new rows before each search; a track another instance erased is dropped when the route reads it
 (``TrackStore.get`` finds none).
 
