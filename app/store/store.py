@@ -109,7 +109,7 @@ class TrackStore:
         if not tracks:
             return []
         checked = list(_probabilities(model, tracks))  # before any thumbnail file is written
-        model_id = self._model_id(model)
+        model_id = self.model_id(model)
         thumbnails: list[str | None] = []
         try:
             for track in tracks:
@@ -127,24 +127,7 @@ class TrackStore:
         thumbnails: list[str | None],
         checked: list[list[float]],
     ) -> list[int]:
-        now = datetime.now(UTC).replace(tzinfo=None)
-        rows = [
-            {
-                "model_id": model_id,
-                "camera": track.camera,
-                "source": track.source,
-                "track_id": track.track_id,
-                "first_seen": naive_utc(track.first_seen),
-                "last_seen": naive_utc(track.last_seen),
-                "boxes": track.boxes,
-                "windows": track.windows,
-                "probabilities": probabilities,
-                "positives": [p > a.threshold for p, a in zip(probabilities, model.attributes, strict=True)],
-                "thumbnail": thumbnail,
-                "stored_at": now,
-            }
-            for track, thumbnail, probabilities in zip(tracks, thumbnails, checked, strict=True)
-        ]
+        rows = track_rows(model, model_id, tracks, thumbnails, checked, datetime.now(UTC).replace(tzinfo=None))
         longest = max((t.last_seen - t.first_seen).total_seconds() for t in tracks)
         with self.engine.begin() as connection:
             inserted = connection.execute(insert(TrackRow).returning(TrackRow.id, sort_by_parameter_order=True), rows)
@@ -163,7 +146,8 @@ class TrackStore:
             return None
         return self.thumbnails.save(track.thumbnail)
 
-    def _model_id(self, model: ModelSpec) -> int:
+    def model_id(self, model: ModelSpec) -> int:
+        """The model's id in ``models``, registered at its first use."""
         identity = (model.name, model.version, model.schema_name)
         with self._lock:
             if identity in self._model_ids:
@@ -322,6 +306,34 @@ class TrackStore:
             if not chunk:
                 return
             yield chunk
+
+
+def track_rows(
+    model: ModelSpec,
+    model_id: int,
+    tracks: list[NewTrack],
+    thumbnails: list[str | None],
+    probabilities: list[list[float]],
+    stored_at: datetime,
+) -> list[dict[str, Any]]:
+    """The ``tracks`` rows of ``tracks`` (naive UTC times), as :meth:`TrackStore.add` writes them."""
+    return [
+        {
+            "model_id": model_id,
+            "camera": track.camera,
+            "source": track.source,
+            "track_id": track.track_id,
+            "first_seen": naive_utc(track.first_seen),
+            "last_seen": naive_utc(track.last_seen),
+            "boxes": track.boxes,
+            "windows": track.windows,
+            "probabilities": each,
+            "positives": [p > a.threshold for p, a in zip(each, model.attributes, strict=True)],
+            "thumbnail": thumbnail,
+            "stored_at": stored_at,
+        }
+        for track, thumbnail, each in zip(tracks, thumbnails, probabilities, strict=True)
+    ]
 
 
 def _probabilities(model: ModelSpec, tracks: list[NewTrack]) -> Iterator[list[float]]:
