@@ -259,7 +259,7 @@ def main() -> None:
     parser.add_argument(
         "--columns-alone", type=int, metavar="N", help="only time the columns' part of each shape on N tracks in memory"
     )
-    parser.add_argument("--out", type=Path, help="folder for store.json and store.md")
+    parser.add_argument("--out", type=Path, help="folder for store-<tracks>.json and .md")
     parser.add_argument("--tmp", type=Path, help="where the databases are built (default: the system's temp folder)")
     args = parser.parse_args()
     if args.columns_alone:
@@ -293,8 +293,9 @@ def main() -> None:
     print(json.dumps(report, indent=2))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "store.json").write_text(json.dumps(report, indent=2) + "\n")
-        (args.out / "store.md").write_text(markdown(report))
+        stem = args.out / f"store-{args.tracks}"
+        stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+        stem.with_suffix(".md").write_text(markdown(report))
 
 
 def markdown(report: dict) -> str:

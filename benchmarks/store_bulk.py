@@ -56,7 +56,7 @@ def bulk_load(store: TrackStore, model: ModelSpec, count: int, cameras: int, day
     started = time.perf_counter()
     model_id = store.model_id(model)
     rng = np.random.default_rng(0)
-    indexes = list(TrackRow.__table__.indexes)
+    indexes = list(TrackRow.__table__.indexes)  # type: ignore[attr-defined]  # a Table
     with store.engine.begin() as connection:
         for index in indexes:
             index.drop(connection)
@@ -64,7 +64,7 @@ def bulk_load(store: TrackStore, model: ModelSpec, count: int, cameras: int, day
     for done in range(0, count, CHUNK):
         tracks = batch(rng, min(CHUNK, count - done), cameras, days, len(model.attributes))
         now = datetime.now(UTC).replace(tzinfo=None)
-        rows = track_rows(model, model_id, tracks, [None] * len(tracks), [t.probabilities for t in tracks], now)
+        rows = track_rows(model, model_id, tracks, [None] * len(tracks), [list(t.probabilities) for t in tracks], now)
         longest = max(longest, *((t.last_seen - t.first_seen).total_seconds() for t in tracks))
         with store.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
