@@ -127,24 +127,7 @@ class TrackStore:
         thumbnails: list[str | None],
         checked: list[list[float]],
     ) -> list[int]:
-        now = datetime.now(UTC).replace(tzinfo=None)
-        rows = [
-            {
-                "model_id": model_id,
-                "camera": track.camera,
-                "source": track.source,
-                "track_id": track.track_id,
-                "first_seen": naive_utc(track.first_seen),
-                "last_seen": naive_utc(track.last_seen),
-                "boxes": track.boxes,
-                "windows": track.windows,
-                "probabilities": probabilities,
-                "positives": [p > a.threshold for p, a in zip(probabilities, model.attributes, strict=True)],
-                "thumbnail": thumbnail,
-                "stored_at": now,
-            }
-            for track, thumbnail, probabilities in zip(tracks, thumbnails, checked, strict=True)
-        ]
+        rows = track_rows(model, model_id, tracks, thumbnails, checked, datetime.now(UTC).replace(tzinfo=None))
         longest = max((t.last_seen - t.first_seen).total_seconds() for t in tracks)
         with self.engine.begin() as connection:
             inserted = connection.execute(insert(TrackRow).returning(TrackRow.id, sort_by_parameter_order=True), rows)
@@ -341,6 +324,34 @@ class TrackStore:
             if not chunk:
                 return
             yield chunk
+
+
+def track_rows(
+    model: ModelSpec,
+    model_id: int,
+    tracks: list[NewTrack],
+    thumbnails: list[str | None],
+    probabilities: list[list[float]],
+    stored_at: datetime,
+) -> list[dict[str, Any]]:
+    """The ``tracks`` rows of ``tracks`` (naive UTC times), as :meth:`TrackStore.add` writes them."""
+    return [
+        {
+            "model_id": model_id,
+            "camera": track.camera,
+            "source": track.source,
+            "track_id": track.track_id,
+            "first_seen": naive_utc(track.first_seen),
+            "last_seen": naive_utc(track.last_seen),
+            "boxes": track.boxes,
+            "windows": track.windows,
+            "probabilities": each,
+            "positives": [p > a.threshold for p, a in zip(each, model.attributes, strict=True)],
+            "thumbnail": thumbnail,
+            "stored_at": stored_at,
+        }
+        for track, thumbnail, each in zip(tracks, thumbnails, probabilities, strict=True)
+    ]
 
 
 def _probabilities(model: ModelSpec, tracks: list[NewTrack]) -> Iterator[list[float]]:
