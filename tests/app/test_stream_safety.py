@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
+from app.batching import BatchResult
 from app.errors import ErrorCode, ServiceError
 from app.inference import StartupError
 from app.metrics import Metrics, StreamMetrics
@@ -233,7 +234,7 @@ class _Model:
         self.calls += 1
         if self.calls == 1:
             await self.hold.wait()
-        return SimpleNamespace(probabilities=np.full(3, 0.8, np.float32), embedding=None)
+        return BatchResult(np.full(3, 0.8, np.float32), queue_s=0.0, inference_s=0.0, batch_size=1)
 
     def release(self) -> None:
         assert self.loop is not None
