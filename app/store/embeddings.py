@@ -20,7 +20,7 @@ import base64
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -78,6 +78,45 @@ def decode_cursor(cursor: str, fingerprint: str) -> tuple[float, int]:
     return score, track
 
 
+def embedding_rows(
+    connection: Connection,
+    ids: Sequence[int],
+    tracks: Sequence[NewTrack],
+    vector_of: Callable[[NewTrack], np.ndarray | None],
+) -> list[dict]:
+    """The rows of an embeddings table (this one, or the CLIP image embeddings') for ``tracks`` just stored as
+    ``ids`` (all of one model), one per track that has a vector."""
+    if not ids:
+        return []
+    model_id = connection.execute(select(TrackRow.model_id).where(TrackRow.id == ids[0])).scalar_one()
+    return [
+        {
+            "track_id": track_id,
+            "model_id": model_id,
+            "camera": track.camera,
+            "first_seen": naive_utc(track.first_seen),
+            "last_seen": naive_utc(track.last_seen),
+            "vector": np.asarray(vector, np.float32).tobytes(),
+        }
+        for track_id, track in zip(ids, tracks, strict=True)
+        if (vector := vector_of(track)) is not None
+    ]
+
+
+def index_rows(index: VectorIndex | None, rows: list[dict]) -> VectorIndex:
+    """``rows`` of an embeddings table (one model's, one width) added to ``index``, or to a new one when None."""
+    vectors = np.stack([np.frombuffer(r["vector"], np.float32) for r in rows])
+    index = index if index is not None else VectorIndex(vectors.shape[1])
+    index.add(
+        [r["track_id"] for r in rows],
+        vectors,
+        [r["camera"] for r in rows],
+        [r["first_seen"] for r in rows],
+        [r["last_seen"] for r in rows],
+    )
+    return index
+
+
 class TrackEmbeddings:
     def __init__(self, engine: Engine, folder: Path) -> None:
         self.engine = engine
@@ -102,23 +141,10 @@ class TrackEmbeddings:
     def added(self, connection: Connection, ids: Sequence[int], tracks: Sequence[NewTrack]) -> None:
         """In the transaction that stores ``tracks``: their embeddings' rows, and their places in the index (a
         transaction undone after this leaves ids in the index whose tracks the routes then do not find)."""
-        if not ids:
-            return
-        model_id = connection.execute(select(TrackRow.model_id).where(TrackRow.id == ids[0])).scalar_one()
-        rows = [
-            {
-                "track_id": track_id,
-                "model_id": model_id,
-                "camera": track.camera,
-                "first_seen": naive_utc(track.first_seen),
-                "last_seen": naive_utc(track.last_seen),
-                "vector": np.asarray(track.embedding, np.float32).tobytes(),
-            }
-            for track_id, track in zip(ids, tracks, strict=True)
-            if track.embedding is not None
-        ]
+        rows = embedding_rows(connection, ids, tracks, lambda track: track.embedding)
         if not rows:
             return
+        model_id = rows[0]["model_id"]
         with self._lock:  # held across both: a search catching up meanwhile must not index these rows twice
             connection.execute(insert(EmbeddingRow), rows)
             self._ingest(connection, model_id, rows)
@@ -149,17 +175,7 @@ class TrackEmbeddings:
     def _index_rows(self, model_id: int, rows: list[dict]) -> None:
         if not rows:
             return
-        vectors = np.stack([np.frombuffer(r["vector"], np.float32) for r in rows])
-        index = self._indexes.get(model_id)
-        if index is None:
-            index = self._indexes[model_id] = VectorIndex(vectors.shape[1])
-        index.add(
-            [r["track_id"] for r in rows],
-            vectors,
-            [r["camera"] for r in rows],
-            [r["first_seen"] for r in rows],
-            [r["last_seen"] for r in rows],
-        )
+        self._indexes[model_id] = index_rows(self._indexes.get(model_id), rows)
         self._newest[model_id] = max(self._newest.get(model_id, 0), max(r["track_id"] for r in rows))
 
     # Start and stop

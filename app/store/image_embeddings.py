@@ -17,7 +17,8 @@ import numpy as np
 from sqlalchemy import Connection, DateTime, Engine, ForeignKey, Index, LargeBinary, String, delete, insert, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .records import NewTrack, naive_utc
+from .embeddings import embedding_rows, index_rows
+from .records import NewTrack
 from .tables import Base, Id, TrackRow
 from .vectors import Filters, VectorIndex
 
@@ -56,21 +57,7 @@ class ImageEmbeddings:
 
     def added(self, connection: Connection, ids: Sequence[int], tracks: Sequence[NewTrack]) -> None:
         """In the transaction that stores ``tracks``: the rows and index places of those with an image embedding."""
-        if not ids:
-            return
-        model_id = connection.execute(select(TrackRow.model_id).where(TrackRow.id == ids[0])).scalar_one()
-        rows = [
-            {
-                "track_id": track_id,
-                "model_id": model_id,
-                "camera": track.camera,
-                "first_seen": naive_utc(track.first_seen),
-                "last_seen": naive_utc(track.last_seen),
-                "vector": np.asarray(track.image_embedding, np.float32).tobytes(),
-            }
-            for track_id, track in zip(ids, tracks, strict=True)
-            if track.image_embedding is not None
-        ]
+        rows = embedding_rows(connection, ids, tracks, lambda track: track.image_embedding)
         if rows:
             with self._lock:  # held across both: a search catching up meanwhile must not index these rows twice
                 connection.execute(insert(ImageEmbeddingRow), rows)
@@ -88,24 +75,12 @@ class ImageEmbeddings:
         self._catch_up(model_id)
         with self._lock:
             index = self._indexes.get(model_id)
-            if index is None or not len(index):
-                return {}
-            return dict(index.search(text, len(index), filters))
+            return {} if index is None else index.similarities(text, filters)
 
     def _index_rows(self, rows: list[dict]) -> None:
         for model_id in {row["model_id"] for row in rows}:
             mine = [row for row in rows if row["model_id"] == model_id]
-            vectors = np.stack([np.frombuffer(row["vector"], np.float32) for row in mine])
-            index = self._indexes.get(model_id)
-            if index is None:
-                index = self._indexes[model_id] = VectorIndex(vectors.shape[1])
-            index.add(
-                [row["track_id"] for row in mine],
-                vectors,
-                [row["camera"] for row in mine],
-                [row["first_seen"] for row in mine],
-                [row["last_seen"] for row in mine],
-            )
+            self._indexes[model_id] = index_rows(self._indexes.get(model_id), mine)
             self._newest[model_id] = max(self._newest.get(model_id, 0), max(row["track_id"] for row in mine))
 
     def _catch_up(self, model_id: int | None) -> None:

@@ -176,6 +176,11 @@ class VectorIndex:
                 return self._ranked(query, rows, limit, filters.after)
             wanted = min(4 * wanted, self.MOST_CANDIDATES)
 
+    def similarities(self, query: np.ndarray, filters: Filters) -> dict[int, float]:
+        """Every track within ``filters``: its exact cosine with ``query`` (a scan: no ranking, no graph)."""
+        rows = self._within(filters)
+        return dict(zip(self.ids[rows].tolist(), self.scores(query.astype(np.float32), rows).tolist(), strict=True))
+
     def _ranked(
         self, query: np.ndarray, rows: np.ndarray, limit: int, after: tuple[float, int] | None
     ) -> list[tuple[int, float]]:

@@ -63,6 +63,18 @@ def test_filters_and_pages_hold_exactly():
     assert paged == sorted(paged, key=lambda hit: (-hit[1], -hit[0]))  # one order across the pages
 
 
+def test_free_text_gets_every_filtered_tracks_exact_cosine_however_many_pass():
+    index = filled(3000)
+    query = index.vector(11)
+    assert query is not None
+    since = T0 + timedelta(hours=6)
+    cosines = index.similarities(query, Filters("cam-1", since))
+    rows = index._within(Filters("cam-1", since))
+    assert len(rows) > 300 and sorted(cosines) == sorted(index.ids[rows].tolist())
+    stored = np.stack([index.vector(int(track)) for track in index.ids[rows]])
+    np.testing.assert_allclose([cosines[int(t)] for t in index.ids[rows]], stored @ query, atol=1e-6)
+
+
 def test_a_tracks_score_does_not_depend_on_the_rows_scored_with_it():
     """Pages through the graph score different candidates for one query; the cursor compares scores exactly."""
     index = filled(3000)
