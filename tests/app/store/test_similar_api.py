@@ -13,24 +13,17 @@ from PIL import Image
 from benchmarks.media import encode
 from training.synthetic.scenes import make_scene, write_mot
 
-from ..conftest import E2E_LIMITS
-from ..harness import make_settings, serving
+from .tokened import auth, tokened_server
 
 pytestmark = pytest.mark.e2e
 START = datetime(2026, 3, 1, 14, 0, tzinfo=UTC)
-TOKEN = "s3cret-token"
 
 
 @pytest.fixture(scope="module")
 def server(tiny_checkpoint, tmp_path_factory):
     data = tmp_path_factory.mktemp("data")
-    settings = make_settings(tiny_checkpoint, **E2E_LIMITS, data_dir=data, api_token=TOKEN, retention_days=0)
-    with serving(settings) as running:
+    with tokened_server(tiny_checkpoint, data) as running:
         yield running
-
-
-def auth(**params) -> dict:
-    return {"headers": {"Authorization": f"Bearer {TOKEN}"}, "params": params, "timeout": 30}
 
 
 @pytest.fixture(scope="module")

@@ -19,17 +19,11 @@ from benchmarks.media import encode
 from model import create_model, get_config, load_checkpoint, load_schema, save_checkpoint
 from training.synthetic.scenes import make_scene, write_mot
 
-from ..conftest import E2E_LIMITS
-from ..harness import make_settings, serving
+from .tokened import auth, tokened_server
 
 pytestmark = pytest.mark.e2e
 START = datetime(2026, 3, 1, 14, 0, tzinfo=UTC)
-TOKEN = "s3cret-token"
 SENTENCE = "a man carrying a red umbrella"
-
-
-def auth(**params) -> dict:
-    return {"headers": {"Authorization": f"Bearer {TOKEN}"}, "params": params, "timeout": 60}
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +38,7 @@ def checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(checkpoint, tmp_path_factory):
     data = tmp_path_factory.mktemp("data")
-    settings = make_settings(checkpoint, **E2E_LIMITS, data_dir=data, api_token=TOKEN, retention_days=0)
-    with serving(settings) as running:
+    with tokened_server(checkpoint, data) as running:
         yield running
 
 
@@ -114,8 +107,7 @@ def test_pages_continue_and_cursors_stay_with_their_text(server, stored):
 
 
 def test_a_model_without_the_text_tower_says_why_it_read_no_free_text(tiny_checkpoint, tmp_path):
-    settings = make_settings(tiny_checkpoint, **E2E_LIMITS, data_dir=tmp_path, api_token=TOKEN, retention_days=0)
-    with serving(settings) as running:
+    with tokened_server(tiny_checkpoint, tmp_path) as running:
         answer = httpx.get(f"{running.url}/tracks", **auth(q=SENTENCE))
     assert answer.status_code == 200, answer.text
     reading = answer.json()["interpretation"]
